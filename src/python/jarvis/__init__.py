@@ -1,0 +1,1 @@
+"""Jarvis: the persistence and audit backbone of an autonomous agent."""

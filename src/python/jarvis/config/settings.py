@@ -1,0 +1,180 @@
+"""Jarvis settings: one pydantic-settings model read from the environment and `.env`.
+
+This package knows nothing of the database or Redis: it only turns strings
+from the environment into validated, typed values, and explains a bad value in
+terms a person can act on (the variable, the value with any password masked,
+what is expected).
+"""
+
+from __future__ import annotations
+
+import os
+from enum import Enum
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from pydantic import AliasChoices, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from jarvis.config.secrets import mask_url
+
+POSTGRES_SCHEMES = ("postgresql", "postgres", "postgresql+psycopg")
+REDIS_SCHEMES = ("redis", "rediss", "unix")
+
+
+class LogLevel(str, Enum):
+    DEBUG = "DEBUG"
+    INFO = "INFO"
+    WARNING = "WARNING"
+    ERROR = "ERROR"
+
+
+def default_data_dir() -> Path:
+    """Where embedded services keep their data when JARVIS_DATA_DIR is unset.
+
+    Root gets /var/lib/jarvis: the embedded PostgreSQL runs as an unprivileged
+    user and must be able to traverse every parent directory, and opening up
+    root's home for that would be a security regression.
+    """
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        return Path("/var/lib/jarvis")
+    xdg = os.environ.get("XDG_DATA_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".local" / "share") / "jarvis"
+
+
+class Settings(BaseSettings):
+    """Everything Jarvis can be configured with. `.env.example` documents each variable."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        populate_by_name=True,
+        frozen=True,
+    )
+
+    database_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("DATABASE_URL", "database_url"),
+        description="PostgreSQL URL; unset means an embedded PostgreSQL 16 under the data directory.",
+    )
+    redis_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("REDIS_URL", "redis_url"),
+        description="Redis URL; unset means Jarvis runs without Redis.",
+    )
+    pool_size: int = Field(
+        default=20,
+        ge=1,
+        le=1000,
+        validation_alias=AliasChoices("JARVIS_POOL_SIZE", "pool_size"),
+        description="Connections kept in the PostgreSQL pool.",
+    )
+    pool_idle_timeout: float = Field(
+        default=30.0,
+        gt=0,
+        validation_alias=AliasChoices("JARVIS_POOL_IDLE_TIMEOUT", "pool_idle_timeout"),
+        description="Seconds after which an idle pooled connection is recycled.",
+    )
+    connect_timeout: float = Field(
+        default=2.0,
+        gt=0,
+        validation_alias=AliasChoices("JARVIS_CONNECT_TIMEOUT", "connect_timeout"),
+        description="Seconds to wait for a connection (server or pool) before failing.",
+    )
+    data_dir: Path = Field(
+        default_factory=default_data_dir,
+        validation_alias=AliasChoices("JARVIS_DATA_DIR", "data_dir"),
+        description="Directory for embedded services' data.",
+    )
+    log_level: LogLevel = Field(
+        default=LogLevel.INFO,
+        validation_alias=AliasChoices("JARVIS_LOG_LEVEL", "log_level"),
+        description="DEBUG, INFO, WARNING or ERROR.",
+    )
+
+    @field_validator("database_url", "redis_url", mode="before")
+    @classmethod
+    def _blank_means_unset(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in POSTGRES_SCHEMES:
+            raise ValueError(
+                f"expected a PostgreSQL URL starting with one of {', '.join(s + '://' for s in POSTGRES_SCHEMES)}"
+            )
+        if not parts.path.strip("/"):
+            raise ValueError("expected a database name in the URL path, e.g. postgresql://user@localhost:5432/jarvis")
+        if not parts.hostname and "host=" not in parts.query:
+            raise ValueError("expected a host, e.g. postgresql://user@localhost:5432/jarvis")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _check_redis_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in REDIS_SCHEMES:
+            raise ValueError(f"expected a Redis URL starting with one of {', '.join(s + '://' for s in REDIS_SCHEMES)}")
+        if parts.scheme != "unix" and not parts.hostname:
+            raise ValueError("expected a host, e.g. redis://localhost:6379/0")
+        return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_log_level(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+
+class ConfigError(Exception):
+    """A setting has a value Jarvis cannot use; the message names the variable and the fix."""
+
+
+def env_var_name(field_name: str) -> str:
+    """The environment variable a person sets for a field (its first alias)."""
+    alias = Settings.model_fields[field_name].validation_alias
+    assert isinstance(alias, AliasChoices)
+    first = alias.choices[0]
+    assert isinstance(first, str)
+    return first
+
+
+def _shown(value: Any) -> str:
+    return repr(mask_url(value) if isinstance(value, str) else value)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read settings, turning pydantic's report into one actionable ConfigError."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        lines = []
+        for error in exc.errors():
+            field = str(error["loc"][0]) if error["loc"] else "?"
+            name = env_var_name(field) if field in Settings.model_fields else field
+            message = str(error["msg"]).removeprefix("Value error, ")
+            fix = f"Fix: set {name} in the environment or .env (see .env.example)."
+            lines.append(f"{name}={_shown(error.get('input'))}: {message}. {fix}")
+        raise ConfigError("Invalid configuration:\n  " + "\n  ".join(lines)) from None
+
+
+def setting_sources(env_file: Path = Path(".env")) -> dict[str, str]:
+    """Where each setting's value came from: 'environment', '.env' or 'default'."""
+    from_file: set[str] = set()
+    if env_file.is_file():
+        for line in env_file.read_text(encoding="utf-8").splitlines():
+            key, sep, _ = line.strip().partition("=")
+            if sep and not key.startswith("#"):
+                from_file.add(key.strip().removeprefix("export ").strip())
+    sources = {}
+    for field in Settings.model_fields:
+        name = env_var_name(field)
+        sources[field] = "environment" if name in os.environ else ".env" if name in from_file else "default"
+    return sources

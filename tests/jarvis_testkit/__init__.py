@@ -1,0 +1,1 @@
+"""Real PostgreSQL and Redis for tests: what is configured, or private throwaway servers."""
