@@ -1,0 +1,139 @@
+"""Engine and pool lifecycle: one `Database` per process, shut down cleanly.
+
+Connections drop to the `jarvis_app` role right after connecting, so even a
+superuser URL writes through a role that cannot UPDATE, DELETE or TRUNCATE
+the audit tables. Migrations (`jarvis db upgrade`) connect without it.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import math
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+from sqlalchemy import Connection, Engine, create_engine, event, exc
+
+from jarvis.config import Settings, mask_url, redact
+from jarvis.db.embedded import embedded_url, start_embedded_postgres
+from jarvis.db.urls import libpq_url, sqlalchemy_url
+
+log = logging.getLogger("jarvis.db")
+
+APP_ROLE = "jarvis_app"
+EMBEDDED_DATABASE = "jarvis"
+
+
+class DatabaseError(Exception):
+    """Base of the errors jarvis.db raises for a person to act on."""
+
+
+class DatabaseUnavailableError(DatabaseError):
+    """PostgreSQL could not be reached; the message names the (masked) URL and the fix."""
+
+
+class PoolExhaustedError(DatabaseError):
+    """Every pooled connection stayed busy for the whole connect timeout."""
+
+
+@dataclass
+class Database:
+    """An engine plus what it took to get one (the embedded server, if any)."""
+
+    engine: Engine
+    url: str
+    settings: Settings
+    embedded_server: Any = None
+    _closed: bool = field(default=False, repr=False)
+
+    @property
+    def display_url(self) -> str:
+        return mask_url(self.url)
+
+    @contextmanager
+    def connect(self) -> Iterator[Connection]:
+        """A pooled connection; pool exhaustion and outages become actionable errors."""
+        try:
+            conn = self.engine.connect()
+        except exc.TimeoutError:
+            raise PoolExhaustedError(
+                f"All {self.settings.pool_size} pooled PostgreSQL connections stayed busy for "
+                f"{self.settings.connect_timeout} s (JARVIS_CONNECT_TIMEOUT). Fix: raise JARVIS_POOL_SIZE "
+                "or hold connections for shorter."
+            ) from None
+        except exc.OperationalError as error:
+            raise unavailable(self.url, error) from None
+        with conn:
+            yield conn
+
+    @contextmanager
+    def begin(self) -> Iterator[Connection]:
+        """A connection inside a transaction that commits on success and rolls back on error."""
+        with self.connect() as conn, conn.begin():
+            yield conn
+
+    def shutdown(self) -> None:
+        """Close idle pooled connections; connections in use finish their transaction first."""
+        if not self._closed:
+            self._closed = True
+            self.engine.dispose()
+
+
+def unavailable(url: str, error: BaseException) -> DatabaseUnavailableError:
+    detail = redact(str(getattr(error, "orig", None) or error).strip().splitlines()[0])
+    return DatabaseUnavailableError(
+        f"Cannot reach PostgreSQL at {mask_url(url)}: {detail}. "
+        "Fix: start the server, or correct DATABASE_URL (unset it to use the embedded PostgreSQL)."
+    )
+
+
+def resolve_url(settings: Settings) -> tuple[str, Any]:
+    """The libpq URL to use, and the embedded server handle when one was started for it."""
+    if settings.database_url:
+        return libpq_url(settings.database_url), None
+    server = start_embedded_postgres(settings.data_dir)
+    admin = embedded_url(server)
+    with psycopg.connect(admin, autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (EMBEDDED_DATABASE,)).fetchone()
+        if not exists:
+            try:
+                conn.execute(f'CREATE DATABASE "{EMBEDDED_DATABASE}"')
+            except psycopg.errors.DuplicateDatabase:
+                pass  # another Jarvis process created it first
+    return embedded_url(server, EMBEDDED_DATABASE), server
+
+
+def open_database(settings: Settings, *, url: str | None = None, as_app_role: bool = True) -> Database:
+    """Create the engine (starting the embedded PostgreSQL when DATABASE_URL is unset)."""
+    server = None
+    if url is None:
+        url, server = resolve_url(settings)
+    engine = create_engine(
+        sqlalchemy_url(url),
+        pool_size=settings.pool_size,
+        max_overflow=0,
+        pool_timeout=settings.connect_timeout,
+        pool_recycle=int(settings.pool_idle_timeout),
+        pool_pre_ping=True,
+        connect_args={
+            "connect_timeout": max(1, math.ceil(settings.connect_timeout)),
+            "application_name": "jarvis",
+        },
+    )
+    if as_app_role:
+        event.listen(engine, "connect", _drop_to_app_role)
+    database = Database(engine=engine, url=url, settings=settings, embedded_server=server)
+    atexit.register(database.shutdown)
+    where = "embedded PostgreSQL 16" if server is not None else "PostgreSQL"
+    log.info("using %s at %s", where, database.display_url)
+    return database
+
+
+def _drop_to_app_role(dbapi_connection: Any, _record: Any) -> None:
+    with dbapi_connection.cursor() as cursor:
+        cursor.execute(f"SET ROLE {APP_ROLE}")
+    dbapi_connection.commit()

@@ -1,0 +1,47 @@
+"""Alembic, driven from Python: migrations are the source of truth for the schema."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+
+from jarvis.db.engine import Database
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+MIGRATION_LOCK_KEY = 0x4A415256  # 'JARV': one advisory lock serialises concurrent upgrades
+
+
+def alembic_config(database: Database, output: io.StringIO | None = None) -> Config:
+    config = Config(stdout=output) if output is not None else Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.attributes["engine"] = database.engine
+    return config
+
+
+def upgrade(database: Database, revision: str = "head") -> None:
+    command.upgrade(alembic_config(database), revision)
+
+
+def downgrade(database: Database, revision: str = "-1") -> None:
+    command.downgrade(alembic_config(database), revision)
+
+
+def current_revision(database: Database) -> str | None:
+    with database.engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def head_revision() -> str | None:
+    return ScriptDirectory(str(MIGRATIONS_DIR)).get_current_head()
+
+
+def history() -> list[tuple[str, str | None, str]]:
+    """(revision, down_revision, message), newest first."""
+    script = ScriptDirectory(str(MIGRATIONS_DIR))
+    return [(rev.revision, rev.down_revision if isinstance(rev.down_revision, str) else None, rev.doc or "")
+            for rev in script.walk_revisions()]

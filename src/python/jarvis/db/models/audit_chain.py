@@ -1,0 +1,50 @@
+"""The hash chain that makes the audit tables tamper-evident.
+
+Triggers stop the application from rewriting history; they do not stop a
+superuser. So every audit row is also bound into a SHA-256 chain (immudb's
+linear hash, sealed in batches like Certificate Transparency's sequencer):
+`chain_hash[n] = sha256(chain_hash[n-1] || seq || table || row_id || row_hash)`.
+
+Writers never touch the chain on their commit path (a chain read in a plain
+transaction forks under concurrency, and a global lock at insert time caps
+throughput). Instead an AFTER INSERT trigger queues each new row in
+`audit_pending`, and one sealer at a time links the queued rows. A row that
+is in neither table was written with triggers disabled: `verify` reports it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import BigInteger, CheckConstraint, LargeBinary, Text, UniqueConstraint, func
+from sqlalchemy.orm import Mapped, mapped_column
+
+from jarvis.db.base import AUDIT_TABLES, Base
+
+_TABLE_CHECK = f"table_name IN ({', '.join(repr(t) for t in AUDIT_TABLES)})"
+
+
+class AuditChainLink(Base):
+    __tablename__ = "audit_chain"
+    __table_args__ = (
+        CheckConstraint(_TABLE_CHECK, name="table_name"),
+        CheckConstraint("seq >= 1", name="seq_positive"),
+        UniqueConstraint("table_name", "row_id"),
+    )
+
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    table_name: Mapped[str] = mapped_column(Text)
+    row_id: Mapped[uuid.UUID]
+    row_hash: Mapped[bytes] = mapped_column(LargeBinary)
+    chain_hash: Mapped[bytes] = mapped_column(LargeBinary)
+    sealed_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+class AuditPending(Base):
+    __tablename__ = "audit_pending"
+    __table_args__ = (CheckConstraint(_TABLE_CHECK, name="table_name"),)
+
+    table_name: Mapped[str] = mapped_column(Text, primary_key=True)
+    row_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    queued_at: Mapped[datetime] = mapped_column(server_default=func.clock_timestamp())
