@@ -6,6 +6,9 @@ from collections.abc import Iterator
 
 import pytest
 
+from jarvis.config import Settings, load_settings
+from jarvis.db import Database, open_database
+from jarvis.db.migrate import upgrade
 from jarvis_testkit import services
 
 
@@ -26,3 +29,35 @@ def empty_database_url(postgres_admin_url: str, request: pytest.FixtureRequest) 
 def redis_url() -> Iterator[str]:
     with services.redis_url() as url:
         yield url
+
+
+@pytest.fixture(scope="module")
+def settings(empty_database_url: str) -> Settings:
+    return load_settings(database_url=empty_database_url)
+
+
+@pytest.fixture(scope="module")
+def migrated_database_url(empty_database_url: str, settings: Settings) -> str:
+    """This module's database, upgraded to the newest migration."""
+    owner = open_database(settings, url=empty_database_url, as_app_role=False)
+    try:
+        upgrade(owner)
+    finally:
+        owner.shutdown()
+    return empty_database_url
+
+
+@pytest.fixture(scope="module")
+def database(migrated_database_url: str, settings: Settings) -> Iterator[Database]:
+    """The migrated database as the application sees it: through the restricted `jarvis_app` role."""
+    db = open_database(settings, url=migrated_database_url)
+    yield db
+    db.shutdown()
+
+
+@pytest.fixture(scope="module")
+def owner_database(migrated_database_url: str, settings: Settings) -> Iterator[Database]:
+    """The same database as its owner (a superuser in tests): what an administrator could do."""
+    db = open_database(settings, url=migrated_database_url, as_app_role=False)
+    yield db
+    db.shutdown()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
@@ -14,6 +15,13 @@ from jarvis.db.engine import Database
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 MIGRATION_LOCK_KEY = 0x4A415256  # 'JARV': one advisory lock serialises concurrent upgrades
+
+
+def include_name(name: str | None, type_: str, parent_names: Any) -> bool:
+    """Tables the agent creates at run time live in their own schema and are never migrated."""
+    if type_ == "schema":
+        return name in (None, "public")
+    return True
 
 
 def alembic_config(database: Database, output: io.StringIO | None = None) -> Config:
@@ -43,5 +51,7 @@ def head_revision() -> str | None:
 def history() -> list[tuple[str, str | None, str]]:
     """(revision, down_revision, message), newest first."""
     script = ScriptDirectory(str(MIGRATIONS_DIR))
-    return [(rev.revision, rev.down_revision if isinstance(rev.down_revision, str) else None, rev.doc or "")
-            for rev in script.walk_revisions()]
+    return [
+        (rev.revision, rev.down_revision if isinstance(rev.down_revision, str) else None, rev.doc or "")
+        for rev in script.walk_revisions()
+    ]

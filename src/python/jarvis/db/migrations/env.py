@@ -6,23 +6,12 @@ plain `alembic` from the repository root (which reads DATABASE_URL like Jarvis d
 
 from __future__ import annotations
 
-from typing import Any
-
 from alembic import context
 from sqlalchemy import text
 
 import jarvis.db.models  # noqa: F401  (registers every table on Base.metadata)
 from jarvis.db.base import Base
-from jarvis.db.migrate import MIGRATION_LOCK_KEY
-
-RUNTIME_SCHEMA = "agent_ext"
-
-
-def include_name(name: str | None, type_: str, parent_names: Any) -> bool:
-    """Tables the agent creates at run time live in their own schema and are never migrated."""
-    if type_ == "schema":
-        return name in (None, "public")
-    return True
+from jarvis.db.migrate import MIGRATION_LOCK_KEY, include_name
 
 
 def run_migrations() -> None:

@@ -23,7 +23,12 @@ class PlanningCycle(Base):
         CheckConstraint("parent_id IS NOT NULL OR (goals IS NOT NULL AND outcomes IS NULL)", name="start_has_goals"),
         CheckConstraint("parent_id IS NULL OR goals IS NULL", name="completion_has_no_goals"),
         CheckConstraint("length(agent) BETWEEN 1 AND 200", name="agent_length"),
-        Index("ix_planning_cycles_one_completion", "parent_id", unique=True, postgresql_where=text("parent_id IS NOT NULL")),
+        Index(
+            "ix_planning_cycles_one_completion",
+            "parent_id",
+            unique=True,
+            postgresql_where=text("parent_id IS NOT NULL"),
+        ),
         Index("ix_planning_cycles_agent_created_at", "agent", "created_at"),
     )
 

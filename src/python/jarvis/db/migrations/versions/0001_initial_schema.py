@@ -11,136 +11,218 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-revision = '0001'
+revision = "0001"
 down_revision = None
 branch_labels = None
 depends_on = None
 
 
 def upgrade() -> None:
-    op.create_table('agent_state',
-    sa.Column('id', sa.BigInteger(), sa.Identity(always=True), nullable=False),
-    sa.Column('key', sa.Text(), nullable=False),
-    sa.Column('value', postgresql.JSONB(astext_type=sa.Text()), nullable=False),
-    sa.Column('version', sa.Integer(), server_default='1', nullable=False),
-    sa.Column('updated_at', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
-    sa.CheckConstraint('length(key) BETWEEN 1 AND 512', name=op.f('ck_agent_state_key_length')),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_agent_state')),
-    sa.UniqueConstraint('key', name=op.f('uq_agent_state_key'))
+    op.create_table(
+        "agent_state",
+        sa.Column("id", sa.BigInteger(), sa.Identity(always=True), nullable=False),
+        sa.Column("key", sa.Text(), nullable=False),
+        sa.Column("value", postgresql.JSONB(astext_type=sa.Text()), nullable=False),
+        sa.Column("version", sa.Integer(), server_default="1", nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
+        sa.CheckConstraint("length(key) BETWEEN 1 AND 512", name=op.f("ck_agent_state_key_length")),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_agent_state")),
+        sa.UniqueConstraint("key", name=op.f("uq_agent_state_key")),
     )
-    op.create_table('audit_chain',
-    sa.Column('seq', sa.BigInteger(), autoincrement=False, nullable=False),
-    sa.Column('table_name', sa.Text(), nullable=False),
-    sa.Column('row_id', sa.Uuid(), nullable=False),
-    sa.Column('row_hash', sa.LargeBinary(), nullable=False),
-    sa.Column('chain_hash', sa.LargeBinary(), nullable=False),
-    sa.Column('sealed_at', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
-    sa.CheckConstraint("table_name IN ('planning_cycles', 'tool_calls', 'decision_log')", name=op.f('ck_audit_chain_table_name')),
-    sa.CheckConstraint('seq >= 1', name=op.f('ck_audit_chain_seq_positive')),
-    sa.PrimaryKeyConstraint('seq', name=op.f('pk_audit_chain')),
-    sa.UniqueConstraint('table_name', 'row_id', name=op.f('uq_audit_chain_table_name_row_id'))
+    op.create_table(
+        "audit_chain",
+        sa.Column("seq", sa.BigInteger(), autoincrement=False, nullable=False),
+        sa.Column("table_name", sa.Text(), nullable=False),
+        sa.Column("row_id", sa.Uuid(), nullable=False),
+        sa.Column("row_hash", sa.LargeBinary(), nullable=False),
+        sa.Column("chain_hash", sa.LargeBinary(), nullable=False),
+        sa.Column("sealed_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
+        sa.CheckConstraint(
+            "table_name IN ('planning_cycles', 'tool_calls', 'decision_log')", name=op.f("ck_audit_chain_table_name")
+        ),
+        sa.CheckConstraint("seq >= 1", name=op.f("ck_audit_chain_seq_positive")),
+        sa.PrimaryKeyConstraint("seq", name=op.f("pk_audit_chain")),
+        sa.UniqueConstraint("table_name", "row_id", name=op.f("uq_audit_chain_table_name_row_id")),
     )
-    op.create_table('audit_pending',
-    sa.Column('table_name', sa.Text(), nullable=False),
-    sa.Column('row_id', sa.Uuid(), nullable=False),
-    sa.Column('queued_at', sa.DateTime(timezone=True), server_default=sa.text('clock_timestamp()'), nullable=False),
-    sa.CheckConstraint("table_name IN ('planning_cycles', 'tool_calls', 'decision_log')", name=op.f('ck_audit_pending_table_name')),
-    sa.PrimaryKeyConstraint('table_name', 'row_id', name=op.f('pk_audit_pending'))
+    op.create_table(
+        "audit_pending",
+        sa.Column("table_name", sa.Text(), nullable=False),
+        sa.Column("row_id", sa.Uuid(), nullable=False),
+        sa.Column("queued_at", sa.DateTime(timezone=True), server_default=sa.text("clock_timestamp()"), nullable=False),
+        sa.CheckConstraint(
+            "table_name IN ('planning_cycles', 'tool_calls', 'decision_log')", name=op.f("ck_audit_pending_table_name")
+        ),
+        sa.PrimaryKeyConstraint("table_name", "row_id", name=op.f("pk_audit_pending")),
     )
-    op.create_table('memory_facts',
-    sa.Column('id', sa.BigInteger(), sa.Identity(always=True), nullable=False),
-    sa.Column('subject', sa.Text(), nullable=False),
-    sa.Column('body', postgresql.JSONB(astext_type=sa.Text()), nullable=False),
-    sa.Column('is_stale', sa.Boolean(), server_default=sa.text('false'), nullable=False),
-    sa.Column('created_at', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_memory_facts'))
+    op.create_table(
+        "memory_facts",
+        sa.Column("id", sa.BigInteger(), sa.Identity(always=True), nullable=False),
+        sa.Column("subject", sa.Text(), nullable=False),
+        sa.Column("body", postgresql.JSONB(astext_type=sa.Text()), nullable=False),
+        sa.Column("is_stale", sa.Boolean(), server_default=sa.text("false"), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_memory_facts")),
     )
-    op.create_index('ix_memory_facts_body', 'memory_facts', ['body'], unique=False, postgresql_using='gin', postgresql_ops={'body': 'jsonb_path_ops'})
-    op.create_index('ix_memory_facts_fresh', 'memory_facts', [sa.literal_column('created_at DESC')], unique=False, postgresql_where=sa.text('NOT is_stale'))
-    op.create_index('ix_memory_facts_subject_created_at', 'memory_facts', ['subject', sa.literal_column('created_at DESC')], unique=False)
-    op.create_table('planning_cycles',
-    sa.Column('id', sa.Uuid(), nullable=False),
-    sa.Column('parent_id', sa.Uuid(), nullable=True),
-    sa.Column('agent', sa.Text(), nullable=False),
-    sa.Column('goals', postgresql.JSONB(astext_type=sa.Text()), nullable=True),
-    sa.Column('status', sa.Text(), nullable=False),
-    sa.Column('outcomes', postgresql.JSONB(astext_type=sa.Text()), nullable=True),
-    sa.Column('created_at', sa.DateTime(timezone=True), server_default=sa.text('clock_timestamp()'), nullable=False),
-    sa.CheckConstraint("(parent_id IS NULL) = (status = 'started')", name=op.f('ck_planning_cycles_start_has_no_parent')),
-    sa.CheckConstraint("status IN ('started', 'succeeded', 'failed', 'cancelled', 'abandoned')", name=op.f('ck_planning_cycles_status')),
-    sa.CheckConstraint('length(agent) BETWEEN 1 AND 200', name=op.f('ck_planning_cycles_agent_length')),
-    sa.CheckConstraint('parent_id IS NOT NULL OR (goals IS NOT NULL AND outcomes IS NULL)', name=op.f('ck_planning_cycles_start_has_goals')),
-    sa.CheckConstraint('parent_id IS NULL OR goals IS NULL', name=op.f('ck_planning_cycles_completion_has_no_goals')),
-    sa.ForeignKeyConstraint(['parent_id'], ['planning_cycles.id'], name=op.f('fk_planning_cycles_parent_id_planning_cycles')),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_planning_cycles'))
+    op.create_index(
+        "ix_memory_facts_body",
+        "memory_facts",
+        ["body"],
+        unique=False,
+        postgresql_using="gin",
+        postgresql_ops={"body": "jsonb_path_ops"},
     )
-    op.create_index('ix_planning_cycles_agent_created_at', 'planning_cycles', ['agent', 'created_at'], unique=False)
-    op.create_index('ix_planning_cycles_one_completion', 'planning_cycles', ['parent_id'], unique=True, postgresql_where=sa.text('parent_id IS NOT NULL'))
-    op.create_table('schema_changes',
-    sa.Column('id', sa.BigInteger(), sa.Identity(always=True), nullable=False),
-    sa.Column('table_name', sa.Text(), nullable=False),
-    sa.Column('action', sa.Text(), nullable=False),
-    sa.Column('columns', postgresql.JSONB(astext_type=sa.Text()), nullable=False),
-    sa.Column('created_at', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_schema_changes'))
+    op.create_index(
+        "ix_memory_facts_fresh",
+        "memory_facts",
+        [sa.literal_column("created_at DESC")],
+        unique=False,
+        postgresql_where=sa.text("NOT is_stale"),
     )
-    op.create_table('decision_log',
-    sa.Column('id', sa.Uuid(), nullable=False),
-    sa.Column('cycle_id', sa.Uuid(), nullable=False),
-    sa.Column('reasoning', postgresql.JSONB(astext_type=sa.Text()), nullable=False),
-    sa.Column('decision', sa.Text(), nullable=False),
-    sa.Column('created_at', sa.DateTime(timezone=True), server_default=sa.text('clock_timestamp()'), nullable=False),
-    sa.CheckConstraint('length(decision) BETWEEN 1 AND 10000', name=op.f('ck_decision_log_decision_length')),
-    sa.ForeignKeyConstraint(['cycle_id'], ['planning_cycles.id'], name=op.f('fk_decision_log_cycle_id_planning_cycles')),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_decision_log'))
+    op.create_index(
+        "ix_memory_facts_subject_created_at",
+        "memory_facts",
+        ["subject", sa.literal_column("created_at DESC")],
+        unique=False,
     )
-    op.create_index(op.f('ix_decision_log_cycle_id'), 'decision_log', ['cycle_id'], unique=False)
-    op.create_table('tool_calls',
-    sa.Column('id', sa.Uuid(), nullable=False),
-    sa.Column('parent_id', sa.Uuid(), nullable=True),
-    sa.Column('cycle_id', sa.Uuid(), nullable=True),
-    sa.Column('tool_name', sa.Text(), nullable=False),
-    sa.Column('status', sa.Text(), nullable=False),
-    sa.Column('input', postgresql.JSONB(astext_type=sa.Text()), nullable=True),
-    sa.Column('output', postgresql.JSONB(astext_type=sa.Text()), nullable=True),
-    sa.Column('error', sa.Text(), nullable=True),
-    sa.Column('duration_ms', sa.Integer(), nullable=True),
-    sa.Column('created_at', sa.DateTime(timezone=True), server_default=sa.text('clock_timestamp()'), nullable=False),
-    sa.CheckConstraint("(parent_id IS NULL) = (status = 'started')", name=op.f('ck_tool_calls_start_has_no_parent')),
-    sa.CheckConstraint("status IN ('started', 'succeeded', 'failed', 'cancelled', 'abandoned')", name=op.f('ck_tool_calls_status')),
-    sa.CheckConstraint('length(tool_name) BETWEEN 1 AND 200', name=op.f('ck_tool_calls_tool_name_length')),
-    sa.CheckConstraint('parent_id IS NOT NULL OR (output IS NULL AND error IS NULL AND duration_ms IS NULL)', name=op.f('ck_tool_calls_start_has_no_outcome')),
-    sa.CheckConstraint('parent_id IS NULL OR input IS NULL', name=op.f('ck_tool_calls_completion_has_no_input')),
-    sa.CheckConstraint('parent_id IS NULL OR cycle_id IS NULL', name=op.f('ck_tool_calls_completion_has_no_cycle')),
-    sa.ForeignKeyConstraint(['cycle_id'], ['planning_cycles.id'], name=op.f('fk_tool_calls_cycle_id_planning_cycles')),
-    sa.ForeignKeyConstraint(['parent_id'], ['tool_calls.id'], name=op.f('fk_tool_calls_parent_id_tool_calls')),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_tool_calls'))
+    op.create_table(
+        "planning_cycles",
+        sa.Column("id", sa.Uuid(), nullable=False),
+        sa.Column("parent_id", sa.Uuid(), nullable=True),
+        sa.Column("agent", sa.Text(), nullable=False),
+        sa.Column("goals", postgresql.JSONB(astext_type=sa.Text()), nullable=True),
+        sa.Column("status", sa.Text(), nullable=False),
+        sa.Column("outcomes", postgresql.JSONB(astext_type=sa.Text()), nullable=True),
+        sa.Column(
+            "created_at", sa.DateTime(timezone=True), server_default=sa.text("clock_timestamp()"), nullable=False
+        ),
+        sa.CheckConstraint(
+            "(parent_id IS NULL) = (status = 'started')", name=op.f("ck_planning_cycles_start_has_no_parent")
+        ),
+        sa.CheckConstraint(
+            "status IN ('started', 'succeeded', 'failed', 'cancelled', 'abandoned')",
+            name=op.f("ck_planning_cycles_status"),
+        ),
+        sa.CheckConstraint("length(agent) BETWEEN 1 AND 200", name=op.f("ck_planning_cycles_agent_length")),
+        sa.CheckConstraint(
+            "parent_id IS NOT NULL OR (goals IS NOT NULL AND outcomes IS NULL)",
+            name=op.f("ck_planning_cycles_start_has_goals"),
+        ),
+        sa.CheckConstraint(
+            "parent_id IS NULL OR goals IS NULL", name=op.f("ck_planning_cycles_completion_has_no_goals")
+        ),
+        sa.ForeignKeyConstraint(
+            ["parent_id"], ["planning_cycles.id"], name=op.f("fk_planning_cycles_parent_id_planning_cycles")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_planning_cycles")),
     )
-    op.create_index('ix_tool_calls_created_at', 'tool_calls', ['created_at'], unique=False)
-    op.create_index('ix_tool_calls_cycle_id', 'tool_calls', ['cycle_id'], unique=False)
-    op.create_index('ix_tool_calls_one_completion', 'tool_calls', ['parent_id'], unique=True, postgresql_where=sa.text('parent_id IS NOT NULL'))
+    op.create_index("ix_planning_cycles_agent_created_at", "planning_cycles", ["agent", "created_at"], unique=False)
+    op.create_index(
+        "ix_planning_cycles_one_completion",
+        "planning_cycles",
+        ["parent_id"],
+        unique=True,
+        postgresql_where=sa.text("parent_id IS NOT NULL"),
+    )
+    op.create_table(
+        "schema_changes",
+        sa.Column("id", sa.BigInteger(), sa.Identity(always=True), nullable=False),
+        sa.Column("table_name", sa.Text(), nullable=False),
+        sa.Column("action", sa.Text(), nullable=False),
+        sa.Column("columns", postgresql.JSONB(astext_type=sa.Text()), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_schema_changes")),
+    )
+    op.create_table(
+        "decision_log",
+        sa.Column("id", sa.Uuid(), nullable=False),
+        sa.Column("cycle_id", sa.Uuid(), nullable=False),
+        sa.Column("reasoning", postgresql.JSONB(astext_type=sa.Text()), nullable=False),
+        sa.Column("decision", sa.Text(), nullable=False),
+        sa.Column(
+            "created_at", sa.DateTime(timezone=True), server_default=sa.text("clock_timestamp()"), nullable=False
+        ),
+        sa.CheckConstraint("length(decision) BETWEEN 1 AND 10000", name=op.f("ck_decision_log_decision_length")),
+        sa.ForeignKeyConstraint(
+            ["cycle_id"], ["planning_cycles.id"], name=op.f("fk_decision_log_cycle_id_planning_cycles")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_decision_log")),
+    )
+    op.create_index(op.f("ix_decision_log_cycle_id"), "decision_log", ["cycle_id"], unique=False)
+    op.create_table(
+        "tool_calls",
+        sa.Column("id", sa.Uuid(), nullable=False),
+        sa.Column("parent_id", sa.Uuid(), nullable=True),
+        sa.Column("cycle_id", sa.Uuid(), nullable=True),
+        sa.Column("tool_name", sa.Text(), nullable=False),
+        sa.Column("status", sa.Text(), nullable=False),
+        sa.Column("input", postgresql.JSONB(astext_type=sa.Text()), nullable=True),
+        sa.Column("output", postgresql.JSONB(astext_type=sa.Text()), nullable=True),
+        sa.Column("error", sa.Text(), nullable=True),
+        sa.Column("duration_ms", sa.Integer(), nullable=True),
+        sa.Column(
+            "created_at", sa.DateTime(timezone=True), server_default=sa.text("clock_timestamp()"), nullable=False
+        ),
+        sa.CheckConstraint(
+            "(parent_id IS NULL) = (status = 'started')", name=op.f("ck_tool_calls_start_has_no_parent")
+        ),
+        sa.CheckConstraint(
+            "status IN ('started', 'succeeded', 'failed', 'cancelled', 'abandoned')", name=op.f("ck_tool_calls_status")
+        ),
+        sa.CheckConstraint("length(tool_name) BETWEEN 1 AND 200", name=op.f("ck_tool_calls_tool_name_length")),
+        sa.CheckConstraint(
+            "parent_id IS NOT NULL OR (output IS NULL AND error IS NULL AND duration_ms IS NULL)",
+            name=op.f("ck_tool_calls_start_has_no_outcome"),
+        ),
+        sa.CheckConstraint("parent_id IS NULL OR input IS NULL", name=op.f("ck_tool_calls_completion_has_no_input")),
+        sa.CheckConstraint("parent_id IS NULL OR cycle_id IS NULL", name=op.f("ck_tool_calls_completion_has_no_cycle")),
+        sa.ForeignKeyConstraint(
+            ["cycle_id"], ["planning_cycles.id"], name=op.f("fk_tool_calls_cycle_id_planning_cycles")
+        ),
+        sa.ForeignKeyConstraint(["parent_id"], ["tool_calls.id"], name=op.f("fk_tool_calls_parent_id_tool_calls")),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_tool_calls")),
+    )
+    op.create_index("ix_tool_calls_created_at", "tool_calls", ["created_at"], unique=False)
+    op.create_index("ix_tool_calls_cycle_id", "tool_calls", ["cycle_id"], unique=False)
+    op.create_index(
+        "ix_tool_calls_one_completion",
+        "tool_calls",
+        ["parent_id"],
+        unique=True,
+        postgresql_where=sa.text("parent_id IS NOT NULL"),
+    )
     install_enforcement()
 
 
 def downgrade() -> None:
     uninstall_enforcement()
-    op.drop_index('ix_tool_calls_one_completion', table_name='tool_calls', postgresql_where=sa.text('parent_id IS NOT NULL'))
-    op.drop_index('ix_tool_calls_cycle_id', table_name='tool_calls')
-    op.drop_index('ix_tool_calls_created_at', table_name='tool_calls')
-    op.drop_table('tool_calls')
-    op.drop_index(op.f('ix_decision_log_cycle_id'), table_name='decision_log')
-    op.drop_table('decision_log')
-    op.drop_table('schema_changes')
-    op.drop_index('ix_planning_cycles_one_completion', table_name='planning_cycles', postgresql_where=sa.text('parent_id IS NOT NULL'))
-    op.drop_index('ix_planning_cycles_agent_created_at', table_name='planning_cycles')
-    op.drop_table('planning_cycles')
-    op.drop_index('ix_memory_facts_subject_created_at', table_name='memory_facts')
-    op.drop_index('ix_memory_facts_fresh', table_name='memory_facts', postgresql_where=sa.text('NOT is_stale'))
-    op.drop_index('ix_memory_facts_body', table_name='memory_facts', postgresql_using='gin', postgresql_ops={'body': 'jsonb_path_ops'})
-    op.drop_table('memory_facts')
-    op.drop_table('audit_pending')
-    op.drop_table('audit_chain')
-    op.drop_table('agent_state')
+    op.drop_index(
+        "ix_tool_calls_one_completion", table_name="tool_calls", postgresql_where=sa.text("parent_id IS NOT NULL")
+    )
+    op.drop_index("ix_tool_calls_cycle_id", table_name="tool_calls")
+    op.drop_index("ix_tool_calls_created_at", table_name="tool_calls")
+    op.drop_table("tool_calls")
+    op.drop_index(op.f("ix_decision_log_cycle_id"), table_name="decision_log")
+    op.drop_table("decision_log")
+    op.drop_table("schema_changes")
+    op.drop_index(
+        "ix_planning_cycles_one_completion",
+        table_name="planning_cycles",
+        postgresql_where=sa.text("parent_id IS NOT NULL"),
+    )
+    op.drop_index("ix_planning_cycles_agent_created_at", table_name="planning_cycles")
+    op.drop_table("planning_cycles")
+    op.drop_index("ix_memory_facts_subject_created_at", table_name="memory_facts")
+    op.drop_index("ix_memory_facts_fresh", table_name="memory_facts", postgresql_where=sa.text("NOT is_stale"))
+    op.drop_index(
+        "ix_memory_facts_body",
+        table_name="memory_facts",
+        postgresql_using="gin",
+        postgresql_ops={"body": "jsonb_path_ops"},
+    )
+    op.drop_table("memory_facts")
+    op.drop_table("audit_pending")
+    op.drop_table("audit_chain")
+    op.drop_table("agent_state")
     drop_enforcement_functions()
 
 

@@ -1,0 +1,34 @@
+"""Persistence: engine, tables, migrations and the audit trail. Knows nothing of the agent."""
+
+from jarvis.db.engine import (
+    APP_ROLE,
+    Database,
+    DatabaseError,
+    DatabaseUnavailableError,
+    PoolExhaustedError,
+    open_database,
+)
+from jarvis.db.jsonb import InvalidJsonError, ensure_jsonb
+from jarvis.db.memory import Fact, MemoryStore
+from jarvis.db.runtime_ddl import RuntimeDDLError, RuntimeSchema, TableConflictError, TableCreated
+from jarvis.db.state import StateConflictError, StateEntry, StateStore
+
+__all__ = [
+    "APP_ROLE",
+    "Database",
+    "DatabaseError",
+    "DatabaseUnavailableError",
+    "Fact",
+    "InvalidJsonError",
+    "MemoryStore",
+    "PoolExhaustedError",
+    "RuntimeDDLError",
+    "RuntimeSchema",
+    "StateConflictError",
+    "StateEntry",
+    "StateStore",
+    "TableConflictError",
+    "TableCreated",
+    "ensure_jsonb",
+    "open_database",
+]
