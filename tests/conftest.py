@@ -61,3 +61,34 @@ def owner_database(migrated_database_url: str, settings: Settings) -> Iterator[D
     db = open_database(settings, url=migrated_database_url, as_app_role=False)
     yield db
     db.shutdown()
+
+
+@pytest.fixture(scope="module")
+def migrated_template_url(postgres_admin_url: str, settings: Settings, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A migrated database that is never connected to, so it can be cloned per test."""
+    with services.fresh_database(postgres_admin_url, "tmpl_" + request.module.__name__) as url:
+        owner = open_database(settings, url=url, as_app_role=False)
+        try:
+            upgrade(owner)
+        finally:
+            owner.shutdown()
+        yield url
+
+
+@pytest.fixture
+def isolated_database_url(
+    postgres_admin_url: str, migrated_template_url: str, request: pytest.FixtureRequest
+) -> Iterator[str]:
+    """A migrated database for this test alone (for tests that tamper with it)."""
+    url = services.clone_database(postgres_admin_url, migrated_template_url, request.node.name)
+    try:
+        yield url
+    finally:
+        services.drop_database(postgres_admin_url, url)
+
+
+@pytest.fixture
+def isolated_database(isolated_database_url: str, settings: Settings) -> Iterator[Database]:
+    db = open_database(settings, url=isolated_database_url)
+    yield db
+    db.shutdown()

@@ -26,7 +26,7 @@ import pytest
 import redis
 
 from jarvis.db.embedded import embedded_url, start_embedded_postgres
-from jarvis.db.urls import libpq_url, with_database
+from jarvis.db.urls import database_name, libpq_url, with_database
 
 
 def service_unavailable(what: str, why: str) -> NoReturn:
@@ -62,8 +62,17 @@ def create_database(admin_url: str, label: str) -> str:
     return with_database(admin_url, name)
 
 
+def clone_database(admin_url: str, template_url: str, label: str) -> str:
+    """A copy of a (migrated) template database: much faster than migrating a new one."""
+    template = database_name(template_url)
+    name = "jarvis_c_" + re.sub(r"[^a-z0-9_]", "_", label.lower())[-30:] + "_" + uuid.uuid4().hex[:8]
+    with psycopg.connect(admin_url, autocommit=True, connect_timeout=5) as conn:
+        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+    return with_database(admin_url, name)
+
+
 def drop_database(admin_url: str, url: str) -> None:
-    name = url.rsplit("/", 1)[1].split("?", 1)[0]
+    name = database_name(url)
     with psycopg.connect(admin_url, autocommit=True, connect_timeout=5) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 

@@ -1,0 +1,38 @@
+"""The audit trail: append-only tool calls, planning cycles and decisions, bound into a hash chain."""
+
+from jarvis.db.audit.append import AuditAppendError, AuditEvent, AuditIdCollisionError, AuditListener
+from jarvis.db.audit.chain import Problem, VerifyReport, seal, verify
+from jarvis.db.audit.dangling import DanglingStart, close_dangling, find_dangling
+from jarvis.db.audit.ids import uuid7
+from jarvis.db.audit.planning import (
+    CycleAlreadyOpenError,
+    CycleClosedError,
+    CycleSummary,
+    PlanningLog,
+    TimelineEntry,
+)
+from jarvis.db.audit.tool_calls import ActiveCall, ToolCallAlreadyCompletedError, ToolCallLog, ToolCallStart
+
+__all__ = [
+    "ActiveCall",
+    "AuditAppendError",
+    "AuditEvent",
+    "AuditIdCollisionError",
+    "AuditListener",
+    "CycleAlreadyOpenError",
+    "CycleClosedError",
+    "CycleSummary",
+    "DanglingStart",
+    "PlanningLog",
+    "Problem",
+    "TimelineEntry",
+    "ToolCallAlreadyCompletedError",
+    "ToolCallLog",
+    "ToolCallStart",
+    "VerifyReport",
+    "close_dangling",
+    "find_dangling",
+    "seal",
+    "uuid7",
+    "verify",
+]

@@ -1,0 +1,183 @@
+"""Planning cycles and their decisions: open (goals) -> decisions -> close (outcomes).
+
+Like tool calls, a cycle is two rows; the database allows one open cycle per
+agent. The timeline of a cycle is everything the agent did inside it, in order.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import exc, text
+
+from jarvis.db.audit.append import AuditAppendError, AuditEvent, AuditListener, announce, append_row
+from jarvis.db.audit.ids import uuid7
+from jarvis.db.base import COMPLETION_STATUSES
+from jarvis.db.engine import Database
+from jarvis.db.jsonb import check_text, ensure_jsonb
+from jarvis.db.models import Decision, PlanningCycle
+
+DEFAULT_AGENT = "jarvis"
+
+
+class CycleAlreadyOpenError(AuditAppendError):
+    """The agent already has an open planning cycle."""
+
+
+class CycleClosedError(AuditAppendError):
+    """The cycle is closed (or not a cycle's start row); nothing more can be recorded in it."""
+
+
+@dataclass(frozen=True)
+class TimelineEntry:
+    """One row of a cycle's story, as `jarvis audit show` prints it."""
+
+    at: datetime
+    table: str
+    id: uuid.UUID
+    kind: str
+    status: str | None
+    name: str | None
+    detail: Any
+
+
+@dataclass(frozen=True)
+class CycleSummary:
+    id: uuid.UUID
+    agent: str
+    goals: Any
+    status: str
+    started_at: datetime
+    closed_at: datetime | None
+    outcomes: Any
+
+
+class PlanningLog:
+    def __init__(
+        self, database: Database, *, agent: str = DEFAULT_AGENT, listeners: Sequence[AuditListener] = ()
+    ) -> None:
+        check_text(agent, "agent name")
+        self.database = database
+        self.agent = agent
+        self.listeners = list(listeners)
+
+    def open_cycle(self, goals: Any, *, cycle_id: uuid.UUID | None = None) -> uuid.UUID:
+        ensure_jsonb(goals, what="cycle goals")
+        row_id = cycle_id or uuid7()
+        try:
+            created_at = append_row(
+                self.database,
+                PlanningCycle.__table__,  # type: ignore[arg-type]
+                {"id": row_id, "agent": self.agent, "status": "started", "goals": goals},
+            )
+        except exc.IntegrityError as error:
+            if "already has an open planning cycle" in str(error.orig):
+                raise CycleAlreadyOpenError(
+                    f"agent {self.agent!r} already has an open planning cycle ({self.open_cycle_id()}). "
+                    "Fix: close it, or run `jarvis audit dangling --close` if its process died."
+                ) from None
+            raise
+        announce(self.listeners, AuditEvent("planning_cycles", "cycle.opened", row_id, created_at, "started"))
+        return row_id
+
+    def record_decision(
+        self, cycle_id: uuid.UUID, decision: str, reasoning: Any, *, decision_id: uuid.UUID | None = None
+    ) -> uuid.UUID:
+        ensure_jsonb(reasoning, what="decision reasoning")
+        check_text(decision, "decision")
+        row_id = decision_id or uuid7()
+        try:
+            created_at = append_row(
+                self.database,
+                Decision.__table__,  # type: ignore[arg-type]
+                {"id": row_id, "cycle_id": cycle_id, "decision": decision, "reasoning": reasoning},
+            )
+        except exc.IntegrityError as error:
+            raise CycleClosedError(
+                f"cannot record a decision in cycle {cycle_id}: " f"{str(error.orig).splitlines()[0]}"
+            ) from None
+        announce(self.listeners, AuditEvent("decision_log", "decision", row_id, created_at, None, None, cycle_id))
+        return row_id
+
+    def close_cycle(
+        self,
+        cycle_id: uuid.UUID,
+        status: str = "succeeded",
+        outcomes: Any = None,
+        *,
+        completion_id: uuid.UUID | None = None,
+    ) -> uuid.UUID:
+        if status not in COMPLETION_STATUSES:
+            raise ValueError(f"status {status!r} is not a completion status; use one of {COMPLETION_STATUSES}")
+        ensure_jsonb(outcomes, what="cycle outcomes")
+        row_id = completion_id or uuid7()
+        try:
+            created_at = append_row(
+                self.database,
+                PlanningCycle.__table__,  # type: ignore[arg-type]
+                {"id": row_id, "parent_id": cycle_id, "agent": self.agent, "status": status, "outcomes": outcomes},
+            )
+        except exc.IntegrityError as error:
+            raise CycleClosedError(f"cannot close cycle {cycle_id}: {str(error.orig).splitlines()[0]}") from None
+        announce(self.listeners, AuditEvent("planning_cycles", f"cycle.{status}", row_id, created_at, status, cycle_id))
+        return row_id
+
+    def open_cycle_id(self) -> uuid.UUID | None:
+        with self.database.connect() as conn:
+            found: uuid.UUID | None = conn.execute(
+                text(
+                    "SELECT s.id FROM planning_cycles s WHERE s.agent = :agent AND s.parent_id IS NULL "
+                    "AND NOT EXISTS (SELECT 1 FROM planning_cycles c WHERE c.parent_id = s.id) "
+                    "ORDER BY s.created_at DESC LIMIT 1"
+                ),
+                {"agent": self.agent},
+            ).scalar()
+        return found
+
+    def cycles(self, *, limit: int = 20, agent: str | None = None) -> list[CycleSummary]:
+        """The newest cycles of the agent (all agents with agent='*'), newest first."""
+        where = "" if agent == "*" else "AND s.agent = :agent"
+        with self.database.connect() as conn:
+            rows = conn.execute(
+                text(
+                    "SELECT s.id, s.agent, s.goals, coalesce(c.status, 'started') AS status, s.created_at, "
+                    "c.created_at AS closed_at, c.outcomes FROM planning_cycles s "
+                    "LEFT JOIN planning_cycles c ON c.parent_id = s.id "
+                    f"WHERE s.parent_id IS NULL {where} ORDER BY s.created_at DESC LIMIT :limit"
+                ),
+                {"agent": agent or self.agent, "limit": limit},
+            ).all()
+        return [CycleSummary(r.id, r.agent, r.goals, r.status, r.created_at, r.closed_at, r.outcomes) for r in rows]
+
+    def timeline(self, cycle_id: uuid.UUID) -> list[TimelineEntry]:
+        """The cycle's start, its decisions, its tool calls (start and outcome) and its completion, in order."""
+        with self.database.connect() as conn:
+            rows = conn.execute(
+                text(
+                    """
+                    SELECT created_at, 'planning_cycles' AS tbl, id,
+                           CASE WHEN parent_id IS NULL THEN 'cycle.opened' ELSE 'cycle.closed' END AS kind,
+                           status, agent AS name, coalesce(goals, outcomes) AS detail
+                      FROM planning_cycles WHERE id = :cycle OR parent_id = :cycle
+                    UNION ALL
+                    SELECT created_at, 'decision_log', id, 'decision', NULL, decision, reasoning
+                      FROM decision_log WHERE cycle_id = :cycle
+                    UNION ALL
+                    SELECT t.created_at, 'tool_calls', t.id,
+                           CASE WHEN t.parent_id IS NULL THEN 'tool.started' ELSE 'tool.' || t.status END,
+                           t.status, t.tool_name,
+                           CASE WHEN t.parent_id IS NULL THEN t.input
+                                WHEN t.error IS NOT NULL THEN to_jsonb(t.error) ELSE t.output END
+                      FROM tool_calls t
+                     WHERE t.cycle_id = :cycle
+                        OR t.parent_id IN (SELECT id FROM tool_calls WHERE cycle_id = :cycle)
+                    ORDER BY 1, 3
+                    """
+                ),
+                {"cycle": cycle_id},
+            ).all()
+        return [TimelineEntry(r.created_at, r.tbl, r.id, r.kind, r.status, r.name, r.detail) for r in rows]

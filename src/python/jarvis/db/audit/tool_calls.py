@@ -1,0 +1,179 @@
+"""The audited tool-call API: write-ahead start row, then exactly one outcome row.
+
+    log = ToolCallLog(database)
+    with log.record("http_get", {"url": url}) as call:
+        call.succeed(fetch(url))
+
+The start row is committed before the body runs, so a process that dies
+inside the tool leaves the intent behind (found later by `dangling`). The
+outcome is a second row: `succeeded` with the output, `failed` with the error
+(the exception still propagates unchanged), or `cancelled` on interruption.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, ParamSpec, TypeVar
+
+from sqlalchemy import exc
+
+from jarvis.db.audit.append import AuditAppendError, AuditEvent, AuditListener, announce, append_row
+from jarvis.db.audit.ids import uuid7
+from jarvis.db.base import COMPLETION_STATUSES
+from jarvis.db.engine import Database
+from jarvis.db.jsonb import ensure_jsonb
+from jarvis.db.models import ToolCall
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+# Interruptions, not failures of the tool: recorded as `cancelled`.
+CANCELLATIONS = (KeyboardInterrupt, SystemExit, asyncio.CancelledError, GeneratorExit)
+MAX_ERROR_LENGTH = 4000
+
+
+class ToolCallAlreadyCompletedError(AuditAppendError):
+    """A start row already has its outcome; a second one is refused by the database."""
+
+
+@dataclass(frozen=True)
+class ToolCallStart:
+    id: uuid.UUID
+    tool_name: str
+    cycle_id: uuid.UUID | None
+    started_at: float = field(default_factory=time.monotonic, compare=False)
+
+
+@dataclass
+class ActiveCall:
+    """Handed to the body of `record()`; call `succeed(output)` to set what is recorded."""
+
+    start: ToolCallStart
+    output: Any = None
+
+    @property
+    def id(self) -> uuid.UUID:
+        return self.start.id
+
+    def succeed(self, output: Any) -> None:
+        self.output = ensure_jsonb(output, what=f"output of {self.start.tool_name}")
+
+
+def describe_error(error: BaseException) -> str:
+    text = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+    text = text.replace("\x00", "\\0")
+    return text if len(text) <= MAX_ERROR_LENGTH else text[: MAX_ERROR_LENGTH - 1] + "…"
+
+
+class ToolCallLog:
+    def __init__(self, database: Database, *, listeners: Sequence[AuditListener] = ()) -> None:
+        self.database = database
+        self.listeners = list(listeners)
+        self._table = ToolCall.__table__
+
+    def start(
+        self, tool_name: str, input: Any, *, cycle_id: uuid.UUID | None = None, call_id: uuid.UUID | None = None
+    ) -> ToolCallStart:
+        """Durably record the intent to run a tool (committed before this returns)."""
+        ensure_jsonb(input, what=f"input of {tool_name}")
+        start = ToolCallStart(id=call_id or uuid7(), tool_name=tool_name, cycle_id=cycle_id)
+        created_at = append_row(
+            self.database,
+            self._table,  # type: ignore[arg-type]
+            {"id": start.id, "tool_name": tool_name, "status": "started", "input": input, "cycle_id": cycle_id},
+        )
+        announce(
+            self.listeners,
+            AuditEvent("tool_calls", "tool_call.started", start.id, created_at, "started", None, cycle_id, tool_name),
+        )
+        return ToolCallStart(id=start.id, tool_name=tool_name, cycle_id=cycle_id)
+
+    def record_completion(
+        self,
+        start: ToolCallStart,
+        status: str,
+        *,
+        output: Any = None,
+        error: str | None = None,
+        completion_id: uuid.UUID | None = None,
+        duration_ms: int | None = None,
+    ) -> uuid.UUID:
+        """Append the outcome row for `start`; the database refuses a second one."""
+        if status not in COMPLETION_STATUSES:
+            raise ValueError(f"status {status!r} is not a completion status; use one of {COMPLETION_STATUSES}")
+        if output is not None:
+            ensure_jsonb(output, what=f"output of {start.tool_name}")
+        row_id = completion_id or uuid7()
+        if duration_ms is None and status != "abandoned":  # abandoned: nobody knows how long it ran
+            duration_ms = round((time.monotonic() - start.started_at) * 1000)
+        try:
+            created_at = append_row(
+                self.database,
+                self._table,  # type: ignore[arg-type]
+                {
+                    "id": row_id,
+                    "parent_id": start.id,
+                    "tool_name": start.tool_name,
+                    "status": status,
+                    "output": output,
+                    "error": error,
+                    "duration_ms": duration_ms,
+                },
+            )
+        except exc.IntegrityError as integrity:
+            if "ix_tool_calls_one_completion" in str(integrity.orig):
+                raise ToolCallAlreadyCompletedError(
+                    f"tool call {start.id} ({start.tool_name}) already has an outcome; it cannot get a second one"
+                ) from None
+            raise AuditAppendError(f"tool call {start.id}: {str(integrity.orig).splitlines()[0]}") from None
+        announce(
+            self.listeners,
+            AuditEvent(
+                "tool_calls",
+                f"tool_call.{status}",
+                row_id,
+                created_at,
+                status,
+                start.id,
+                start.cycle_id,
+                start.tool_name,
+            ),
+        )
+        return row_id
+
+    @contextmanager
+    def record(self, tool_name: str, input: Any, *, cycle_id: uuid.UUID | None = None) -> Iterator[ActiveCall]:
+        """Write-ahead start row, run the body, then one outcome row; exceptions propagate unchanged."""
+        call = ActiveCall(self.start(tool_name, input, cycle_id=cycle_id))
+        try:
+            yield call
+        except CANCELLATIONS as interruption:
+            self.record_completion(call.start, "cancelled", error=describe_error(interruption))
+            raise
+        except BaseException as failure:
+            self.record_completion(call.start, "failed", error=describe_error(failure))
+            raise
+        self.record_completion(call.start, "succeeded", output=call.output)
+
+    def audited(self, tool_name: str | None = None) -> Callable[[Callable[P, R]], Callable[P, R]]:
+        """Decorator: every call of the function is recorded; its arguments are the input, its result the output."""
+
+        def decorate(function: Callable[P, R]) -> Callable[P, R]:
+            name = tool_name or function.__name__
+
+            @functools.wraps(function)
+            def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+                with self.record(name, {"args": list(args), "kwargs": dict(kwargs)}) as call:
+                    result = function(*args, **kwargs)
+                    call.succeed(result)
+                return result
+
+            return wrapper
+
+        return decorate
