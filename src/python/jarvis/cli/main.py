@@ -1,13 +1,14 @@
-"""Entry point of the `jarvis` command."""
+"""Entry point of the `jarvis` command: a thin shell over the agent and db APIs."""
 
 from __future__ import annotations
 
-import json
-
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from jarvis.agent.health import run_health_checks
+from jarvis.cli import audit_commands, db_commands, memory_commands, state_commands
+from jarvis.cli.agent_commands import demo_command, run_command
+from jarvis.cli.session import ExitCode, console, errors, print_json
 from jarvis.config import ConfigError, load_settings, mask_url, setting_sources
 from jarvis.config.settings import env_var_name
 
@@ -18,25 +19,24 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-console = Console()
-errors = Console(stderr=True)
+app.add_typer(db_commands.app, name="db")
+app.add_typer(state_commands.app, name="state")
+app.add_typer(memory_commands.app, name="memory")
+app.add_typer(audit_commands.app, name="audit")
+app.command("run")(run_command)
+app.command("demo")(demo_command)
 
-EXIT_CONFIG = 2
-
-
-@app.callback()
-def jarvis() -> None:
-    """Jarvis: state, memory and a tamper-evident audit trail for an autonomous agent."""
+STATUS_STYLE = {"ok": "green", "warn": "yellow", "fail": "bold red"}
 
 
 @app.command("config")
-def show_config(as_json: bool = typer.Option(False, "--json", help="Print machine-readable JSON.")) -> None:
+def config_command(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
     """Print the resolved settings (passwords masked) and where each value came from."""
     try:
         settings = load_settings()
     except ConfigError as exc:
         errors.print(f"[red]{exc}[/red]", highlight=False)
-        raise typer.Exit(EXIT_CONFIG) from None
+        raise typer.Exit(int(ExitCode.BAD_INPUT)) from None
     sources = setting_sources()
     rows = []
     for field, value in settings.model_dump(mode="json").items():
@@ -45,14 +45,28 @@ def show_config(as_json: bool = typer.Option(False, "--json", help="Print machin
             shown = "(embedded PostgreSQL 16)" if field == "database_url" else "(none: Redis disabled)"
         rows.append({"variable": env_var_name(field), "value": shown, "source": sources[field]})
     if as_json:
-        typer.echo(json.dumps(rows, indent=2))
+        print_json(rows)
         return
-    table = Table(title="Jarvis settings")
-    for column in ("variable", "value", "source"):
-        table.add_column(column)
+    table = Table("variable", "value", "source", title="Jarvis settings", title_justify="left")
     for row in rows:
         table.add_row(row["variable"], str(row["value"]), row["source"])
     console.print(table)
+
+
+@app.command("doctor")
+def doctor_command(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
+    """Check config, PostgreSQL, migrations, append-only enforcement and Redis; print fixes. Exit 1 on failure."""
+    checks = run_health_checks()
+    if as_json:
+        print_json([vars(check) for check in checks])
+    else:
+        table = Table("check", "status", "detail", "fix", title="jarvis doctor", title_justify="left")
+        for check in checks:
+            style = STATUS_STYLE[check.status]
+            table.add_row(check.name, f"[{style}]{check.status}[/{style}]", check.detail, check.fix)
+        console.print(table)
+    if any(check.status == "fail" for check in checks):
+        raise typer.Exit(int(ExitCode.FAILED))
 
 
 def main() -> None:

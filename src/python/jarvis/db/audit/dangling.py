@@ -31,8 +31,13 @@ class DanglingStart:
     cycle_id: uuid.UUID | None
 
 
-def find_dangling(database: Database, *, older_than: timedelta = timedelta(0)) -> list[DanglingStart]:
-    """Start rows of tool calls and planning cycles with no completion, started before now - older_than."""
+def find_dangling(
+    database: Database, *, older_than: timedelta = timedelta(0), agent: str | None = None
+) -> list[DanglingStart]:
+    """Start rows of tool calls and planning cycles with no completion, started before now - older_than.
+
+    With `agent`, only that agent's cycles and the tool calls made in them (or outside any cycle).
+    """
     with database.connect() as conn:
         rows = conn.execute(
             text(
@@ -41,24 +46,31 @@ def find_dangling(database: Database, *, older_than: timedelta = timedelta(0)) -
                   FROM tool_calls s
                  WHERE s.parent_id IS NULL AND s.created_at < now() - :age
                    AND NOT EXISTS (SELECT 1 FROM tool_calls c WHERE c.parent_id = s.id)
+                   AND (CAST(:agent AS text) IS NULL OR s.cycle_id IS NULL
+                        OR s.cycle_id IN (SELECT id FROM planning_cycles WHERE agent = :agent))
                 UNION ALL
                 SELECT 'planning_cycles', s.id, s.agent, s.created_at, NULL
                   FROM planning_cycles s
                  WHERE s.parent_id IS NULL AND s.created_at < now() - :age
                    AND NOT EXISTS (SELECT 1 FROM planning_cycles c WHERE c.parent_id = s.id)
+                   AND (CAST(:agent AS text) IS NULL OR s.agent = :agent)
                  ORDER BY 4
                 """
             ),
-            {"age": older_than},
+            {"age": older_than, "agent": agent},
         ).all()
     return [DanglingStart(r.tbl, r.id, r.name, r.created_at, r.cycle_id) for r in rows]
 
 
 def close_dangling(
-    database: Database, *, older_than: timedelta = timedelta(0), listeners: Sequence[AuditListener] = ()
+    database: Database,
+    *,
+    older_than: timedelta = timedelta(0),
+    agent: str | None = None,
+    listeners: Sequence[AuditListener] = (),
 ) -> list[DanglingStart]:
     """Append an `abandoned` completion for every dangling start row; tool calls before their cycles."""
-    dangling = find_dangling(database, older_than=older_than)
+    dangling = find_dangling(database, older_than=older_than, agent=agent)
     tool_calls = ToolCallLog(database, listeners=listeners)
     for start in (d for d in dangling if d.table == "tool_calls"):
         tool_calls.record_completion(

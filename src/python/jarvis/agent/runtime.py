@@ -1,0 +1,209 @@
+"""The agent runtime: where config, the database and (optionally) Redis meet.
+
+`Agent.start()` connects, migrates, takes the agent's instance lock and closes
+work a previous process left dangling. `run_cycle()` is one planning cycle:
+open it, ask the planner for steps, record each decision, run each tool
+through the audited tool-call API, close it with the outcomes.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Connection, text
+
+from jarvis.agent.builtin_tools import register_builtin_tools
+from jarvis.agent.plan import Planner, Step
+from jarvis.agent.tools import ToolInputError, ToolRegistry, UnknownToolError
+from jarvis.config import Settings
+from jarvis.db import Database, MemoryStore, RuntimeSchema, StateStore, open_database
+from jarvis.db.audit import (
+    AuditListener,
+    DanglingStart,
+    PlanningLog,
+    ToolCallLog,
+    close_dangling,
+    seal,
+)
+from jarvis.db.audit.tool_calls import CANCELLATIONS, describe_error
+from jarvis.db.migrate import upgrade
+
+log = logging.getLogger("jarvis.agent")
+
+
+class AgentAlreadyRunningError(RuntimeError):
+    """Another process runs an agent of the same name against the same database."""
+
+
+@dataclass
+class StepOutcome:
+    decision: str
+    tool: str
+    ok: bool
+    output: Any = None
+    error: str | None = None
+    tool_call_id: uuid.UUID | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        result: dict[str, Any] = {"decision": self.decision, "tool": self.tool, "ok": self.ok}
+        if self.tool_call_id:
+            result["tool_call_id"] = str(self.tool_call_id)
+        if self.error:
+            result["error"] = self.error
+        return result
+
+
+@dataclass
+class CycleResult:
+    cycle_id: uuid.UUID
+    status: str
+    steps: list[StepOutcome] = field(default_factory=list)
+
+
+StepCallback = Callable[[int, Step, StepOutcome], None]
+
+
+class Agent:
+    """One running agent. Use `Agent.start(settings)` and `shutdown()` (or `with`)."""
+
+    def __init__(self, database: Database, *, name: str = "jarvis", listeners: Sequence[AuditListener] = ()) -> None:
+        self.name = name
+        self.database = database
+        self.listeners = list(listeners)
+        self.state = StateStore(database)
+        self.memory = MemoryStore(database)
+        self.schema = RuntimeSchema(database)
+        self.tool_calls = ToolCallLog(database, listeners=self.listeners)
+        self.planning = PlanningLog(database, agent=name, listeners=self.listeners)
+        self.tools = ToolRegistry()
+        register_builtin_tools(self.tools, state=self.state, memory=self.memory, schema=self.schema)
+        self._instance_lock: Connection | None = None
+        self.closed_at_start: list[DanglingStart] = []
+
+    @classmethod
+    def start(
+        cls, settings: Settings, *, name: str = "jarvis", migrate: bool = True, listeners: Sequence[AuditListener] = ()
+    ) -> Agent:
+        if migrate:
+            owner = open_database(settings, as_app_role=False)
+            try:
+                upgrade(owner)
+            finally:
+                owner.shutdown()
+        agent = cls(open_database(settings), name=name, listeners=listeners)
+        try:
+            agent.take_instance_lock()
+            agent.closed_at_start = close_dangling(agent.database, agent=name, listeners=agent.listeners)
+            for dangling in agent.closed_at_start:
+                log.warning(
+                    "closed dangling %s %s (%s, started %s) as abandoned",
+                    dangling.table,
+                    dangling.id,
+                    dangling.name,
+                    dangling.started_at.isoformat(),
+                )
+        except BaseException:
+            agent.shutdown()
+            raise
+        return agent
+
+    def take_instance_lock(self) -> None:
+        """Hold a session advisory lock for the agent's name: one live process per agent and database.
+
+        Holding it is what makes closing dangling work at start-up safe: no other
+        live process of this agent can own those start rows.
+        """
+        conn = self.database.engine.connect()
+        got = conn.execute(
+            text("SELECT pg_try_advisory_lock(hashtext('jarvis.agent:' || :name))"), {"name": self.name}
+        ).scalar()
+        conn.commit()
+        if not got:
+            conn.close()
+            raise AgentAlreadyRunningError(
+                f"another process is already running agent {self.name!r} on this database; "
+                "stop it first or choose another name (--agent)"
+            )
+        self._instance_lock = conn
+
+    def run_tool(self, name: str, raw_input: Any, *, cycle_id: uuid.UUID | None = None) -> StepOutcome:
+        """Validate the input, then run the tool inside an audited call. Tool failures become outcomes."""
+        try:
+            tool = self.tools.get(name)
+            validated = tool.validate(raw_input)
+        except (UnknownToolError, ToolInputError) as refused:
+            return StepOutcome("", name, ok=False, error=str(refused))
+        tool_failure: Exception | None = None
+        try:
+            with self.tool_calls.record(name, validated.model_dump(mode="json"), cycle_id=cycle_id) as call:
+                try:
+                    call.succeed(tool.function(validated))
+                except Exception as failure:
+                    tool_failure = failure
+                    raise
+        except Exception as error:
+            if error is not tool_failure:
+                raise  # the audit trail itself failed: never swallow that
+            return StepOutcome("", name, ok=False, error=describe_error(error), tool_call_id=call.id)
+        return StepOutcome("", name, ok=True, output=call.output, tool_call_id=call.id)
+
+    def run_cycle(self, goals: Sequence[Any], planner: Planner, *, on_step: StepCallback | None = None) -> CycleResult:
+        cycle_id = self.planning.open_cycle(list(goals))
+        result = CycleResult(cycle_id, "started")
+        try:
+            for index, step in enumerate(planner.steps(goals)):
+                self.planning.record_decision(
+                    cycle_id, step.decision, {**step.reasoning, "tool": step.tool, "input": step.input}
+                )
+                outcome = self.run_tool(step.tool, step.input, cycle_id=cycle_id)
+                outcome.decision = step.decision
+                result.steps.append(outcome)
+                if on_step is not None:
+                    on_step(index, step, outcome)
+        except CANCELLATIONS as interruption:
+            result.status = "cancelled"
+            self.planning.close_cycle(cycle_id, "cancelled", self._outcomes(result, describe_error(interruption)))
+            raise
+        result.status = "succeeded" if all(step.ok for step in result.steps) else "failed"
+        self.planning.close_cycle(cycle_id, result.status, self._outcomes(result))
+        seal(self.database, wait=False)
+        return result
+
+    @staticmethod
+    def _outcomes(result: CycleResult, interrupted: str | None = None) -> dict[str, Any]:
+        outcomes: dict[str, Any] = {
+            "steps": [step.as_json() for step in result.steps],
+            "failed_steps": sum(not step.ok for step in result.steps),
+        }
+        if interrupted:
+            outcomes["interrupted"] = interrupted
+        return outcomes
+
+    def shutdown(self) -> None:
+        """Seal what is queued, release the instance lock, dispose the pool. Safe to call twice."""
+        lock, self._instance_lock = self._instance_lock, None
+        try:
+            if lock is not None:
+                try:
+                    seal(self.database, wait=False)
+                except Exception as error:  # verify seals later; never fail a shutdown over it
+                    log.warning("could not seal the audit trail at shutdown: %s", error)
+                try:
+                    # The connection goes back to the pool: release the session lock explicitly.
+                    lock.execute(text("SELECT pg_advisory_unlock_all()"))
+                except Exception:
+                    log.debug("instance lock connection already gone (its lock went with it)")
+                finally:
+                    lock.close()
+        finally:
+            self.database.shutdown()
+
+    def __enter__(self) -> Agent:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.shutdown()

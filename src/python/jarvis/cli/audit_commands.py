@@ -1,0 +1,165 @@
+"""`jarvis audit ...`: read, follow, verify and export the audit trail."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import typer
+
+from jarvis.cli.session import ExitCode, console, fail, opened_database, print_json
+from jarvis.cli.views import cycles_table, short_json, styled, timeline_table, verify_line
+from jarvis.db.audit import PlanningLog, close_dangling, find_dangling, verify
+from jarvis.db.audit.export import export_rows, tool_call_spans
+
+app = typer.Typer(help="The tamper-evident audit trail.", no_args_is_help=True)
+
+TAIL_OVERLAP = timedelta(seconds=5)
+
+
+@app.command("show")
+def show_command(
+    cycle: str = typer.Option(None, "--cycle", help="Show one cycle's timeline (a cycle id, or 'last')."),
+    agent: str = typer.Option("*", "--agent", help="Only this agent's cycles ('*' for all)."),
+    limit: int = typer.Option(20, "--limit", min=1, max=10_000),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """List recent planning cycles, or the full timeline of one cycle."""
+    with opened_database() as database:
+        planning = PlanningLog(database, agent="jarvis" if agent == "*" else agent)
+        cycles = planning.cycles(limit=limit if cycle is None else 10_000, agent=agent)
+        if cycle is None:
+            if as_json:
+                print_json([vars(c) for c in cycles])
+            else:
+                console.print(cycles_table(cycles))
+            return
+        if cycle == "last":
+            chosen = cycles[0] if cycles else None
+        else:
+            try:
+                wanted = uuid.UUID(cycle)
+            except ValueError:
+                fail(f"--cycle {cycle!r} is not a cycle id (a UUID) or 'last'", ExitCode.BAD_INPUT)
+            chosen = next((c for c in cycles if c.id == wanted), None)
+        if chosen is None:
+            fail(f"no planning cycle {cycle}", ExitCode.NOT_FOUND)
+        entries = planning.timeline(chosen.id)
+    if as_json:
+        print_json({"cycle": vars(chosen), "timeline": [vars(e) for e in entries]})
+    else:
+        console.print(timeline_table(chosen, entries))
+
+
+@app.command("verify")
+def verify_command(
+    expect: str = typer.Option(
+        None, "--expect", help="A head hash published earlier; fails if it is not in the chain."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Recompute every hash: exit 0 with a summary, or 1 naming the first tampered row."""
+    if expect is not None:
+        try:
+            bytes.fromhex(expect.split(":")[-1])
+        except ValueError:
+            fail(f"--expect {expect!r} is not a hex hash (as printed by verify)", ExitCode.BAD_INPUT)
+        expect = expect.split(":")[-1]
+    with opened_database() as database:
+        report = verify(database, expect=expect)
+    if as_json:
+        print_json(
+            {
+                "ok": report.ok,
+                "rows_checked": report.rows_checked,
+                "head_seq": report.head_seq,
+                "head_hash": report.head_hex,
+                "expected_head_found": report.expected_head_found,
+                "problems": [str(p) for p in report.problems],
+            }
+        )
+    else:
+        console.print(verify_line(report), highlight=False)
+    if not report.ok:
+        raise typer.Exit(int(ExitCode.FAILED))
+
+
+@app.command("dangling")
+def dangling_command(
+    older_than: float = typer.Option(60.0, "--older-than", min=0, help="Seconds since the start row was written."),
+    close: bool = typer.Option(False, "--close", help="Append 'abandoned' completions for them."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """List start rows that never got an outcome (their process died); --close marks them abandoned."""
+    age = timedelta(seconds=older_than)
+    with opened_database() as database:
+        found = close_dangling(database, older_than=age) if close else find_dangling(database, older_than=age)
+    if as_json:
+        print_json([vars(d) for d in found])
+        return
+    for item in found:
+        console.print(f"{item.table} {item.id} {item.name} started {item.started_at.isoformat(timespec='seconds')}")
+    verb = "closed as abandoned" if close else "dangling"
+    console.print(f"{len(found)} {verb} (older than {older_than:g} s)")
+
+
+@app.command("export")
+def export_command(
+    fmt: str = typer.Option("jsonl", "--format", help="jsonl: every audit row; otel: tool calls as GenAI spans."),
+    include_content: bool = typer.Option(
+        False, "--include-content", help="otel: add tool arguments and results (may hold secrets)."
+    ),
+) -> None:
+    """Write the audit trail to stdout, one JSON document per line."""
+    if fmt not in ("jsonl", "otel"):
+        fail(f"--format {fmt!r} is not supported; use jsonl or otel", ExitCode.BAD_INPUT)
+    with opened_database() as database:
+        documents = (
+            export_rows(database) if fmt == "jsonl" else tool_call_spans(database, include_content=include_content)
+        )
+        for document in documents:
+            sys.stdout.write(json.dumps(document, ensure_ascii=False, default=str) + "\n")
+
+
+@app.command("tail")
+def tail_command(
+    from_db: bool = typer.Option(False, "--from-db", help="Read PostgreSQL instead of the Redis stream."),
+    follow: bool = typer.Option(True, "--follow/--no-follow", help="Keep waiting for new rows."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON event per line."),
+    since_seconds: float = typer.Option(300.0, "--since", min=0, help="Start with rows from the last N seconds."),
+    interval: float = typer.Option(1.0, "--interval", min=0.05, help="Seconds between polls of PostgreSQL."),
+) -> None:
+    """Follow the audit trail live, like tail -f (Ctrl-C to stop)."""
+    with opened_database() as database:
+        since = datetime.now(UTC) - timedelta(seconds=since_seconds)
+        printed: dict[str, datetime] = {}
+        while True:
+            # Re-read a short overlap: a row's created_at is taken before its commit, so a
+            # concurrent append can land just behind the newest row already printed.
+            for row in export_rows(database, since=since - TAIL_OVERLAP):
+                if row["id"] not in printed:
+                    printed[row["id"]] = datetime.fromisoformat(row["created_at"])
+                    _print_event(row, as_json)
+            if printed:
+                since = max(printed.values())
+                printed = {k: v for k, v in printed.items() if v >= since - TAIL_OVERLAP}
+            if not follow:
+                return
+            time.sleep(interval)
+    _ = from_db  # PostgreSQL is the only source until the Redis stream exists
+
+
+def _print_event(row: dict[str, object], as_json: bool) -> None:
+    if as_json:
+        sys.stdout.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
+        sys.stdout.flush()
+        return
+    name = row.get("tool_name") or row.get("decision") or row.get("agent") or ""
+    console.print(
+        f"{str(row['created_at'])[11:23]} {row['table']:<16} {styled(str(row.get('status') or ''))} "
+        f"{name} {short_json(row.get('output') or row.get('input') or row.get('error') or '', 50)}",
+        highlight=False,
+    )

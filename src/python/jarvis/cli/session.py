@@ -1,0 +1,147 @@
+"""What every command shares: settings, logging, exit codes, and turning errors into one clear line.
+
+Scripts can trust the exit codes:
+0 success · 1 the operation failed (conflict, tampering, a failed step) ·
+2 bad input or configuration · 3 PostgreSQL or Redis unreachable · 4 not found ·
+130 interrupted (SIGINT/SIGTERM).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from enum import IntEnum
+from typing import Any, NoReturn
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+
+from jarvis.agent import AgentAlreadyRunningError, PlanError, ToolInputError, UnknownToolError
+from jarvis.config import ConfigError, Settings, load_settings, redact
+from jarvis.db import (
+    Database,
+    DatabaseUnavailableError,
+    InvalidJsonError,
+    PoolExhaustedError,
+    RuntimeDDLError,
+    StateConflictError,
+    open_database,
+)
+from jarvis.db.audit import AuditAppendError
+from jarvis.db.embedded import EmbeddedPostgresUnavailable
+from jarvis.db.migrate import upgrade
+
+console = Console()
+errors = Console(stderr=True)
+
+
+class ExitCode(IntEnum):
+    OK = 0
+    FAILED = 1
+    BAD_INPUT = 2
+    UNAVAILABLE = 3
+    NOT_FOUND = 4
+    INTERRUPTED = 130
+
+
+class RedactingFilter(logging.Filter):
+    """No log line ever shows a password from a URL."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = redact(record.getMessage())
+        record.args = None
+        return True
+
+
+def configure_logging(settings: Settings | None) -> None:
+    level = settings.log_level.value if settings else "INFO"
+    handler = RichHandler(console=errors, show_path=False, show_time=False, markup=False)
+    handler.addFilter(RedactingFilter())
+    logging.basicConfig(level=logging.WARNING, handlers=[handler], format="%(message)s", force=True)
+    for name in ("jarvis", "alembic"):
+        logging.getLogger(name).setLevel(level if name == "jarvis" else "WARNING")
+
+
+def fail(message: str, code: ExitCode) -> NoReturn:
+    errors.print(f"[bold red]error:[/bold red] {redact(message)}", highlight=False, soft_wrap=True)
+    raise typer.Exit(int(code))
+
+
+ERROR_CODES: list[tuple[type[BaseException], ExitCode]] = [
+    (ConfigError, ExitCode.BAD_INPUT),
+    (PlanError, ExitCode.BAD_INPUT),
+    (InvalidJsonError, ExitCode.BAD_INPUT),
+    (RuntimeDDLError, ExitCode.BAD_INPUT),
+    (ToolInputError, ExitCode.BAD_INPUT),
+    (UnknownToolError, ExitCode.BAD_INPUT),
+    (DatabaseUnavailableError, ExitCode.UNAVAILABLE),
+    (EmbeddedPostgresUnavailable, ExitCode.UNAVAILABLE),
+    (PoolExhaustedError, ExitCode.UNAVAILABLE),
+    (StateConflictError, ExitCode.FAILED),
+    (AuditAppendError, ExitCode.FAILED),
+    (AgentAlreadyRunningError, ExitCode.FAILED),
+]
+
+
+@contextmanager
+def reported_errors() -> Iterator[None]:
+    """Known errors become one line on stderr and an exit code; never a traceback."""
+    try:
+        yield
+    except typer.Exit:
+        raise
+    except KeyboardInterrupt:
+        errors.print("interrupted", style="yellow")
+        raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
+    except Exception as error:
+        for kind, code in ERROR_CODES:
+            if isinstance(error, kind):
+                fail(str(error), code)
+        raise
+
+
+def settings_or_exit() -> Settings:
+    try:
+        settings = load_settings()
+    except ConfigError as error:
+        configure_logging(None)
+        fail(str(error), ExitCode.BAD_INPUT)
+    configure_logging(settings)
+    return settings
+
+
+def parse_json_argument(raw: str, what: str) -> Any:
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError as error:
+        fail(
+            f"{what} is not valid JSON ({error.msg} at column {error.colno}): {raw!r}. "
+            "Quote it for the shell, e.g. '{\"usd\": 12.5}' or '\"text\"'",
+            ExitCode.BAD_INPUT,
+        )
+
+
+def print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, default=str, ensure_ascii=False) + "\n")
+
+
+@contextmanager
+def opened_database(*, migrate: bool = True) -> Iterator[Database]:
+    """The configured database (embedded by default), migrated, as the application role."""
+    settings = settings_or_exit()
+    with reported_errors():
+        if migrate:
+            owner = open_database(settings, as_app_role=False)
+            try:
+                upgrade(owner)
+            finally:
+                owner.shutdown()
+        database = open_database(settings)
+        try:
+            yield database
+        finally:
+            database.shutdown()

@@ -1,0 +1,75 @@
+"""`jarvis state ...`: the agent's key/value state."""
+
+from __future__ import annotations
+
+import json
+
+import typer
+from rich.table import Table
+
+from jarvis.cli.session import ExitCode, console, fail, opened_database, parse_json_argument, print_json
+from jarvis.db import StateStore
+
+app = typer.Typer(help="The agent's key/value state (JSON values, versioned).", no_args_is_help=True)
+
+
+@app.command("get")
+def get_command(
+    key: str, as_json: bool = typer.Option(False, "--json", help="Print value and version as JSON.")
+) -> None:
+    """Print one value (exit 4 if the key does not exist)."""
+    with opened_database() as database:
+        entry = StateStore(database).get(key)
+    if entry is None:
+        fail(f"no state under key {key!r}", ExitCode.NOT_FOUND)
+    if as_json:
+        print_json({"key": entry.key, "value": entry.value, "version": entry.version, "updated_at": entry.updated_at})
+    else:
+        print_json(entry.value)
+
+
+@app.command("set")
+def set_command(
+    key: str,
+    value: str = typer.Argument(..., help="A JSON value, e.g. '{\"usd\": 12.5}', 42 or '\"text\"'."),
+    expect_version: int = typer.Option(None, "--expect-version", help="Compare-and-set: fail unless at this version."),
+) -> None:
+    """Write a value; with --expect-version it fails (exit 1) if someone else changed it."""
+    parsed = parse_json_argument(value, "VALUE")
+    with opened_database() as database:
+        entry = StateStore(database).set(key, parsed, expected_version=expect_version)
+    console.print(f"{key} = version {entry.version}")
+
+
+@app.command("delete")
+def delete_command(key: str) -> None:
+    """Remove a key (exit 4 if it did not exist)."""
+    with opened_database() as database:
+        deleted = StateStore(database).delete(key)
+    if not deleted:
+        fail(f"no state under key {key!r}", ExitCode.NOT_FOUND)
+    console.print(f"deleted {key}")
+
+
+@app.command("list")
+def list_command(
+    prefix: str = typer.Argument("", help="Only keys starting with this."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """List keys (and versions) in key order."""
+    with opened_database() as database:
+        entries = StateStore(database).list(prefix)
+    if as_json:
+        print_json([{"key": e.key, "value": e.value, "version": e.version} for e in entries])
+        return
+    table = Table("key", "version", "updated", "value")
+    for entry in entries:
+        table.add_row(
+            entry.key, str(entry.version), entry.updated_at.isoformat(timespec="seconds"), _short(entry.value)
+        )
+    console.print(table)
+
+
+def _short(value: object, limit: int = 60) -> str:
+    text = json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
