@@ -72,7 +72,7 @@ def run_plan(plan: Plan, *, agent_name: str, show_timeline: bool) -> None:
                     console.print(timeline_table(summary, agent.planning.timeline(result.cycle_id)))
             with console.status("verifying the audit trail…"):
                 report = verify(agent.database)
-            console.print(verify_line(report), highlight=False)
+            console.print(verify_line(report), highlight=False, soft_wrap=True)
         except Interrupted as interruption:
             errors.print(f"[yellow]{interruption}: current tool call cancelled, cycle closed as cancelled[/yellow]")
             raise typer.Exit(128 + interruption.signum) from None

@@ -82,7 +82,7 @@ def verify_command(
             }
         )
     else:
-        console.print(verify_line(report), highlight=False)
+        console.print(verify_line(report), highlight=False, soft_wrap=True)
     if not report.ok:
         raise typer.Exit(int(ExitCode.FAILED))
 

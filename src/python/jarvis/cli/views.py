@@ -25,16 +25,23 @@ def styled(status: str | None) -> str:
 
 
 def timeline_table(cycle: CycleSummary, entries: list[TimelineEntry]) -> Table:
-    table = Table(title=f"cycle {cycle.id} · {short_json(cycle.goals, 60)} · {cycle.status}", title_justify="left")
-    for column in ("time", "event", "name", "status", "detail"):
-        table.add_column(column, overflow="fold")
+    table = Table(
+        title=f"cycle {cycle.id} · {short_json(cycle.goals, 60)} · {styled(cycle.status)}",
+        title_justify="left",
+        expand=True,
+    )
+    table.add_column("time", no_wrap=True, min_width=12)
+    table.add_column("event", no_wrap=True, min_width=14)
+    table.add_column("name", max_width=22, overflow="ellipsis", no_wrap=True)
+    table.add_column("status", no_wrap=True, max_width=9)
+    table.add_column("detail", overflow="ellipsis", no_wrap=True, ratio=1, min_width=16)
     for entry in entries:
         table.add_row(
             entry.at.strftime("%H:%M:%S.%f")[:-3],
             entry.kind,
             entry.name or "",
             styled(entry.status),
-            short_json(entry.detail),
+            short_json(entry.detail, 200),
         )
     return table
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -10,8 +12,9 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from sqlalchemy import exc
 
-from jarvis.db.engine import Database
+from jarvis.db.engine import Database, unavailable
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 MIGRATION_LOCK_KEY = 0x4A415256  # 'JARV': one advisory lock serialises concurrent upgrades
@@ -31,16 +34,27 @@ def alembic_config(database: Database, output: io.StringIO | None = None) -> Con
     return config
 
 
+@contextmanager
+def _reachable(database: Database) -> Iterator[None]:
+    """Alembic connects on its own: give its connection failures the same actionable message."""
+    try:
+        yield
+    except exc.OperationalError as error:
+        raise unavailable(database.url, error) from None
+
+
 def upgrade(database: Database, revision: str = "head") -> None:
-    command.upgrade(alembic_config(database), revision)
+    with _reachable(database):
+        command.upgrade(alembic_config(database), revision)
 
 
 def downgrade(database: Database, revision: str = "-1") -> None:
-    command.downgrade(alembic_config(database), revision)
+    with _reachable(database):
+        command.downgrade(alembic_config(database), revision)
 
 
 def current_revision(database: Database) -> str | None:
-    with database.engine.connect() as conn:
+    with database.connect() as conn:
         return MigrationContext.configure(conn).get_current_revision()
 
 
