@@ -10,6 +10,7 @@ from __future__ import annotations
 import atexit
 import logging
 import math
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -57,8 +58,28 @@ class Database:
     @contextmanager
     def connect(self) -> Iterator[Connection]:
         """A pooled connection; pool exhaustion and outages become actionable errors."""
-        try:
+        with self._checkout():
             conn = self.engine.connect()
+        with conn:
+            yield conn
+
+    @contextmanager
+    def raw_connection(self) -> Iterator[Any]:
+        """The pooled psycopg connection itself, for hot paths that skip SQLAlchemy's statement layer.
+
+        Call `.invalidate()` on it after a connection error so the pool never reuses it.
+        """
+        with self._checkout():
+            proxy = self.engine.raw_connection()
+        try:
+            yield proxy
+        finally:
+            proxy.close()  # back to the pool (or discarded, if invalidated)
+
+    @contextmanager
+    def _checkout(self) -> Iterator[None]:
+        try:
+            yield
         except exc.TimeoutError:
             raise PoolExhaustedError(
                 f"All {self.settings.pool_size} pooled PostgreSQL connections stayed busy for "
@@ -67,8 +88,6 @@ class Database:
             ) from None
         except exc.OperationalError as error:
             raise unavailable(self.url, error) from None
-        with conn:
-            yield conn
 
     @contextmanager
     def begin(self) -> Iterator[Connection]:
@@ -118,7 +137,7 @@ def open_database(settings: Settings, *, url: str | None = None, as_app_role: bo
         max_overflow=0,
         pool_timeout=settings.connect_timeout,
         pool_recycle=int(settings.pool_idle_timeout),
-        pool_pre_ping=True,
+        pool_pre_ping=False,  # replaced by _ping_if_idle: same safety, no round trip on the hot path
         connect_args={
             "connect_timeout": max(1, math.ceil(settings.connect_timeout)),
             "application_name": "jarvis",
@@ -126,11 +145,38 @@ def open_database(settings: Settings, *, url: str | None = None, as_app_role: bo
     )
     if as_app_role:
         event.listen(engine, "connect", _drop_to_app_role)
+    event.listen(engine, "checkout", _ping_if_idle)
+    event.listen(engine, "checkin", _note_last_use)
     database = Database(engine=engine, url=url, settings=settings, embedded_server=server)
     atexit.register(database.shutdown)
     where = "embedded PostgreSQL 16" if server is not None else "PostgreSQL"
     log.info("using %s at %s", where, database.display_url)
     return database
+
+
+PING_AFTER_IDLE = 1.0
+"""Seconds of idleness after which a pooled connection is pinged before use (survives server restarts)."""
+
+
+def _note_last_use(_dbapi_connection: Any, record: Any) -> None:
+    if record is not None:
+        record.info["last_used"] = time.monotonic()
+
+
+def _ping_if_idle(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+    """Pessimistic disconnect handling without a round trip per checkout.
+
+    A connection used within the last second is handed out as is (a failure
+    there is retried by the callers that may retry, like audit appends); an
+    idler one is pinged first, and a dead one is replaced transparently.
+    """
+    if time.monotonic() - record.info.get("last_used", 0.0) < PING_AFTER_IDLE:
+        return
+    try:
+        dbapi_connection.execute("SELECT 1")
+        dbapi_connection.rollback()
+    except psycopg.Error as error:
+        raise exc.DisconnectionError(str(error)) from error
 
 
 def _drop_to_app_role(dbapi_connection: Any, _record: Any) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 import uuid
@@ -10,8 +11,10 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, exc, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
+import psycopg
+from psycopg.types.json import Jsonb
+from sqlalchemy import Table, exc
+from sqlalchemy.dialects.postgresql import JSONB
 
 from jarvis.db.engine import Database, DatabaseUnavailableError
 
@@ -53,6 +56,40 @@ class AuditEvent:
 AuditListener = Callable[[AuditEvent], None]
 
 
+class AuditRuleViolation(AuditAppendError):
+    """PostgreSQL refused the row (a constraint or trigger); `constraint` names the rule when known."""
+
+    def __init__(self, message: str, constraint: str | None) -> None:
+        super().__init__(message)
+        self.constraint = constraint
+
+
+@functools.cache
+def _insert_sql(table: Table, columns: tuple[str, ...]) -> str:
+    return (
+        f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({', '.join(['%s'] * len(columns))}) "
+        "ON CONFLICT (id) DO NOTHING RETURNING created_at"
+    )
+
+
+@functools.cache
+def _json_columns(table: Table) -> dict[str, bool]:
+    """JSONB columns of `table`, mapped to whether a value is required (None then means JSON null)."""
+    return {
+        column.name: not column.nullable or (table.name, column.name) == ("planning_cycles", "goals")
+        for column in table.columns
+        if isinstance(column.type, JSONB)
+    }
+
+
+def _adapted(table: Table, values: dict[str, Any]) -> list[Any]:
+    """JSON values wrapped for psycopg. None is SQL NULL ("no output") where the column may be NULL,
+    and JSON null where a value is required (a cycle's goals may be `null`; the column is nullable
+    only because completion rows have no goals)."""
+    json_columns = _json_columns(table)
+    return [Jsonb(v) if k in json_columns and (v is not None or json_columns[k]) else v for k, v in values.items()]
+
+
 def append_row(database: Database, table: Table, values: dict[str, Any]) -> datetime:
     """Insert one row whose id the caller chose; returns its created_at.
 
@@ -60,17 +97,35 @@ def append_row(database: Database, table: Table, values: dict[str, Any]) -> date
     landed. Retrying with the same id is safe: ON CONFLICT (id) DO NOTHING
     turns a landed row into a no-op, and the stored row is compared with ours
     so a reused id is an error, never silently accepted.
+
+    This is the hot path, so it speaks psycopg directly: one autocommit
+    statement (the row and its sealing-queue entry commit together) and a
+    statement psycopg prepares once per connection.
     """
-    stmt = pg_insert(table).values(**values).on_conflict_do_nothing(index_elements=["id"]).returning(table.c.created_at)
+    sql = _insert_sql(table, tuple(values))
+    params = _adapted(table, values)
     for attempt, delay in enumerate((*RETRY_DELAYS, None)):
         try:
-            with database.begin() as conn:
-                created_at = conn.execute(stmt).scalar()
-                if created_at is None:
-                    created_at = _existing_created_at(conn, table, values)
+            with database.raw_connection() as proxy:
+                raw = proxy.driver_connection
+                raw.autocommit = True
+                try:
+                    row = raw.execute(sql, params).fetchone()
+                    if row is None:  # the id exists: a retry of a row that landed, or a reused id
+                        row = (_existing_created_at(raw, table, values),)
+                except psycopg.OperationalError:
+                    proxy.invalidate()  # never hand a broken connection back to the pool
+                    raise
+                except psycopg.IntegrityError as error:
+                    first_line = str(error).splitlines()[0]
+                    raise AuditRuleViolation(f"{table.name}: {first_line}", error.diag.constraint_name) from None
+                finally:
+                    if not raw.closed:
+                        raw.autocommit = False
+            created_at: datetime = row[0]
             return created_at
-        except (exc.OperationalError, exc.InterfaceError, DatabaseUnavailableError) as error:
-            if delay is None or (isinstance(error, exc.DBAPIError) and not error.connection_invalidated):
+        except (psycopg.OperationalError, exc.OperationalError, exc.InterfaceError, DatabaseUnavailableError) as error:
+            if delay is None:
                 raise
             log.warning(
                 "audit append to %s failed (%s); retry %d in %.2f s",
@@ -83,15 +138,20 @@ def append_row(database: Database, table: Table, values: dict[str, Any]) -> date
     raise AssertionError("unreachable")
 
 
-def _existing_created_at(conn: Any, table: Table, values: dict[str, Any]) -> datetime:
-    row = conn.execute(select(table).where(table.c.id == values["id"])).mappings().one()
-    differing = sorted(column for column, value in values.items() if row[column] != value)
+def _existing_created_at(raw: Any, table: Table, values: dict[str, Any]) -> datetime:
+    columns = list(values)
+    stored = raw.execute(
+        f"SELECT {', '.join(columns)}, created_at FROM {table.name} WHERE id = %s", (values["id"],)
+    ).fetchone()
+    differing = sorted(
+        column for column, mine, theirs in zip(columns, values.values(), stored, strict=False) if mine != theirs
+    )
     if differing:
         raise AuditIdCollisionError(
             f"{table.name} already has a row {values['id']} with different {', '.join(differing)}; "
             "ids must be fresh (uuid7()) for every new row"
         )
-    created_at: datetime = row["created_at"]
+    created_at: datetime = stored[-1]
     return created_at
 
 

@@ -177,7 +177,7 @@ def verify(database: Database, *, expect: str | None = None, seal_first: bool = 
 def _load_rows(raw: Any, table: str) -> dict[uuid.UUID, bytes]:
     columns = ", ".join(AUDIT_COLUMNS[table])
     hashes: dict[uuid.UUID, bytes] = {}
-    with raw.cursor(name=f"verify_{table}", row_factory=dict_row) as cursor:
+    with raw.cursor(name=f"verify_{table}", row_factory=dict_row, binary=True) as cursor:
         cursor.itersize = 10_000
         cursor.execute(f"SELECT {columns} FROM {table}")
         for row in cursor:
@@ -186,7 +186,7 @@ def _load_rows(raw: Any, table: str) -> dict[uuid.UUID, bytes]:
 
 
 def _stream_chain(raw: Any) -> Iterator[tuple[int, str, uuid.UUID, bytes, bytes]]:
-    with raw.cursor(name="verify_chain") as cursor:
+    with raw.cursor(name="verify_chain", binary=True) as cursor:
         cursor.itersize = 10_000
         cursor.execute("SELECT seq, table_name, row_id, row_hash, chain_hash FROM audit_chain ORDER BY seq")
         yield from cursor

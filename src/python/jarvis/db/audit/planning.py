@@ -12,9 +12,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import exc, text
+from sqlalchemy import text
 
-from jarvis.db.audit.append import AuditAppendError, AuditEvent, AuditListener, announce, append_row
+from jarvis.db.audit.append import (
+    AuditAppendError,
+    AuditEvent,
+    AuditListener,
+    AuditRuleViolation,
+    announce,
+    append_row,
+)
 from jarvis.db.audit.ids import uuid7
 from jarvis.db.base import COMPLETION_STATUSES
 from jarvis.db.engine import Database
@@ -74,8 +81,8 @@ class PlanningLog:
                 PlanningCycle.__table__,  # type: ignore[arg-type]
                 {"id": row_id, "agent": self.agent, "status": "started", "goals": goals},
             )
-        except exc.IntegrityError as error:
-            if "already has an open planning cycle" in str(error.orig):
+        except AuditRuleViolation as error:
+            if "already has an open planning cycle" in str(error):
                 raise CycleAlreadyOpenError(
                     f"agent {self.agent!r} already has an open planning cycle ({self.open_cycle_id()}). "
                     "Fix: close it, or run `jarvis audit dangling --close` if its process died."
@@ -96,10 +103,8 @@ class PlanningLog:
                 Decision.__table__,  # type: ignore[arg-type]
                 {"id": row_id, "cycle_id": cycle_id, "decision": decision, "reasoning": reasoning},
             )
-        except exc.IntegrityError as error:
-            raise CycleClosedError(
-                f"cannot record a decision in cycle {cycle_id}: " f"{str(error.orig).splitlines()[0]}"
-            ) from None
+        except AuditRuleViolation as error:
+            raise CycleClosedError(f"cannot record a decision in cycle {cycle_id}: {error}") from None
         announce(self.listeners, AuditEvent("decision_log", "decision", row_id, created_at, None, None, cycle_id))
         return row_id
 
@@ -121,8 +126,8 @@ class PlanningLog:
                 PlanningCycle.__table__,  # type: ignore[arg-type]
                 {"id": row_id, "parent_id": cycle_id, "agent": self.agent, "status": status, "outcomes": outcomes},
             )
-        except exc.IntegrityError as error:
-            raise CycleClosedError(f"cannot close cycle {cycle_id}: {str(error.orig).splitlines()[0]}") from None
+        except AuditRuleViolation as error:
+            raise CycleClosedError(f"cannot close cycle {cycle_id}: {error}") from None
         announce(self.listeners, AuditEvent("planning_cycles", f"cycle.{status}", row_id, created_at, status, cycle_id))
         return row_id
 

@@ -21,9 +21,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, ParamSpec, TypeVar
 
-from sqlalchemy import exc
-
-from jarvis.db.audit.append import AuditAppendError, AuditEvent, AuditListener, announce, append_row
+from jarvis.db.audit.append import (
+    AuditAppendError,
+    AuditEvent,
+    AuditListener,
+    AuditRuleViolation,
+    announce,
+    append_row,
+)
 from jarvis.db.audit.ids import uuid7
 from jarvis.db.base import COMPLETION_STATUSES
 from jarvis.db.engine import Database
@@ -81,18 +86,19 @@ class ToolCallLog:
         self, tool_name: str, input: Any, *, cycle_id: uuid.UUID | None = None, call_id: uuid.UUID | None = None
     ) -> ToolCallStart:
         """Durably record the intent to run a tool (committed before this returns)."""
-        ensure_jsonb(input, what=f"input of {tool_name}")
-        start = ToolCallStart(id=call_id or uuid7(), tool_name=tool_name, cycle_id=cycle_id)
+        ensure_jsonb(input, what="tool input")
+        row_id = call_id or uuid7()
         created_at = append_row(
             self.database,
             self._table,  # type: ignore[arg-type]
-            {"id": start.id, "tool_name": tool_name, "status": "started", "input": input, "cycle_id": cycle_id},
+            {"id": row_id, "tool_name": tool_name, "status": "started", "input": input, "cycle_id": cycle_id},
         )
-        announce(
-            self.listeners,
-            AuditEvent("tool_calls", "tool_call.started", start.id, created_at, "started", None, cycle_id, tool_name),
-        )
-        return ToolCallStart(id=start.id, tool_name=tool_name, cycle_id=cycle_id)
+        if self.listeners:
+            announce(
+                self.listeners,
+                AuditEvent("tool_calls", "tool_call.started", row_id, created_at, "started", None, cycle_id, tool_name),
+            )
+        return ToolCallStart(id=row_id, tool_name=tool_name, cycle_id=cycle_id)  # started_at: after the commit
 
     def record_completion(
         self,
@@ -126,12 +132,12 @@ class ToolCallLog:
                     "duration_ms": duration_ms,
                 },
             )
-        except exc.IntegrityError as integrity:
-            if "ix_tool_calls_one_completion" in str(integrity.orig):
+        except AuditRuleViolation as violation:
+            if violation.constraint == "ix_tool_calls_one_completion":
                 raise ToolCallAlreadyCompletedError(
                     f"tool call {start.id} ({start.tool_name}) already has an outcome; it cannot get a second one"
                 ) from None
-            raise AuditAppendError(f"tool call {start.id}: {str(integrity.orig).splitlines()[0]}") from None
+            raise
         announce(
             self.listeners,
             AuditEvent(
