@@ -160,14 +160,15 @@ def main() -> None:
     ]
     print("\n".join(lines))
     if args.write:
-        write_section(args.write, "Audit trail", "\n".join(lines))
+        write_section(
+            args.write, "Audit trail", "\n".join(lines), "./pants run benchmarks:audit -- --write docs/benchmarks.md"
+        )
 
 
-def write_section(path: Path, title: str, body: str) -> None:
+def write_section(path: Path, title: str, body: str, command: str) -> None:
     """Replace (or append) the `## title` section of a Markdown file, keeping the others."""
     text = path.read_text() if path.exists() else "# Benchmarks\n"
     marker = f"## {title}\n"
-    command = "./pants run benchmarks:audit -- --write docs/benchmarks.md"
     section = f"{marker}\nReproduce: `{command}`\n\n{body}\n"
     if marker in text:
         before, rest = text.split(marker, 1)

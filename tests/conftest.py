@@ -92,3 +92,10 @@ def isolated_database(isolated_database_url: str, settings: Settings) -> Iterato
     db = open_database(settings, url=isolated_database_url)
     yield db
     db.shutdown()
+
+
+@pytest.fixture(scope="module")
+def private_redis_server() -> Iterator[services.RedisServer]:
+    """A redis-server of this module's own, which tests may stop and restart to inject outages."""
+    with services.private_redis() as server:
+        yield server

@@ -9,6 +9,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from jarvis.agent.tools import ToolRegistry
+from jarvis.cache import CachedStateStore
 from jarvis.db import MemoryStore, RuntimeSchema, StateStore
 
 
@@ -79,7 +80,7 @@ BUILTIN_TOOL_INPUTS: dict[str, type[BaseModel]] = {
 
 
 def register_builtin_tools(
-    registry: ToolRegistry, *, state: StateStore, memory: MemoryStore, schema: RuntimeSchema
+    registry: ToolRegistry, *, state: StateStore | CachedStateStore, memory: MemoryStore, schema: RuntimeSchema
 ) -> None:
     def remember(i: RememberInput) -> Any:
         """Store a fact about a subject."""

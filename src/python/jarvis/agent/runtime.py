@@ -19,6 +19,7 @@ from sqlalchemy import Connection, text
 from jarvis.agent.builtin_tools import register_builtin_tools
 from jarvis.agent.plan import Planner, Step
 from jarvis.agent.tools import ToolInputError, ToolRegistry, UnknownToolError
+from jarvis.cache import AuditStream, CachedStateStore, CycleLease, CycleLock, RedisLink, namespace_for
 from jarvis.config import Settings
 from jarvis.db import Database, MemoryStore, RuntimeSchema, StateStore, open_database
 from jarvis.db.audit import (
@@ -62,6 +63,7 @@ class CycleResult:
     cycle_id: uuid.UUID
     status: str
     steps: list[StepOutcome] = field(default_factory=list)
+    fencing_token: int | None = None
 
 
 StepCallback = Callable[[int, Step, StepOutcome], None]
@@ -70,11 +72,24 @@ StepCallback = Callable[[int, Step, StepOutcome], None]
 class Agent:
     """One running agent. Use `Agent.start(settings)` and `shutdown()` (or `with`)."""
 
-    def __init__(self, database: Database, *, name: str = "jarvis", listeners: Sequence[AuditListener] = ()) -> None:
+    def __init__(
+        self,
+        database: Database,
+        *,
+        name: str = "jarvis",
+        listeners: Sequence[AuditListener] = (),
+        redis_link: RedisLink | None = None,
+    ) -> None:
         self.name = name
         self.database = database
         self.listeners = list(listeners)
-        self.state = StateStore(database)
+        self.redis = redis_link
+        self.state: StateStore | CachedStateStore = StateStore(database)
+        self.cycle_lock: CycleLock | None = None
+        if redis_link is not None:
+            self.state = CachedStateStore(StateStore(database), redis_link)
+            self.listeners.append(AuditStream(redis_link).publish)
+            self.cycle_lock = CycleLock(redis_link, name)
         self.memory = MemoryStore(database)
         self.schema = RuntimeSchema(database)
         self.tool_calls = ToolCallLog(database, listeners=self.listeners)
@@ -94,7 +109,13 @@ class Agent:
                 upgrade(owner)
             finally:
                 owner.shutdown()
-        agent = cls(open_database(settings), name=name, listeners=listeners)
+        database = open_database(settings)
+        link = None
+        if settings.redis_url:
+            link = RedisLink(settings.redis_url, namespace=namespace_for(database.url))
+        else:
+            log.info("REDIS_URL is unset: running without Redis (no state cache, no live audit stream)")
+        agent = cls(database, name=name, listeners=listeners, redis_link=link)
         try:
             agent.take_instance_lock()
             agent.closed_at_start = close_dangling(agent.database, agent=name, listeners=agent.listeners)
@@ -152,8 +173,18 @@ class Agent:
         return StepOutcome("", name, ok=True, output=call.output, tool_call_id=call.id)
 
     def run_cycle(self, goals: Sequence[Any], planner: Planner, *, on_step: StepCallback | None = None) -> CycleResult:
+        lease = self.cycle_lock.acquire() if self.cycle_lock is not None else None
+        try:
+            return self._run_cycle(goals, planner, on_step, lease)
+        finally:
+            if lease is not None and self.cycle_lock is not None:
+                self.cycle_lock.release(lease)
+
+    def _run_cycle(
+        self, goals: Sequence[Any], planner: Planner, on_step: StepCallback | None, lease: CycleLease | None
+    ) -> CycleResult:
         cycle_id = self.planning.open_cycle(list(goals))
-        result = CycleResult(cycle_id, "started")
+        result = CycleResult(cycle_id, "started", fencing_token=lease.fencing_token if lease else None)
         try:
             for index, step in enumerate(planner.steps(goals)):
                 self.planning.record_decision(
@@ -179,6 +210,8 @@ class Agent:
             "steps": [step.as_json() for step in result.steps],
             "failed_steps": sum(not step.ok for step in result.steps),
         }
+        if result.fencing_token is not None:
+            outcomes["fencing_token"] = result.fencing_token
         if interrupted:
             outcomes["interrupted"] = interrupted
         return outcomes
@@ -201,6 +234,8 @@ class Agent:
                     lock.close()
         finally:
             self.database.shutdown()
+            if self.redis is not None:
+                self.redis.close()
 
     def __enter__(self) -> Agent:
         return self

@@ -10,7 +10,8 @@ from datetime import UTC, datetime, timedelta
 
 import typer
 
-from jarvis.cli.session import ExitCode, console, fail, opened_database, print_json
+from jarvis.cache import RedisLink, StreamReader, namespace_for
+from jarvis.cli.session import ExitCode, console, errors, fail, opened_database, print_json, settings_or_exit
 from jarvis.cli.views import cycles_table, short_json, styled, timeline_table, verify_line
 from jarvis.db.audit import PlanningLog, close_dangling, find_dangling, verify
 from jarvis.db.audit.export import export_rows, tool_call_spans
@@ -126,14 +127,36 @@ def export_command(
 
 @app.command("tail")
 def tail_command(
-    from_db: bool = typer.Option(False, "--from-db", help="Read PostgreSQL instead of the Redis stream."),
-    follow: bool = typer.Option(True, "--follow/--no-follow", help="Keep waiting for new rows."),
+    from_db: bool = typer.Option(False, "--from-db", help="Replay from PostgreSQL instead of the Redis stream."),
+    follow: bool = typer.Option(True, "--follow/--no-follow", help="Keep waiting for new events."),
     as_json: bool = typer.Option(False, "--json", help="One JSON event per line."),
-    since_seconds: float = typer.Option(300.0, "--since", min=0, help="Start with rows from the last N seconds."),
-    interval: float = typer.Option(1.0, "--interval", min=0.05, help="Seconds between polls of PostgreSQL."),
+    since_seconds: float = typer.Option(300.0, "--since", min=0, help="Start with events from the last N seconds."),
+    interval: float = typer.Option(1.0, "--interval", min=0.05, help="Seconds between polls / blocking reads."),
 ) -> None:
-    """Follow the audit trail live, like tail -f (Ctrl-C to stop)."""
+    """Follow the audit trail live, like tail -f (Ctrl-C to stop).
+
+    Reads the Redis stream when REDIS_URL is set; otherwise, or with --from-db, PostgreSQL.
+    """
+    settings = settings_or_exit()
     with opened_database() as database:
+        if settings.redis_url and not from_db:
+            link = RedisLink(settings.redis_url, namespace=namespace_for(database.url))
+            start_ms = int((time.time() - since_seconds) * 1000)
+            reader = StreamReader(link, last_id=f"{start_ms}-0")
+            try:
+                while True:
+                    events = reader.read(block_ms=int(interval * 1000))
+                    for event in events:
+                        _print_stream_event(event.id, event.fields, as_json)
+                    if reader.trimmed_past_position():
+                        errors.print(
+                            "[yellow]the stream was trimmed past this reader; "
+                            "use --from-db for the full history[/yellow]"
+                        )
+                    if not follow and not events:
+                        return
+            finally:
+                link.close()
         since = datetime.now(UTC) - timedelta(seconds=since_seconds)
         printed: dict[str, datetime] = {}
         while True:
@@ -149,7 +172,18 @@ def tail_command(
             if not follow:
                 return
             time.sleep(interval)
-    _ = from_db  # PostgreSQL is the only source until the Redis stream exists
+
+
+def _print_stream_event(stream_id: str, fields: dict[str, str], as_json: bool) -> None:
+    if as_json:
+        sys.stdout.write(json.dumps({"stream_id": stream_id, **fields}, ensure_ascii=False) + "\n")
+        sys.stdout.flush()
+        return
+    console.print(
+        f"{fields.get('created_at', '')[11:23]} {fields.get('kind', ''):<20} "
+        f"{fields.get('tool_name', '')} {styled(fields.get('status'))} {fields.get('row_id', '')}",
+        highlight=False,
+    )
 
 
 def _print_event(row: dict[str, object], as_json: bool) -> None:

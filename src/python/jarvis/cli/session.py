@@ -21,6 +21,7 @@ from rich.console import Console
 from rich.logging import RichHandler
 
 from jarvis.agent import AgentAlreadyRunningError, PlanError, ToolInputError, UnknownToolError
+from jarvis.cache import CycleLockHeldError
 from jarvis.config import ConfigError, Settings, load_settings, redact
 from jarvis.db import (
     Database,
@@ -84,6 +85,7 @@ ERROR_CODES: list[tuple[type[BaseException], ExitCode]] = [
     (StateConflictError, ExitCode.FAILED),
     (AuditAppendError, ExitCode.FAILED),
     (AgentAlreadyRunningError, ExitCode.FAILED),
+    (CycleLockHeldError, ExitCode.FAILED),
 ]
 
 

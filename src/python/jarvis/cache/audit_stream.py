@@ -1,0 +1,95 @@
+"""The live audit event stream: every committed audit row, announced on a capped Redis Stream.
+
+Events are published by the audit API's listeners, which run only after the
+row's transaction committed: a rolled-back append is never announced. Events
+carry ids, kinds, names and times, not payloads (those stay in PostgreSQL).
+The stream is a projection: when Redis is down or the stream was trimmed,
+`jarvis audit tail --from-db` replays the same history from PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+
+from jarvis.cache.link import RedisLink
+from jarvis.db.audit import AuditEvent
+
+STREAM_MAXLEN = 100_000
+
+
+@dataclass(frozen=True)
+class StreamEvent:
+    id: str
+    fields: dict[str, str]
+
+
+class AuditStream:
+    def __init__(self, link: RedisLink, *, maxlen: int = STREAM_MAXLEN) -> None:
+        self.link = link
+        self.maxlen = maxlen
+        self.name = link.key("audit")
+
+    def publish(self, event: AuditEvent) -> None:
+        """An audit listener: XADD the event (approximately capped); silently skipped while Redis is down."""
+        fields: Any = event.as_strings()
+        self.link.run(lambda r: r.xadd(self.name, fields, maxlen=self.maxlen, approximate=True), None)
+
+
+class StreamReader:
+    """Reads the stream from a position and remembers it, so a reconnect resumes without gaps or repeats."""
+
+    def __init__(self, link: RedisLink, *, last_id: str = "$") -> None:
+        self.link = link
+        self.stream = link.key("audit")
+        self.last_id = last_id
+
+    def start_from_latest(self) -> None:
+        """Pin '$' to a concrete id now, so events published before the first read are not skipped."""
+        if self.last_id == "$":
+            latest: Any = self.link.run(lambda r: r.xrevrange(self.stream, count=1), None)
+            self.last_id = _text(latest[0][0]) if latest else "0-0"
+
+    def read(self, *, block_ms: int = 1000, count: int = 500) -> list[StreamEvent]:
+        self.start_from_latest()
+
+        def xread(r: redis.Redis) -> list[StreamEvent]:
+            response: Any = r.xread({self.stream: self.last_id}, block=block_ms, count=count)
+            events = []
+            for _, entries in response or []:
+                for entry_id, fields in entries:
+                    events.append(StreamEvent(_text(entry_id), {_text(k): _text(v) for k, v in fields.items()}))
+            return events
+
+        events = self.link.run(xread, None)
+        if events is None:  # Redis unavailable: wait a little, the position is kept
+            time.sleep(min(block_ms / 1000, 0.5))
+            return []
+        if events:
+            self.last_id = events[-1].id
+        return events
+
+    def trimmed_past_position(self) -> bool:
+        """True if entries after our position were trimmed away (the reader fell too far behind)."""
+        first: Any = self.link.run(lambda r: r.xrange(self.stream, count=1), None)
+        if not first or self.last_id in ("$", "0-0"):
+            return False
+        first_id = _text(first[0][0])
+        return _id_tuple(first_id) > _id_tuple(self.last_id) and self.last_id != first_id
+
+    def follow(self, *, block_ms: int = 1000) -> Iterator[StreamEvent]:
+        while True:
+            yield from self.read(block_ms=block_ms)
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _id_tuple(stream_id: str) -> tuple[int, int]:
+    ms, _, seq = stream_id.partition("-")
+    return int(ms), int(seq or 0)
