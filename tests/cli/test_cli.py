@@ -12,10 +12,12 @@ import pytest
 from typer.testing import CliRunner
 
 from jarvis.cli.main import app
+from jarvis.db.migrate import head_revision
 from jarvis_testkit import services, tamper
 from jarvis_testkit.services import free_port
 
 runner = CliRunner()
+HEAD = head_revision()
 
 PLAN = """\
 cycles:
@@ -73,21 +75,21 @@ def test_config_error_exits_2_without_traceback() -> None:
 
 def test_db_upgrade_on_empty_then_up_to_date(fresh_url: str) -> None:
     code, out = jarvis("db", "upgrade", url=fresh_url)
-    assert code == 0 and "upgraded empty database -> 0001" in out
+    assert code == 0 and f"upgraded empty database -> {HEAD}" in out
     code, out = jarvis("db", "upgrade", url=fresh_url)
-    assert code == 0 and "already at 0001" in out
+    assert code == 0 and f"already at {HEAD}" in out
     code, data = jarvis_json("db", "current", url=fresh_url)
     assert data["up_to_date"] is True
 
 
 def test_db_history_and_downgrade(fresh_url: str) -> None:
     code, data = jarvis_json("db", "history")
-    assert code == 0 and data[-1]["revision"] == "0001"
+    assert code == 0 and data[0]["revision"] == HEAD and data[-1]["down_revision"] is None
     assert jarvis("db", "upgrade", url=fresh_url)[0] == 0
     code, out = jarvis("db", "downgrade", "base", url=fresh_url)
     assert code == 0 and "base" in out
     code, out = jarvis("db", "current", url=fresh_url)
-    assert "none (head is 0001)" in out
+    assert f"none (head is {HEAD})" in out
 
 
 def test_state_set_get_list_delete(url: str) -> None:

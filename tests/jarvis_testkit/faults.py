@@ -1,0 +1,151 @@
+"""Fault injection against real servers: a connection-dropping proxy, and restarting a private PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+import pwd
+import socket
+import subprocess
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit, urlunsplit
+
+
+@dataclass
+class DroppingProxy:
+    """A TCP proxy in front of PostgreSQL that can cut a connection at the worst moment.
+
+    `drop_after_commit()`: the next INSERT is forwarded, the server commits it and
+    answers, and the answer is thrown away with the connection, so the client
+    cannot know whether its row landed. `drop_before_send()`: the next INSERT
+    never reaches the server.
+    """
+
+    upstream: tuple[str, int] | str
+    listener: socket.socket = field(default_factory=lambda: socket.create_server(("127.0.0.1", 0)))
+    mode: str | None = None
+    drops: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _stop: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def port(self) -> int:
+        return int(self.listener.getsockname()[1])
+
+    def drop_after_commit(self) -> None:
+        self.mode = "after_commit"
+
+    def drop_before_send(self) -> None:
+        self.mode = "before_send"
+
+    def start(self) -> None:
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def close(self) -> None:
+        self._stop.set()
+        self.listener.close()
+
+    def _connect_upstream(self) -> socket.socket:
+        if isinstance(self.upstream, str):
+            sock = socket.socket(socket.AF_UNIX)
+            sock.connect(self.upstream)
+            return sock
+        return socket.create_connection(self.upstream)
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            server = self._connect_upstream()
+            armed = threading.Event()
+            threading.Thread(target=self._pump_to_server, args=(client, server, armed), daemon=True).start()
+            threading.Thread(target=self._pump_to_client, args=(server, client, armed), daemon=True).start()
+
+    def _take_mode(self, wanted: str) -> bool:
+        with self._lock:
+            if self.mode == wanted:
+                self.mode = None
+                self.drops += 1
+                return True
+            return False
+
+    def _pump_to_server(self, client: socket.socket, server: socket.socket, armed: threading.Event) -> None:
+        try:
+            while data := client.recv(65536):
+                if b"INSERT INTO" in data and self.mode is not None:
+                    if self._take_mode("before_send"):
+                        break
+                    if self.mode == "after_commit":
+                        armed.set()
+                server.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for sock in (client, server):
+                _close(sock)
+
+    def _pump_to_client(self, server: socket.socket, client: socket.socket, armed: threading.Event) -> None:
+        held = b""
+        try:
+            while data := server.recv(65536):
+                if armed.is_set():
+                    held += data
+                    # ReadyForQuery ('Z') after the INSERT: the implicit transaction has committed.
+                    if b"INSERT 0 1" in held and b"Z\x00\x00\x00\x05" in held.split(b"INSERT 0 1", 1)[1]:
+                        if self._take_mode("after_commit"):
+                            break
+                    continue
+                client.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for sock in (client, server):
+                _close(sock)
+
+
+def _close(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    sock.close()
+
+
+@contextmanager
+def dropping_proxy(database_url: str) -> Iterator[tuple[DroppingProxy, str]]:
+    """A proxy in front of the server of `database_url`, and the URL that goes through it."""
+    parts = urlsplit(database_url)
+    socket_dir = parse_qs(parts.query).get("host", [None])[0]
+    upstream: tuple[str, int] | str
+    if socket_dir:
+        upstream = str(Path(socket_dir) / f".s.PGSQL.{parts.port or 5432}")
+    else:
+        upstream = (parts.hostname or "127.0.0.1", parts.port or 5432)
+    proxy = DroppingProxy(upstream)
+    proxy.start()
+    user = parts.username or "postgres"
+    password = f":{parts.password}" if parts.password else ""
+    through = urlunsplit(parts._replace(netloc=f"{user}{password}@127.0.0.1:{proxy.port}", query=""))
+    try:
+        yield proxy, through
+    finally:
+        proxy.close()
+
+
+def restart_postgres(server: object) -> None:
+    """`pg_ctl restart` on a private pgserver cluster (as the unprivileged user it runs as)."""
+    from pgserver._commands import POSTGRES_BIN_PATH
+
+    pgdata = Path(server.pgdata)  # type: ignore[attr-defined]
+    user = getattr(server, "system_user", None)
+    command = [str(POSTGRES_BIN_PATH / "pg_ctl"), "-D", str(pgdata), "-w", "-m", "fast", "restart",
+               "-l", str(pgdata / "log")]
+    kwargs: dict[str, object] = {}
+    if user is not None and os.geteuid() == 0:
+        kwargs["user"] = pwd.getpwnam(user).pw_uid
+    subprocess.run(command, check=True, capture_output=True, timeout=60, **kwargs)  # type: ignore[call-overload]
