@@ -143,9 +143,21 @@ def restart_postgres(server: object) -> None:
 
     pgdata = Path(server.pgdata)  # type: ignore[attr-defined]
     user = getattr(server, "system_user", None)
-    command = [str(POSTGRES_BIN_PATH / "pg_ctl"), "-D", str(pgdata), "-w", "-m", "fast", "restart",
-               "-l", str(pgdata / "log")]
+    command = [
+        str(POSTGRES_BIN_PATH / "pg_ctl"),
+        "-D",
+        str(pgdata),
+        "-w",
+        "-m",
+        "fast",
+        "restart",
+        "-l",
+        str(pgdata / "log"),
+    ]
     kwargs: dict[str, object] = {}
     if user is not None and os.geteuid() == 0:
         kwargs["user"] = pwd.getpwnam(user).pw_uid
-    subprocess.run(command, check=True, capture_output=True, timeout=60, **kwargs)  # type: ignore[call-overload]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60, **kwargs)  # type: ignore[call-overload]
+    if done.returncode != 0:
+        log = (pgdata / "log").read_text()[-2000:] if (pgdata / "log").exists() else ""
+        raise RuntimeError(f"pg_ctl restart failed ({done.returncode}): {done.stdout}{done.stderr}\n{log}")

@@ -57,14 +57,16 @@ def _postgres_checks(settings: Settings) -> list[HealthCheck]:
                 )
             )
             superuser = conn.execute(text("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")).scalar()
-            if superuser and database.embedded_server is None:
+            if superuser:
+                embedded = database.embedded_server is not None
                 checks.append(
                     HealthCheck(
                         "login role",
                         "warn",
-                        "DATABASE_URL logs in as a superuser",
-                        f"Jarvis drops to {APP_ROLE} for its work, but a superuser login can bypass every trigger: "
-                        f"create a login role that is a member of {APP_ROLE} and use it in DATABASE_URL",
+                        "connected as a superuser" + (" (the embedded server's own 'postgres')" if embedded else ""),
+                        f"Jarvis drops to {APP_ROLE} for its work, but a superuser login could bypass every trigger: "
+                        + ("fine for a private embedded server; in production " if embedded else "")
+                        + f"use a login role that is a member of {APP_ROLE} in DATABASE_URL",
                     )
                 )
             current, head = current_revision(database), head_revision()

@@ -14,6 +14,7 @@ from typing import Any
 from jarvis.db.base import JsonValue
 
 MAX_DEPTH = 500
+MAX_INT_BITS = 14_000
 
 
 class InvalidJsonError(ValueError):
@@ -27,12 +28,25 @@ def ensure_jsonb(value: Any, *, what: str = "value") -> JsonValue:
         item, path, depth = stack.pop()
         if depth > MAX_DEPTH:
             raise InvalidJsonError(f"{what} at {path}: nested deeper than {MAX_DEPTH} levels. Fix: flatten it.")
-        if item is None or isinstance(item, bool | int):
+        if item is None or isinstance(item, bool):
             continue
-        if isinstance(item, float):
+        if isinstance(item, int):
+            if item.bit_length() > MAX_INT_BITS:
+                raise InvalidJsonError(
+                    f"{what} at {path}: an integer of {item.bit_length()} bits is too large to read back "
+                    "(Python parses at most 4300 digits). Fix: store it as a string."
+                )
+        elif isinstance(item, float):
             if not math.isfinite(item):
                 raise InvalidJsonError(
                     f"{what} at {path}: {item!r} is not a JSON number. Fix: store null or a string instead."
+                )
+            if abs(item) >= 1e16 or (item == 0 and math.copysign(1, item) < 0):
+                # PostgreSQL's numeric prints 1e16 as 10000000000000000 (read back as an int, and for
+                # 1e300 a different number) and has no negative zero: the value would not come back.
+                raise InvalidJsonError(
+                    f"{what} at {path}: the float {item!r} would not read back as the same float from JSONB. "
+                    "Fix: store it as a string, or as an int if it is whole."
                 )
         elif isinstance(item, str):
             check_text(item, f"{what} at {path}")
