@@ -14,7 +14,7 @@ if ! command -v podman >/dev/null || ! command -v debootstrap >/dev/null; then
 fi
 source infra/container/podman-env.sh
 infra/container/make-base-image.sh
-export BASE_IMAGE=localhost/jarvis-base:bookworm
+export PANTS_DOCKER_BUILD_ARGS='["BASE_IMAGE=localhost/jarvis-base:bookworm"]'
 # A failed binary lookup is cached by Pants: never reuse one from a run without the shim.
 ./pants --no-pantsd --no-local-cache package infra/docker:jarvis
 
