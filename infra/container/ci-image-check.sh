@@ -12,6 +12,7 @@ if ! command -v podman >/dev/null || ! command -v debootstrap >/dev/null; then
     exit 0
   fi
 fi
+command -v psql >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-client >/dev/null
 source infra/container/podman-env.sh
 infra/container/make-base-image.sh
 export PANTS_DOCKER_BUILD_ARGS='["BASE_IMAGE=localhost/jarvis-base:bookworm"]'
