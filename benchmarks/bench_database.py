@@ -14,7 +14,7 @@ import psycopg
 from jarvis.config import Settings, load_settings
 from jarvis.db import Database, open_database
 from jarvis.db.embedded import embedded_url, start_embedded_postgres
-from jarvis.db.migrate import upgrade
+from jarvis.db.migrate import upgrade_to_head
 from jarvis.db.urls import libpq_url, with_database
 
 
@@ -32,9 +32,7 @@ def benchmark_database(**overrides: object) -> Iterator[tuple[Settings, Database
         conn.execute(f'CREATE DATABASE "{name}"')
     url = with_database(admin, name)
     settings = load_settings(database_url=url, **overrides)
-    owner = open_database(settings, url=url, as_app_role=False)
-    upgrade(owner)
-    owner.shutdown()
+    upgrade_to_head(settings, url=url)
     database = open_database(settings, url=url)
     try:
         yield settings, database, url

@@ -8,7 +8,7 @@ import pytest
 
 from jarvis.config import Settings, load_settings
 from jarvis.db import Database, open_database
-from jarvis.db.migrate import upgrade
+from jarvis.db.migrate import upgrade_to_head
 from jarvis_testkit import services
 
 
@@ -39,11 +39,7 @@ def settings(empty_database_url: str) -> Settings:
 @pytest.fixture(scope="module")
 def migrated_database_url(empty_database_url: str, settings: Settings) -> str:
     """This module's database, upgraded to the newest migration."""
-    owner = open_database(settings, url=empty_database_url, as_app_role=False)
-    try:
-        upgrade(owner)
-    finally:
-        owner.shutdown()
+    upgrade_to_head(settings, url=empty_database_url)
     return empty_database_url
 
 
@@ -67,11 +63,7 @@ def owner_database(migrated_database_url: str, settings: Settings) -> Iterator[D
 def migrated_template_url(postgres_admin_url: str, settings: Settings, request: pytest.FixtureRequest) -> Iterator[str]:
     """A migrated database that is never connected to, so it can be cloned per test."""
     with services.fresh_database(postgres_admin_url, "tmpl_" + request.module.__name__) as url:
-        owner = open_database(settings, url=url, as_app_role=False)
-        try:
-            upgrade(owner)
-        finally:
-            owner.shutdown()
+        upgrade_to_head(settings, url=url)
         yield url
 
 

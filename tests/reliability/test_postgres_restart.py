@@ -15,7 +15,7 @@ from jarvis.config import load_settings
 from jarvis.db import Database, open_database
 from jarvis.db.audit import find_dangling, verify
 from jarvis.db.embedded import embedded_url
-from jarvis.db.migrate import upgrade
+from jarvis.db.migrate import upgrade_to_head
 from jarvis_testkit import tamper
 from jarvis_testkit.faults import restart_postgres
 from jarvis_testkit.services import service_unavailable
@@ -48,9 +48,7 @@ def restart_database(private_cluster: object) -> Iterator[tuple[str, Database]]:
         conn.execute("CREATE DATABASE restart_test")
     url = embedded_url(private_cluster, "restart_test")
     settings = load_settings(database_url=url)
-    owner = open_database(settings, url=url, as_app_role=False)
-    upgrade(owner)
-    owner.shutdown()
+    upgrade_to_head(settings, url=url)
     database = open_database(settings, url=url)
     yield url, database
     database.shutdown()

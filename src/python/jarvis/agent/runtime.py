@@ -31,7 +31,7 @@ from jarvis.db.audit import (
     seal,
 )
 from jarvis.db.audit.tool_calls import CANCELLATIONS, describe_error
-from jarvis.db.migrate import upgrade
+from jarvis.db.migrate import upgrade_to_head
 
 log = logging.getLogger("jarvis.agent")
 
@@ -104,11 +104,7 @@ class Agent:
         cls, settings: Settings, *, name: str = "jarvis", migrate: bool = True, listeners: Sequence[AuditListener] = ()
     ) -> Agent:
         if migrate:
-            owner = open_database(settings, as_app_role=False)
-            try:
-                upgrade(owner)
-            finally:
-                owner.shutdown()
+            upgrade_to_head(settings)
         database = open_database(settings)
         link = None
         if settings.redis_url:

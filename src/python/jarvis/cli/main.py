@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+
 import typer
 from rich.table import Table
 
@@ -70,7 +72,14 @@ def doctor_command(as_json: bool = typer.Option(False, "--json", help="Machine-r
 
 
 def main() -> None:
+    # SIGTERM unwinds like Ctrl-C (finally blocks and atexit run: pools are disposed cleanly);
+    # `jarvis run` and `demo` install their own handler that also records the cancellation.
+    signal.signal(signal.SIGTERM, _terminate)
     app(prog_name="jarvis")
+
+
+def _terminate(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 if __name__ == "__main__":

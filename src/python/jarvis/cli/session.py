@@ -34,7 +34,7 @@ from jarvis.db import (
 )
 from jarvis.db.audit import AuditAppendError
 from jarvis.db.embedded import EmbeddedPostgresUnavailable
-from jarvis.db.migrate import upgrade
+from jarvis.db.migrate import upgrade_to_head
 
 console = Console()
 errors = Console(stderr=True)
@@ -137,11 +137,7 @@ def opened_database(*, migrate: bool = True) -> Iterator[Database]:
     settings = settings_or_exit()
     with reported_errors():
         if migrate:
-            owner = open_database(settings, as_app_role=False)
-            try:
-                upgrade(owner)
-            finally:
-                owner.shutdown()
+            upgrade_to_head(settings)
         database = open_database(settings)
         try:
             yield database

@@ -150,7 +150,8 @@ def open_database(settings: Settings, *, url: str | None = None, as_app_role: bo
     database = Database(engine=engine, url=url, settings=settings, embedded_server=server)
     atexit.register(database.shutdown)
     where = "embedded PostgreSQL 16" if server is not None else "PostgreSQL"
-    log.info("using %s at %s", where, database.display_url)
+    # One line per process says where the data goes; the owner connection used for migrations stays quiet.
+    log.log(logging.INFO if as_app_role else logging.DEBUG, "using %s at %s", where, database.display_url)
     return database
 
 

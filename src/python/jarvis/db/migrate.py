@@ -14,7 +14,8 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import exc
 
-from jarvis.db.engine import Database, unavailable
+from jarvis.config import Settings
+from jarvis.db.engine import Database, open_database, unavailable
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 MIGRATION_LOCK_KEY = 0x4A415256  # 'JARV': one advisory lock serialises concurrent upgrades
@@ -46,6 +47,15 @@ def _reachable(database: Database) -> Iterator[None]:
 def upgrade(database: Database, revision: str = "head") -> None:
     with _reachable(database):
         command.upgrade(alembic_config(database), revision)
+
+
+def upgrade_to_head(settings: Settings, *, url: str | None = None) -> None:
+    """Connect as the database owner (not the restricted app role), upgrade to head, disconnect."""
+    owner = open_database(settings, url=url, as_app_role=False)
+    try:
+        upgrade(owner)
+    finally:
+        owner.shutdown()
 
 
 def downgrade(database: Database, revision: str = "-1") -> None:
