@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
-
 import typer
 from rich.table import Table
 
 from jarvis.cli.session import ExitCode, console, fail, opened_database, parse_json_argument, print_json
+from jarvis.cli.views import short_json
 from jarvis.db import StateStore
 
 app = typer.Typer(help="The agent's key/value state (JSON values, versioned).", no_args_is_help=True)
@@ -65,11 +64,6 @@ def list_command(
     table = Table("key", "version", "updated", "value")
     for entry in entries:
         table.add_row(
-            entry.key, str(entry.version), entry.updated_at.isoformat(timespec="seconds"), _short(entry.value)
+            entry.key, str(entry.version), entry.updated_at.isoformat(timespec="seconds"), short_json(entry.value, 60)
         )
     console.print(table)
-
-
-def _short(value: object, limit: int = 60) -> str:
-    text = json.dumps(value, ensure_ascii=False)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
