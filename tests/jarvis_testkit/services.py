@@ -36,7 +36,7 @@ def service_unavailable(what: str, why: str) -> NoReturn:
     pytest.skip(message)
 
 
-def test_data_root() -> Path:
+def scratch_root() -> Path:
     """Shared by every test process of this user, so the embedded server is started once and reused."""
     root = Path(tempfile.gettempdir()) / f"jarvis-tests-{os.getuid()}"
     root.mkdir(exist_ok=True)
@@ -49,7 +49,7 @@ def postgres_admin_url() -> str:
     if configured:
         return libpq_url(configured)
     try:
-        server = start_embedded_postgres(test_data_root())
+        server = start_embedded_postgres(scratch_root())
     except Exception as exc:
         service_unavailable("PostgreSQL", str(exc))
     return embedded_url(server)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -18,7 +19,7 @@ from jarvis.db.embedded import embedded_url
 from jarvis.db.migrate import upgrade_to_head
 from jarvis_testkit import tamper
 from jarvis_testkit.faults import restart_postgres
-from jarvis_testkit.services import service_unavailable
+from jarvis_testkit.services import service_unavailable, scratch_root
 
 STEPS = 30
 PLAN = CyclePlan.model_validate(
@@ -30,13 +31,19 @@ PLAN = CyclePlan.model_validate(
 
 
 @pytest.fixture(scope="module")
-def private_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
-    """A PostgreSQL 16 of this module's own: restarting it disturbs nobody else."""
+def private_cluster() -> Iterator[object]:
+    """A PostgreSQL 16 of this module's own: restarting it disturbs nobody else.
+
+    Not under pytest's tmp_path: pytest re-tightens /tmp/pytest-of-<user> to 0700 whenever another
+    test process starts, which locks the cluster's unprivileged server user out mid-run.
+    """
     try:
         from pgserver.postgres_server import get_server
     except ImportError as exc:
         service_unavailable("a private PostgreSQL cluster", f"pgserver is not installed here ({exc})")
-    server = get_server(Path(tmp_path_factory.mktemp("restart")) / "pgdata", cleanup_mode="delete")
+    server = get_server(
+        Path(tempfile.mkdtemp(prefix="restart-", dir=scratch_root())) / "pgdata", cleanup_mode="delete"
+    )
     yield server
     server.cleanup()
 
