@@ -19,7 +19,7 @@ from jarvis.db.embedded import embedded_url
 from jarvis.db.migrate import upgrade_to_head
 from jarvis_testkit import tamper
 from jarvis_testkit.faults import restart_postgres
-from jarvis_testkit.services import service_unavailable, scratch_root
+from jarvis_testkit.services import scratch_root, service_unavailable
 
 STEPS = 30
 PLAN = CyclePlan.model_validate(
@@ -41,9 +41,7 @@ def private_cluster() -> Iterator[object]:
         from pgserver.postgres_server import get_server
     except ImportError as exc:
         service_unavailable("a private PostgreSQL cluster", f"pgserver is not installed here ({exc})")
-    server = get_server(
-        Path(tempfile.mkdtemp(prefix="restart-", dir=scratch_root())) / "pgdata", cleanup_mode="delete"
-    )
+    server = get_server(Path(tempfile.mkdtemp(prefix="restart-", dir=scratch_root())) / "pgdata", cleanup_mode="delete")
     yield server
     server.cleanup()
 
