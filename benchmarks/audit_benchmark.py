@@ -173,7 +173,7 @@ def write_section(path: Path, title: str, body: str, command: str) -> None:
     if marker in text:
         before, rest = text.split(marker, 1)
         after = rest[rest.find("\n## ") :] if "\n## " in rest else ""
-        text = before + section + after.lstrip("\n")
+        text = before + section + ("\n" + after.lstrip("\n") if after else "")
     else:
         text = text.rstrip("\n") + "\n\n" + section
     path.write_text(text)
