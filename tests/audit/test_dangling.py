@@ -33,3 +33,14 @@ def test_threshold_keeps_recent_starts_out(database: Database) -> None:
     start = ToolCallLog(database).start("fresh_tool", {})
     assert start.id not in {d.id for d in find_dangling(database, older_than=timedelta(hours=1))}
     assert start.id in {d.id for d in find_dangling(database)}
+
+
+def test_an_agent_only_closes_its_own_cycles_work_at_start_up(database: Database) -> None:
+    mine = PlanningLog(database, agent="owner").open_cycle(["mine"])
+    my_call = ToolCallLog(database).start("mine", {}, cycle_id=mine)
+    theirs = PlanningLog(database, agent="neighbour").open_cycle(["theirs"])
+    loose_call = ToolCallLog(database).start("no_cycle", {})
+    closed = {d.id for d in close_dangling(database, agent="owner")}
+    assert closed == {mine, my_call.id}
+    remaining = {d.id for d in find_dangling(database)}
+    assert {theirs, loose_call.id} <= remaining

@@ -36,7 +36,9 @@ def find_dangling(
 ) -> list[DanglingStart]:
     """Start rows of tool calls and planning cycles with no completion, started before now - older_than.
 
-    With `agent`, only that agent's cycles and the tool calls made in them (or outside any cycle).
+    With `agent`, only that agent's cycles and the tool calls made in them: what an agent may close
+    at start-up while holding its instance lock. Tool calls outside any cycle belong to no agent;
+    `jarvis audit dangling --close` (with its age threshold) closes those.
     """
     with database.connect() as conn:
         rows = conn.execute(
@@ -46,7 +48,7 @@ def find_dangling(
                   FROM tool_calls s
                  WHERE s.parent_id IS NULL AND s.created_at < now() - :age
                    AND NOT EXISTS (SELECT 1 FROM tool_calls c WHERE c.parent_id = s.id)
-                   AND (CAST(:agent AS text) IS NULL OR s.cycle_id IS NULL
+                   AND (CAST(:agent AS text) IS NULL
                         OR s.cycle_id IN (SELECT id FROM planning_cycles WHERE agent = :agent))
                 UNION ALL
                 SELECT 'planning_cycles', s.id, s.agent, s.created_at, NULL
