@@ -189,6 +189,8 @@ class Agent:
                 outcome = self.run_tool(step.tool, step.input, cycle_id=cycle_id)
                 outcome.decision = step.decision
                 result.steps.append(outcome)
+                if lease is not None and self.cycle_lock is not None:
+                    self.cycle_lock.extend(lease)  # long cycles keep the lock; the database stays the backstop
                 if on_step is not None:
                     on_step(index, step, outcome)
         except CANCELLATIONS as interruption:

@@ -10,7 +10,6 @@ The stream is a projection: when Redis is down or the stream was trimmed,
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -80,10 +79,6 @@ class StreamReader:
             return False
         first_id = _text(first[0][0])
         return _id_tuple(first_id) > _id_tuple(self.last_id) and self.last_id != first_id
-
-    def follow(self, *, block_ms: int = 1000) -> Iterator[StreamEvent]:
-        while True:
-            yield from self.read(block_ms=block_ms)
 
 
 def _text(value: Any) -> str:

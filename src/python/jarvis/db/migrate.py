@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -28,8 +27,8 @@ def include_name(name: str | None, type_: str, parent_names: Any) -> bool:
     return True
 
 
-def alembic_config(database: Database, output: io.StringIO | None = None) -> Config:
-    config = Config(stdout=output) if output is not None else Config()
+def alembic_config(database: Database) -> Config:
+    config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     config.attributes["engine"] = database.engine
     return config
