@@ -84,6 +84,7 @@ def test_with_redis_the_cycle_records_its_fencing_token(isolated_database: Datab
 def test_a_plan_checks_tool_inputs_before_running() -> None:
     with pytest.raises(PlanError, match=r"<plan>:5: cycles\.0\.steps\.0\.input\.seconds"):
         parse_plan(
-            "cycles:\n  - goals: [g]\n    steps:\n      - {decision: d, tool: sleep, input:\n          {seconds: -5}}\n",
+            "cycles:\n  - goals: [g]\n    steps:\n"
+            "      - {decision: d, tool: sleep, input:\n          {seconds: -5}}\n",
             tools=BUILTIN_TOOL_INPUTS,
         )
