@@ -115,6 +115,18 @@ class ToolCallLog:
             raise ValueError(f"status {status!r} is not a completion status; use one of {COMPLETION_STATUSES}")
         if output is not None:
             ensure_jsonb(output, what=f"output of {start.tool_name}")
+        return self._append_completion(start, status, output, error, completion_id, duration_ms)
+
+    def _append_completion(
+        self,
+        start: ToolCallStart,
+        status: str,
+        output: Any,
+        error: str | None,
+        completion_id: uuid.UUID | None = None,
+        duration_ms: int | None = None,
+    ) -> uuid.UUID:
+        """The append itself, for values already checked (record()'s output was checked by succeed())."""
         row_id = completion_id or uuid7()
         if duration_ms is None and status != "abandoned":  # abandoned: nobody knows how long it ran
             duration_ms = round((time.monotonic() - start.started_at) * 1000)
@@ -138,19 +150,20 @@ class ToolCallLog:
                     f"tool call {start.id} ({start.tool_name}) already has an outcome; it cannot get a second one"
                 ) from None
             raise
-        announce(
-            self.listeners,
-            AuditEvent(
-                "tool_calls",
-                f"tool_call.{status}",
-                row_id,
-                created_at,
-                status,
-                start.id,
-                start.cycle_id,
-                start.tool_name,
-            ),
-        )
+        if self.listeners:
+            announce(
+                self.listeners,
+                AuditEvent(
+                    "tool_calls",
+                    f"tool_call.{status}",
+                    row_id,
+                    created_at,
+                    status,
+                    start.id,
+                    start.cycle_id,
+                    start.tool_name,
+                ),
+            )
         return row_id
 
     @contextmanager
@@ -165,7 +178,7 @@ class ToolCallLog:
         except BaseException as failure:
             self.record_completion(call.start, "failed", error=describe_error(failure))
             raise
-        self.record_completion(call.start, "succeeded", output=call.output)
+        self._append_completion(call.start, "succeeded", call.output, None)
 
     def audited(self, tool_name: str | None = None) -> Callable[[Callable[P, R]], Callable[P, R]]:
         """Decorator: every call of the function is recorded; its arguments are the input, its result the output."""
