@@ -94,6 +94,39 @@ class Settings(BaseSettings):
         description="DEBUG, INFO, WARNING or ERROR.",
     )
 
+    production: bool = Field(
+        default=False,
+        validation_alias=AliasChoices("JARVIS_PRODUCTION", "production"),
+        description="Production mode: `jarvis doctor` fails on a superuser login instead of warning.",
+    )
+    seal_wait: float = Field(
+        default=10.0,
+        gt=0,
+        le=3600,
+        validation_alias=AliasChoices("JARVIS_SEAL_WAIT", "seal_wait"),
+        description="Seconds `jarvis audit verify --seal` waits for another sealer before naming it and failing.",
+    )
+    signing_key: Path | None = Field(
+        default=None,
+        validation_alias=AliasChoices("JARVIS_SIGNING_KEY", "signing_key"),
+        description="Ed25519 private key that signs checkpoints (kept outside PostgreSQL). "
+        "Default: <data dir>/keys/checkpoint.key; its public key is the same path + '.pub'.",
+    )
+    witness_log: Path | None = Field(
+        default=None,
+        validation_alias=AliasChoices("JARVIS_WITNESS_LOG", "witness_log"),
+        description="JSONL file of signed checkpoints, kept outside PostgreSQL. "
+        "Default: <data dir>/witness/<database>.jsonl (one file per database).",
+    )
+
+    def signing_key_path(self) -> Path:
+        """The private key file (it may not exist yet: `jarvis keys init` makes it)."""
+        return self.signing_key if self.signing_key is not None else self.data_dir / "keys" / "checkpoint.key"
+
+    def public_key_path(self) -> Path:
+        path = self.signing_key_path()
+        return path.with_name(path.name + ".pub")
+
     @field_validator("database_url", "redis_url", mode="before")
     @classmethod
     def _blank_means_unset(cls, value: Any) -> Any:
