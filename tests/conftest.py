@@ -54,7 +54,7 @@ def database(migrated_database_url: str, settings: Settings) -> Iterator[Databas
 @pytest.fixture(scope="module")
 def owner_database(migrated_database_url: str, settings: Settings) -> Iterator[Database]:
     """The same database as its owner (a superuser in tests): what an administrator could do."""
-    db = open_database(settings, url=migrated_database_url, as_app_role=False)
+    db = open_database(settings, url=migrated_database_url, role="owner")
     yield db
     db.shutdown()
 

@@ -23,7 +23,7 @@ from jarvis_testkit import services
 @pytest.fixture
 def scratch(postgres_admin_url: str, settings: Settings) -> Iterator[Database]:
     with services.fresh_database(postgres_admin_url, "scratch") as url:
-        db = open_database(settings, url=url, as_app_role=False)
+        db = open_database(settings, url=url, role="owner")
         yield db
         db.shutdown()
 
@@ -64,7 +64,7 @@ def test_concurrent_upgrades_from_two_processes_both_succeed(scratch: Database) 
     script = (
         "import sys; from jarvis.config import load_settings; from jarvis.db import open_database; "
         "from jarvis.db.migrate import upgrade; "
-        "upgrade(open_database(load_settings(), url=sys.argv[1], as_app_role=False))"
+        "upgrade(open_database(load_settings(), url=sys.argv[1], role="owner"))"
     )
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     procs = [

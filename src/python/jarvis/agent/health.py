@@ -39,7 +39,7 @@ def run_health_checks(settings: Settings | None = None) -> list[HealthCheck]:
 
 def _postgres_checks(settings: Settings) -> list[HealthCheck]:
     try:
-        database = open_database(settings, as_app_role=False)
+        database = open_database(settings, role="owner")
     except (DatabaseError, EmbeddedPostgresUnavailable) as error:
         return [HealthCheck("postgres", "fail", redact(str(error)), "start PostgreSQL or fix DATABASE_URL")]
     checks = []

@@ -16,7 +16,7 @@ def upgrade_command(revision: str = typer.Argument("head", help="Target revision
     """Upgrade the schema (a no-op when already current). Safe to run from several processes at once."""
     settings = settings_or_exit()
     with reported_errors():
-        database = open_database(settings, as_app_role=False)
+        database = open_database(settings, role="owner")
         try:
             before = current_revision(database)
             upgrade(database, revision)
@@ -36,7 +36,7 @@ def downgrade_command(
     """Downgrade the schema. Destroys data in the dropped tables: there is no undo."""
     settings = settings_or_exit()
     with reported_errors():
-        database = open_database(settings, as_app_role=False)
+        database = open_database(settings, role="owner")
         try:
             downgrade(database, revision)
             after = current_revision(database)
@@ -50,7 +50,7 @@ def current_command(as_json: bool = typer.Option(False, "--json", help="Machine-
     """Show the database's revision and whether it is the newest."""
     settings = settings_or_exit()
     with reported_errors():
-        database = open_database(settings, as_app_role=False)
+        database = open_database(settings, role="owner")
         try:
             current = current_revision(database)
         finally:

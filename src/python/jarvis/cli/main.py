@@ -8,7 +8,7 @@ import typer
 from rich.table import Table
 
 from jarvis.agent.health import run_health_checks
-from jarvis.cli import audit_commands, db_commands, memory_commands, state_commands
+from jarvis.cli import audit_commands, db_commands, keys_commands, memory_commands, state_commands
 from jarvis.cli.agent_commands import demo_command, run_command
 from jarvis.cli.session import ExitCode, console, errors, print_json
 from jarvis.config import ConfigError, load_settings, mask_url, setting_sources
@@ -25,6 +25,7 @@ app.add_typer(db_commands.app, name="db")
 app.add_typer(state_commands.app, name="state")
 app.add_typer(memory_commands.app, name="memory")
 app.add_typer(audit_commands.app, name="audit")
+app.add_typer(keys_commands.app, name="keys")
 app.command("run")(run_command)
 app.command("demo")(demo_command)
 

@@ -1,11 +1,13 @@
 """Persistence: engine, tables, migrations and the audit trail. Knows nothing of the agent."""
 
 from jarvis.db.engine import (
-    APP_ROLE,
     Database,
     DatabaseError,
     DatabaseUnavailableError,
+    NotMigratedError,
     PoolExhaustedError,
+    Role,
+    Roles,
     open_database,
 )
 from jarvis.db.jsonb import InvalidJsonError, ensure_jsonb
@@ -14,14 +16,16 @@ from jarvis.db.runtime_ddl import RuntimeDDLError, RuntimeSchema, TableConflictE
 from jarvis.db.state import StateConflictError, StateEntry, StateStore
 
 __all__ = [
-    "APP_ROLE",
     "Database",
     "DatabaseError",
     "DatabaseUnavailableError",
     "Fact",
     "InvalidJsonError",
+    "NotMigratedError",
     "MemoryStore",
     "PoolExhaustedError",
+    "Role",
+    "Roles",
     "RuntimeDDLError",
     "RuntimeSchema",
     "StateConflictError",

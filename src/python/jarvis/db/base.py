@@ -28,6 +28,9 @@ class Base(DeclarativeBase):
 
 
 AUDIT_TABLES = ("planning_cycles", "tool_calls", "decision_log")
+"""The agent's record: append-only two-row lifecycles and decisions."""
+
+CHAINED_TABLES = (*AUDIT_TABLES, "schema_changes")
 """Append-only tables whose rows are bound into the hash chain, in the order they are chained on ties."""
 
 COMPLETION_STATUSES = ("succeeded", "failed", "cancelled", "abandoned")

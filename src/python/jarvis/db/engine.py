@@ -1,8 +1,12 @@
 """Engine and pool lifecycle: one `Database` per process, shut down cleanly.
 
-Connections drop to the `jarvis_app` role right after connecting, so even a
-superuser URL writes through a role that cannot UPDATE, DELETE or TRUNCATE
-the audit tables. Migrations (`jarvis db upgrade`) connect without it.
+Every transaction starts with `SET LOCAL ROLE` to the database's own
+application role (or its read-only auditor role) and a fixed `search_path`
+(pg_temp last), so even a superuser URL writes through a role that cannot
+UPDATE, DELETE or TRUNCATE the audit tables, and nothing lives in the
+session: a transaction-pooling PgBouncer hands connections between clients
+without leaking a role, a search path or a prepared statement. Migrations
+(`jarvis db upgrade`) connect as the owner, without it.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import psycopg
 from sqlalchemy import Connection, Engine, create_engine, event, exc
@@ -25,8 +29,11 @@ from jarvis.db.urls import libpq_url, sqlalchemy_url
 
 log = logging.getLogger("jarvis.db")
 
-APP_ROLE = "jarvis_app"
 EMBEDDED_DATABASE = "jarvis"
+SEARCH_PATH = "pg_catalog, public, pg_temp"
+
+Role = Literal["app", "auditor", "owner"]
+"""app: SELECT/INSERT (UPDATE/DELETE only on state and memory); auditor: SELECT only; owner: the login itself."""
 
 
 class DatabaseError(Exception):
@@ -41,6 +48,18 @@ class PoolExhaustedError(DatabaseError):
     """Every pooled connection stayed busy for the whole connect timeout."""
 
 
+class NotMigratedError(DatabaseError):
+    """The database has no Jarvis schema (or one too old to know its roles)."""
+
+
+@dataclass(frozen=True)
+class Roles:
+    """The database's own roles, as its migration recorded them in `trail_info`."""
+
+    app: str
+    auditor: str
+
+
 @dataclass
 class Database:
     """An engine plus what it took to get one (the embedded server, if any)."""
@@ -49,7 +68,44 @@ class Database:
     url: str
     settings: Settings
     embedded_server: Any = None
+    role: Role = "app"
     _closed: bool = field(default=False, repr=False)
+    _roles: Roles | None = field(default=None, repr=False)
+
+    @property
+    def role_names(self) -> Roles | None:
+        """The role names once known (None before the first transaction)."""
+        return self._roles
+
+    def roles(self, cursor: Any) -> Roles:
+        """The database's role names, read once through `cursor` (any psycopg cursor or connection)."""
+        if self._roles is None:
+            try:
+                row = cursor.execute("SELECT app_role, auditor_role FROM public.trail_info").fetchone()
+            except psycopg.errors.UndefinedTable:
+                raise NotMigratedError(
+                    f"{self.display_url} has no Jarvis schema (or one from before migration 0003). "
+                    "Fix: run `jarvis db upgrade` as the database owner."
+                ) from None
+            self._roles = Roles(app=row[0], auditor=row[1])
+        return self._roles
+
+    def enter_role(self, cursor: Any) -> None:
+        """Begin this transaction as the database's app or auditor role; nothing outlives the transaction."""
+        if self.role == "owner":
+            return
+        roles = self.roles(cursor)
+        if self.role == "app":
+            cursor.execute(
+                "SELECT pg_catalog.set_config('role', %s, true), pg_catalog.set_config('search_path', %s, true)",
+                (roles.app, SEARCH_PATH),
+            )
+        else:
+            cursor.execute(
+                "SELECT pg_catalog.set_config('role', %s, true), pg_catalog.set_config('search_path', %s, true), "
+                "pg_catalog.set_config('transaction_read_only', 'on', true)",
+                (roles.auditor, SEARCH_PATH),
+            )
 
     @property
     def display_url(self) -> str:
@@ -126,8 +182,12 @@ def resolve_url(settings: Settings) -> tuple[str, Any]:
     return embedded_url(server, EMBEDDED_DATABASE), server
 
 
-def open_database(settings: Settings, *, url: str | None = None, as_app_role: bool = True) -> Database:
-    """Create the engine (starting the embedded PostgreSQL when DATABASE_URL is unset)."""
+def open_database(settings: Settings, *, url: str | None = None, role: Role = "app") -> Database:
+    """Create the engine (starting the embedded PostgreSQL when DATABASE_URL is unset).
+
+    `role` is what every transaction runs as: "app" for the agent, "auditor" for
+    readers that must never write, "owner" (the login itself) for migrations.
+    """
     server = None
     if url is None:
         url, server = resolve_url(settings)
@@ -141,17 +201,24 @@ def open_database(settings: Settings, *, url: str | None = None, as_app_role: bo
         connect_args={
             "connect_timeout": max(1, math.ceil(settings.connect_timeout)),
             "application_name": "jarvis",
+            # Named prepared statements are session state: behind a transaction pooler they collide.
+            "prepare_threshold": None,
         },
     )
-    if as_app_role:
-        event.listen(engine, "connect", _drop_to_app_role)
+    database = Database(engine=engine, url=url, settings=settings, embedded_server=server, role=role)
+    if role != "owner":
+
+        def enter_role(conn: Connection) -> None:
+            raw = conn.connection.driver_connection
+            database.enter_role(raw)
+
+        event.listen(engine, "begin", enter_role)
     event.listen(engine, "checkout", _ping_if_idle)
     event.listen(engine, "checkin", _note_last_use)
-    database = Database(engine=engine, url=url, settings=settings, embedded_server=server)
     atexit.register(database.shutdown)
     where = "embedded PostgreSQL 16" if server is not None else "PostgreSQL"
     # One line per process says where the data goes; the owner connection used for migrations stays quiet.
-    log.log(logging.INFO if as_app_role else logging.DEBUG, "using %s at %s", where, database.display_url)
+    log.log(logging.INFO if role == "app" else logging.DEBUG, "using %s at %s", where, database.display_url)
     return database
 
 
@@ -178,9 +245,3 @@ def _ping_if_idle(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
         dbapi_connection.rollback()
     except psycopg.Error as error:
         raise exc.DisconnectionError(str(error)) from error
-
-
-def _drop_to_app_role(dbapi_connection: Any, _record: Any) -> None:
-    with dbapi_connection.cursor() as cursor:
-        cursor.execute(f"SET ROLE {APP_ROLE}")
-    dbapi_connection.commit()

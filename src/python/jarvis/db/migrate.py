@@ -50,7 +50,7 @@ def upgrade(database: Database, revision: str = "head") -> None:
 
 def upgrade_to_head(settings: Settings, *, url: str | None = None) -> None:
     """Connect as the database owner (not the restricted app role), upgrade to head, disconnect."""
-    owner = open_database(settings, url=url, as_app_role=False)
+    owner = open_database(settings, url=url, role="owner")
     try:
         upgrade(owner)
     finally:

@@ -67,7 +67,7 @@ class AuditRuleViolation(AuditAppendError):
 @functools.cache
 def _insert_sql(table: Table, columns: tuple[str, ...]) -> str:
     return (
-        f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({', '.join(['%s'] * len(columns))}) "
+        f"INSERT INTO public.{table.name} ({', '.join(columns)}) VALUES ({', '.join(['%s'] * len(columns))}) "
         "ON CONFLICT (id) DO NOTHING RETURNING created_at"
     )
 
@@ -98,9 +98,9 @@ def append_row(database: Database, table: Table, values: dict[str, Any]) -> date
     turns a landed row into a no-op, and the stored row is compared with ours
     so a reused id is an error, never silently accepted.
 
-    This is the hot path, so it speaks psycopg directly: one autocommit
-    statement (the row and its sealing-queue entry commit together) and a
-    statement psycopg prepares once per connection.
+    This is the hot path, so it speaks psycopg directly: one pipelined
+    transaction (role, INSERT, COMMIT) in a single round trip; the row and its
+    sealing-queue entry commit together.
     """
     sql = _insert_sql(table, tuple(values))
     params = _adapted(table, values)
@@ -108,20 +108,24 @@ def append_row(database: Database, table: Table, values: dict[str, Any]) -> date
         try:
             with database.raw_connection() as proxy:
                 raw = proxy.driver_connection
-                raw.autocommit = True
                 try:
-                    row = raw.execute(sql, params).fetchone()
+                    if database.role_names is None:  # resolved once, outside the pipeline
+                        with raw.transaction():
+                            database.roles(raw)
+                    with raw.pipeline(), raw.transaction():
+                        database.enter_role(raw)
+                        cursor = raw.execute(sql, params)
+                    row = cursor.fetchone()
                     if row is None:  # the id exists: a retry of a row that landed, or a reused id
-                        row = (_existing_created_at(raw, table, values),)
+                        with raw.transaction():
+                            database.enter_role(raw)
+                            row = (_existing_created_at(raw, table, values),)
                 except psycopg.OperationalError:
                     proxy.invalidate()  # never hand a broken connection back to the pool
                     raise
                 except psycopg.IntegrityError as error:
                     first_line = str(error).splitlines()[0]
                     raise AuditRuleViolation(f"{table.name}: {first_line}", error.diag.constraint_name) from None
-                finally:
-                    if not raw.closed:
-                        raw.autocommit = False
             created_at: datetime = row[0]
             return created_at
         except (psycopg.OperationalError, exc.OperationalError, exc.InterfaceError, DatabaseUnavailableError) as error:
@@ -141,7 +145,7 @@ def append_row(database: Database, table: Table, values: dict[str, Any]) -> date
 def _existing_created_at(raw: Any, table: Table, values: dict[str, Any]) -> datetime:
     columns = list(values)
     stored = raw.execute(
-        f"SELECT {', '.join(columns)}, created_at FROM {table.name} WHERE id = %s", (values["id"],)
+        f"SELECT {', '.join(columns)}, created_at FROM ONLY public.{table.name} WHERE id = %s", (values["id"],)
     ).fetchone()
     differing = sorted(
         column for column, mine, theirs in zip(columns, values.values(), stored, strict=False) if mine != theirs

@@ -1,10 +1,18 @@
-"""The one canonical encoding of an audit row, shared by the sealer and the verifier.
+"""The canonical encodings of an audit row, shared by the sealer and the verifier.
 
-Hashing `str(dict)` or the server's JSONB text would make a hash depend on
-key order, float formatting or the server version. Instead every row becomes
-JSON with sorted keys, no whitespace, UTF-8, UUIDs as strings and timestamps
-as UTC ISO-8601 with microseconds. NULL columns are left out, so adding a
-nullable column in a later migration keeps every earlier hash valid.
+Encoding 2 (every link sealed since migration 0003) is what the database's
+`jarvis_seal()` hashes: the row as JSONB text (`to_jsonb(row)` with
+TimeZone UTC: keys ordered by length then bytes, `", "` and `": "`
+separators, numbers exactly as stored), top-level NULLs left out and
+`"$table"` added. The verifier does not trust the server for that
+rendering: it parses the row's JSONB text and renders it again here, so a
+replaced or altered function in the database cannot make a changed row hash
+like the original. Numbers are kept as their decimal text, never floats.
+
+Encoding 1 (links sealed before 0003) was computed by Python from loaded
+values: sorted keys, no whitespace, timestamps with microseconds, numbers
+through float. It is verified as it was, and a number whose text is not
+exactly what a float gives back is reported (an edit float would hide).
 """
 
 from __future__ import annotations
@@ -14,6 +22,7 @@ import json
 import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from jarvis.db.base import AUDIT_TABLES, Base
@@ -30,6 +39,95 @@ def audit_columns(table: str) -> tuple[str, ...]:
 
 
 AUDIT_COLUMNS = {table: audit_columns(table) for table in AUDIT_TABLES}
+
+ENCODING_PYTHON = 1
+ENCODING_JSONB = 2
+
+
+class NotCanonicalError(ValueError):
+    """A row's stored text cannot be encoded (unparseable, or a number a float would change)."""
+
+
+class _Number(str):
+    """A JSON number kept as its exact decimal text."""
+
+
+def _reject_constant(name: str) -> Any:
+    raise NotCanonicalError(f"{name} is not JSON")
+
+
+def _parse_exact(text: str) -> Any:
+    try:
+        return json.loads(text, parse_float=_Number, parse_int=_Number, parse_constant=_reject_constant)
+    except (ValueError, RecursionError) as error:
+        raise NotCanonicalError(f"stored JSON cannot be parsed ({type(error).__name__})") from None
+
+
+def _jsonb_key(key: str) -> tuple[int, bytes]:
+    encoded = key.encode("utf-8")
+    return len(encoded), encoded
+
+
+def render_jsonb(value: Any) -> str:
+    """`value` as PostgreSQL prints JSONB: keys by length then bytes, `, ` and `: `, numbers verbatim."""
+    if isinstance(value, _Number):
+        return str.__str__(value)
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if value is None:
+        return "null"
+    if isinstance(value, list):
+        return "[" + ", ".join(render_jsonb(item) for item in value) + "]"
+    if isinstance(value, dict):
+        items = sorted(value.items(), key=lambda item: _jsonb_key(item[0]))
+        return "{" + ", ".join(f"{json.dumps(k, ensure_ascii=False)}: {render_jsonb(v)}" for k, v in items) + "}"
+    raise NotCanonicalError(f"unexpected {type(value).__name__} in a JSON document")
+
+
+def canonical_jsonb(table: str, row_json: str) -> bytes:
+    """Encoding 2 of a row, from its `to_jsonb(row)` text (read with TimeZone UTC)."""
+    document = _parse_exact(row_json)
+    if not isinstance(document, dict):
+        raise NotCanonicalError("a row must be a JSON object")
+    kept = {key: value for key, value in document.items() if value is not None}
+    kept["$table"] = table
+    try:
+        return render_jsonb(kept).encode("utf-8")
+    except RecursionError:
+        raise NotCanonicalError("stored JSON is nested too deeply to encode") from None
+
+
+def _exact_float(token: str) -> float:
+    number = float(token)
+    try:
+        if Decimal(token) != Decimal(repr(number)):
+            raise NotCanonicalError(f"number {token[:40]} is not what was sealed (a float reads it as {number!r})")
+    except InvalidOperation:
+        raise NotCanonicalError(f"number {token[:40]} cannot be read") from None
+    return number
+
+
+def canonical_python_from_json(table: str, row_json: str) -> bytes:
+    """Encoding 1 of a row, from its `to_jsonb(row)` text (read with TimeZone UTC)."""
+    try:
+        document = json.loads(row_json, parse_float=_exact_float, parse_constant=_reject_constant)
+    except NotCanonicalError:
+        raise
+    except (ValueError, RecursionError) as error:
+        raise NotCanonicalError(f"stored JSON cannot be loaded ({type(error).__name__}: {str(error)[:80]})") from None
+    if not isinstance(document, dict):
+        raise NotCanonicalError("a row must be a JSON object")
+    created_at = document.get("created_at")
+    if isinstance(created_at, str):
+        try:
+            document["created_at"] = datetime.fromisoformat(created_at)
+        except ValueError:
+            raise NotCanonicalError(f"created_at {created_at[:40]!r} cannot be loaded") from None
+    return canonical_row(table, {column: document.get(column) for column in AUDIT_COLUMNS[table]})
 
 
 def _plain(value: Any) -> Any:

@@ -1,90 +1,148 @@
 """Sealing audit rows into the hash chain, and verifying the whole trail against it.
 
-See `jarvis.db.models.audit_chain` for the design. The window between an
-append and its sealing is the only time a superuser's edit goes unnoticed;
-the agent seals after every planning cycle and `verify` seals before checking.
+See `jarvis.db.models.audit_chain` for the design. Sealing is one call to the
+database's `jarvis_seal()` (SECURITY DEFINER: the application role may cause
+links but never write one). Verifying reads as any reader reads — `FROM ONLY`,
+row security off — recomputes every hash in Python, checks the catalog of
+every audit table, and checks heads published earlier (signed checkpoints,
+`--expect`). The window between an append and its sealing is the only time a
+superuser's edit goes unnoticed; the agent seals after every planning cycle.
 """
 
 from __future__ import annotations
 
+import hashlib
+import re
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from psycopg.rows import dict_row
-from sqlalchemy import text
+import psycopg
+from sqlalchemy import exc, text
 
-from jarvis.db.audit.canonical import AUDIT_COLUMNS, GENESIS, link_hash, row_hash
-from jarvis.db.base import AUDIT_TABLES
-from jarvis.db.engine import Database
+from jarvis.db.audit.canonical import (
+    ENCODING_JSONB,
+    ENCODING_PYTHON,
+    GENESIS,
+    NotCanonicalError,
+    canonical_jsonb,
+    canonical_python_from_json,
+    link_hash,
+)
+from jarvis.db.audit.catalog import catalog_problems
+from jarvis.db.base import CHAINED_TABLES
+from jarvis.db.engine import Database, DatabaseError
 
-SEAL_LOCK_KEY = 0x4A415244  # one sealer at a time, across processes
 SEAL_BATCH = 5000
+BACKDATE_SLACK = timedelta(seconds=60)
+"""How much later than its `created_at` a row may commit before a checkpoint calls it backdated."""
 
 
-def seal(database: Database, *, wait: bool = True) -> int:
-    """Link every queued audit row into the chain; returns how many were sealed.
+class SealerBusyError(DatabaseError):
+    """Another session holds the sealer's lock; the message names it."""
 
-    With `wait=False` it returns 0 at once when another process is sealing.
+
+class SealPermissionError(DatabaseError):
+    """This login may read the trail but not seal it (an auditor)."""
+
+
+@dataclass(frozen=True)
+class SealResult:
+    linked: int
+    head_seq: int
+    head_hash: bytes
+    sealed_at: datetime
+    """The database's clock when the last batch began: every row committed before it is linked."""
+
+
+def seal(database: Database, *, wait: float = 0.0) -> SealResult:
+    """Link every queued audit row into the chain.
+
+    Waits at most `wait` seconds for another sealer, then raises
+    SealerBusyError naming the session that holds the lock.
     """
     total = 0
+    lock_timeout = f"{max(1, round(wait * 1000))}ms"
     while True:
-        sealed = _seal_batch(database, wait=wait)
-        total += sealed
-        if sealed < SEAL_BATCH:
-            return total
+        try:
+            with database.begin() as conn:
+                conn.execute(text("SELECT pg_catalog.set_config('lock_timeout', :t, true)"), {"t": lock_timeout})
+                row = conn.execute(
+                    text("SELECT linked, head_seq, head_hash, sealed_at FROM public.jarvis_seal(:n)"),
+                    {"n": SEAL_BATCH},
+                ).one()
+        except exc.OperationalError as error:
+            if isinstance(error.orig, psycopg.errors.LockNotAvailable):
+                raise SealerBusyError(
+                    f"the audit sealer is busy: {sealer_holder(database)}; waited {wait:g} s (JARVIS_SEAL_WAIT)"
+                ) from None
+            raise
+        except exc.ProgrammingError as error:
+            if isinstance(error.orig, psycopg.errors.InsufficientPrivilege):
+                raise SealPermissionError(
+                    "this login may read the audit trail but not seal it. "
+                    "Fix: seal with the agent's login (`jarvis audit verify --seal`), or verify without --seal"
+                ) from None
+            raise
+        total += row.linked
+        if row.linked < SEAL_BATCH:
+            return SealResult(total, row.head_seq, bytes(row.head_hash), row.sealed_at)
 
 
-def _seal_batch(database: Database, *, wait: bool) -> int:
-    with database.begin() as conn:
-        if wait:
-            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SEAL_LOCK_KEY})
-        elif not conn.execute(text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": SEAL_LOCK_KEY}).scalar():
-            return 0
-        head = conn.execute(text("SELECT seq, chain_hash FROM audit_chain ORDER BY seq DESC LIMIT 1")).first()
-        seq, previous = (head.seq, bytes(head.chain_hash)) if head else (0, GENESIS)
-        pending = conn.execute(
-            text("SELECT table_name, row_id FROM audit_pending ORDER BY queued_at, row_id LIMIT :n"), {"n": SEAL_BATCH}
+def sealer_holder(database: Database) -> str:
+    """Who holds the sealer's lock right now, for a person to act on."""
+    with database.connect() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT a.pid, a.usename, a.application_name, "
+                "extract(epoch FROM now() - a.xact_start) AS held_for FROM pg_catalog.pg_locks l "
+                "JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid "
+                "WHERE l.locktype = 'relation' AND l.relation = CAST('public.audit_seal_head' AS regclass) "
+                "AND l.mode = 'RowShareLock' AND l.granted AND l.pid <> pg_catalog.pg_backend_pid()"
+            )
         ).all()
-        if not pending:
-            return 0
-        rows: list[tuple[str, dict[str, Any]]] = []
-        for table in AUDIT_TABLES:
-            ids = [p.row_id for p in pending if p.table_name == table]
-            if ids:
-                found = conn.execute(text(f"SELECT * FROM {table} WHERE id = ANY(:ids)"), {"ids": ids}).mappings()
-                rows.extend((table, dict(row)) for row in found)
-        # Queued rows whose row is gone were deleted by someone who bypassed the
-        # triggers; they stay queued so `verify` reports them.
-        rows.sort(key=lambda item: (item[1]["created_at"], AUDIT_TABLES.index(item[0]), item[1]["id"]))
-        links = []
-        for table, row in rows:
-            seq += 1
-            content = row_hash(table, row)
-            previous = link_hash(previous, seq, table, row["id"], content)
-            links.append({"seq": seq, "t": table, "id": row["id"], "rh": content, "ch": previous})
-        if links:
-            conn.execute(
-                text(
-                    "INSERT INTO audit_chain (seq, table_name, row_id, row_hash, chain_hash) "
-                    "VALUES (:seq, :t, :id, :rh, :ch)"
-                ),
-                links,
+    if not rows:
+        return "held by a session that has finished since"
+    return "; ".join(
+        f"held by backend {r.pid} (role {r.usename}, application {r.application_name!r}, "
+        f"for {float(r.held_for or 0):.0f} s; end it with SELECT pg_terminate_backend({r.pid}))"
+        for r in rows
+    )
+
+
+@dataclass(frozen=True)
+class ExpectedHead:
+    """A head published earlier: `HASH` or `SEQ:HASH` as verify prints it."""
+
+    hash: bytes
+    seq: int | None = None
+
+    @classmethod
+    def parse(cls, value: str) -> ExpectedHead:
+        match = re.fullmatch(r"(?:(\d{1,18}):)?([0-9a-fA-F]{64})", value.strip())
+        if not match:
+            raise ValueError(
+                f"--expect {value!r} is not a head: give SEQ:HASH or HASH (64 hex digits) as `jarvis audit verify` "
+                "printed it"
             )
-            conn.execute(
-                text(
-                    "DELETE FROM audit_pending WHERE (table_name, row_id) IN "
-                    "(SELECT * FROM unnest(CAST(:t AS text[]), CAST(:ids AS uuid[])))"
-                ),
-                {"t": [link["t"] for link in links], "ids": [link["id"] for link in links]},
-            )
-        return len(pending)
+        return cls(bytes.fromhex(match.group(2)), int(match.group(1)) if match.group(1) else None)
+
+
+@dataclass(frozen=True)
+class TrustedHead:
+    """A head the verifier trusts from outside the database (a signed checkpoint)."""
+
+    seq: int
+    hash: bytes
+    sealed_at: datetime
+    label: str
 
 
 @dataclass
 class Problem:
-    """The first thing found wrong, named so a person can look at it."""
+    """Something found wrong, named so a person can look at it."""
 
     table: str
     row_id: uuid.UUID | None
@@ -102,6 +160,8 @@ class VerifyReport:
     rows_checked: int = 0
     head_seq: int = 0
     head_hash: bytes = GENESIS
+    pending: int = 0
+    checkpoints_checked: int = 0
     problems: list[Problem] = field(default_factory=list)
     expected_head_found: bool | None = None
 
@@ -115,51 +175,57 @@ class VerifyReport:
 
     def summary(self) -> str:
         if self.ok:
-            return f"OK: {self.rows_checked} audit rows verified; head {self.head_seq}:{self.head_hex}"
+            extra = f"; {self.pending} row(s) waiting to be sealed" if self.pending else ""
+            return (
+                f"OK: {self.rows_checked} audit rows verified; head {self.head_seq}:{self.head_hex}; "
+                f"{self.checkpoints_checked} signed checkpoint(s) matched{extra}"
+            )
         first = self.problems[0] if self.problems else "the expected head hash is not in the chain (truncated?)"
         more = f" (+{len(self.problems) - 1} more)" if len(self.problems) > 1 else ""
         return f"TAMPERED: {first}{more}; {self.rows_checked} rows checked"
 
 
-def verify(database: Database, *, expect: str | None = None, seal_first: bool = True) -> VerifyReport:
-    """Recompute every row hash and chain link; report the first row that does not match.
+@dataclass
+class _Row:
+    hash: bytes | None
+    created_at: float
+    problem: str | None = None
 
-    `expect` is a head hash published earlier (hex); if it is not in the chain,
-    the chain was truncated or rewritten after it was published.
+
+def verify(
+    database: Database,
+    *,
+    expect: ExpectedHead | None = None,
+    trusted: Sequence[TrustedHead] = (),
+    backdate_slack: timedelta = BACKDATE_SLACK,
+) -> VerifyReport:
+    """Recompute every row hash and chain link and check the catalog; never writes.
+
+    `expect` is a head published earlier; `trusted` are signed checkpoints. A
+    chain that does not contain them was truncated or rewritten after they
+    were taken, and a row that entered the chain after a checkpoint although
+    dated well before it was backdated.
     """
-    if seal_first:
-        seal(database)
     report = VerifyReport()
-    expected = bytes.fromhex(expect) if expect else None
     with database.connect() as conn:
         raw = conn.connection.driver_connection
         assert raw is not None
+        if database.role_names is None:
+            with raw.transaction():
+                database.roles(raw)
         with raw.transaction():
             raw.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
-            rows = {table: _load_rows(raw, table) for table in AUDIT_TABLES}
-            pending = {(t, i) for t, i in raw.execute("SELECT table_name, row_id FROM audit_pending")}
-            previous, expected_seen = GENESIS, False
-            for seq, table, row_id, stored_row_hash, stored_chain_hash in _stream_chain(raw):
-                report.head_seq += 1
-                if seq != report.head_seq:
-                    report.problems.append(
-                        Problem(table, row_id, seq, f"chain position {report.head_seq} is missing (links deleted)")
-                    )
-                    report.head_seq = seq
-                previous = link_hash(previous, seq, table, row_id, bytes(stored_row_hash))
-                if previous != bytes(stored_chain_hash):
-                    report.problems.append(Problem(table, row_id, seq, "chain link does not match its predecessor"))
-                    previous = bytes(stored_chain_hash)
-                actual = rows.get(table, {}).pop(row_id, None)
-                if actual is None:
-                    report.problems.append(Problem(table, row_id, seq, "row was deleted"))
-                elif actual != bytes(stored_row_hash):
-                    report.problems.append(Problem(table, row_id, seq, "row content was changed after it was sealed"))
-                else:
-                    report.rows_checked += 1
-                if expected is not None and previous == expected:
-                    expected_seen = True
-            report.head_hash = previous
+            database.enter_role(raw)
+            raw.execute("SET LOCAL TimeZone = 'UTC'")
+            # A row-level security policy would filter what we read: fail loudly instead.
+            raw.execute("SET LOCAL row_security = off")
+            report.problems.extend(Problem(obj, None, None, why) for obj, why in catalog_problems(raw))
+            legacy = {(t, i) for t, i in raw.execute("SELECT table_name, row_id FROM ONLY public.audit_chain WHERE encoding = 1")}
+            rows: dict[str, dict[uuid.UUID, _Row]] = {}
+            for table in CHAINED_TABLES:
+                rows[table] = _load_rows(raw, table, legacy, report)
+            pending = {(t, i) for t, i in raw.execute("SELECT table_name, row_id FROM ONLY public.audit_pending")}
+            _check_chain(raw, rows, report, expect, sorted(trusted, key=lambda h: h.seq), backdate_slack)
             for table, leftover in rows.items():
                 for row_id in leftover:
                     if (table, row_id) not in pending:
@@ -167,26 +233,128 @@ def verify(database: Database, *, expect: str | None = None, seal_first: bool = 
                             Problem(table, row_id, None, "row is not in the chain (written with the triggers bypassed)")
                         )
             for table, row_id in pending:
-                if row_id not in rows[table]:
+                if row_id not in rows.get(table, {}):
                     report.problems.append(Problem(table, row_id, None, "queued row was deleted before it was sealed"))
-    if expected is not None:
-        report.expected_head_found = expected_seen
+            report.pending = len(pending)
     return report
 
 
-def _load_rows(raw: Any, table: str) -> dict[uuid.UUID, bytes]:
-    columns = ", ".join(AUDIT_COLUMNS[table])
-    hashes: dict[uuid.UUID, bytes] = {}
-    with raw.cursor(name=f"verify_{table}", row_factory=dict_row, binary=True) as cursor:
-        cursor.itersize = 10_000
-        cursor.execute(f"SELECT {columns} FROM {table}")
-        for row in cursor:
-            hashes[row["id"]] = row_hash(table, row)
-    return hashes
+def _load_rows(raw: Any, table: str, legacy: set[tuple[str, uuid.UUID]], report: VerifyReport) -> dict[uuid.UUID, _Row]:
+    found: dict[uuid.UUID, _Row] = {}
+    with raw.cursor(name=f"verify_{table}") as cursor:
+        cursor.itersize = 5_000
+        cursor.execute(
+            f"SELECT x.id, pg_catalog.date_part('epoch', x.created_at), pg_catalog.to_jsonb(x)::text "
+            f"FROM ONLY public.{table} x"
+        )
+        for key, created_at, row_json in cursor:
+            row_id = key if isinstance(key, uuid.UUID) else uuid.UUID(int=int(key))
+            entry = _Row(None, created_at)
+            try:
+                if (table, row_id) in legacy:
+                    content = canonical_python_from_json(table, row_json)
+                else:
+                    content = canonical_jsonb(table, row_json)
+                entry.hash = _sha256(content)
+            except NotCanonicalError as error:
+                entry.problem = str(error)
+            if row_id in found:
+                report.problems.append(Problem(table, row_id, None, "two rows share this id (a forged copy?)"))
+                entry.problem = entry.problem or "two rows share this id"
+            found[row_id] = entry
+    return found
 
 
-def _stream_chain(raw: Any) -> Iterator[tuple[int, str, uuid.UUID, bytes, bytes]]:
+def _sha256(content: bytes) -> bytes:
+    return hashlib.sha256(content).digest()
+
+
+def _check_chain(
+    raw: Any,
+    rows: dict[str, dict[uuid.UUID, _Row]],
+    report: VerifyReport,
+    expect: ExpectedHead | None,
+    trusted: list[TrustedHead],
+    slack: timedelta,
+) -> None:
+    previous = GENESIS
+    expected_seen = False
+    by_seq = {head.seq: head for head in trusted}
+    latest: TrustedHead | None = None  # the newest checkpoint before the current link
+    upcoming = iter(trusted)
+    next_head = next(upcoming, None)
+    for seq, table, row_id, stored_row_hash, stored_chain_hash, encoding in _stream_chain(raw):
+        report.head_seq += 1
+        if seq != report.head_seq:
+            report.problems.append(
+                Problem(table, row_id, seq, f"chain position {report.head_seq} is missing (links deleted)")
+            )
+            report.head_seq = seq
+        while next_head is not None and next_head.seq < seq:
+            latest, next_head = next_head, next(upcoming, None)
+        previous = link_hash(previous, seq, table, row_id, bytes(stored_row_hash))
+        if previous != bytes(stored_chain_hash):
+            report.problems.append(Problem(table, row_id, seq, "chain link does not match its predecessor"))
+            previous = bytes(stored_chain_hash)
+        if encoding not in (ENCODING_PYTHON, ENCODING_JSONB):
+            report.problems.append(Problem(table, row_id, seq, f"unknown encoding {encoding}"))
+        actual = rows.get(table, {}).pop(row_id, None)
+        if actual is None:
+            report.problems.append(Problem(table, row_id, seq, "row was deleted"))
+        elif actual.problem is not None:
+            report.problems.append(Problem(table, row_id, seq, f"row cannot be verified: {actual.problem}"))
+        elif actual.hash != bytes(stored_row_hash):
+            report.problems.append(Problem(table, row_id, seq, "row content was changed after it was sealed"))
+        else:
+            report.rows_checked += 1
+        if actual is not None and latest is not None:
+            limit = (latest.sealed_at - slack).timestamp()
+            if actual.created_at < limit:
+                dated = _when(actual.created_at)
+                report.problems.append(
+                    Problem(
+                        table,
+                        row_id,
+                        seq,
+                        f"dated {dated} but entered the chain after {latest.label} (sealed at "
+                        f"{latest.sealed_at.isoformat(timespec='seconds')}): backdated, or held in an open "
+                        "transaction for longer than a minute",
+                    )
+                )
+        head = by_seq.get(seq)
+        if head is not None:
+            report.checkpoints_checked += 1
+            if head.hash != previous:
+                report.problems.append(
+                    Problem("audit_chain", None, seq, f"{head.label} does not match the chain: history was rewritten")
+                )
+        if expect is not None and previous == expect.hash and (expect.seq is None or expect.seq == seq):
+            expected_seen = True
+    report.head_hash = previous
+    for head in trusted:
+        if head.seq > report.head_seq:
+            report.problems.append(
+                Problem("audit_chain", None, head.seq, f"{head.label} is beyond the chain's head: the chain was cut")
+            )
+        elif head.seq == 0 and head.hash != GENESIS:
+            report.problems.append(Problem("audit_chain", None, None, f"{head.label} has a bad genesis"))
+    if expect is not None:
+        if expect.seq == 0 and expect.hash == GENESIS:
+            expected_seen = True
+        report.expected_head_found = expected_seen
+
+
+def _when(epoch: float) -> str:
+    try:
+        return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds")
+    except (OverflowError, ValueError, OSError):
+        return str(epoch)
+
+
+def _stream_chain(raw: Any) -> Iterator[tuple[int, str, uuid.UUID, bytes, bytes, int]]:
     with raw.cursor(name="verify_chain", binary=True) as cursor:
         cursor.itersize = 10_000
-        cursor.execute("SELECT seq, table_name, row_id, row_hash, chain_hash FROM audit_chain ORDER BY seq")
+        cursor.execute(
+            "SELECT seq, table_name, row_id, row_hash, chain_hash, encoding FROM ONLY public.audit_chain ORDER BY seq"
+        )
         yield from cursor

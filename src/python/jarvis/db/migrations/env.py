@@ -20,7 +20,7 @@ def run_migrations() -> None:
         from jarvis.config import load_settings
         from jarvis.db.engine import open_database
 
-        engine = open_database(load_settings(), as_app_role=False).engine
+        engine = open_database(load_settings(), role="owner").engine
     with engine.connect() as connection:
         context.configure(
             connection=connection,

@@ -1,0 +1,35 @@
+"""Signed checkpoints of the audit hash chain, kept outside PostgreSQL.
+
+A database superuser can rewrite the whole audit chain consistently, and the
+chain alone cannot tell. A checkpoint, "trail T had reached position SEQ with
+head hash H", signed by an Ed25519 key the database never sees and appended to
+a file the database cannot write, can: a rewritten chain no longer matches it.
+
+This package knows nothing of the database; callers pass in the chain head.
+"""
+
+from jarvis.witness.checkpoint import Checkpoint
+from jarvis.witness.errors import WitnessError
+from jarvis.witness.keys import (
+    PublicKey,
+    SigningKey,
+    generate_key,
+    key_id,
+    load_public_key,
+    load_signing_key,
+    public_key_path,
+)
+from jarvis.witness.log import WitnessLog
+
+__all__ = [
+    "Checkpoint",
+    "PublicKey",
+    "SigningKey",
+    "WitnessError",
+    "WitnessLog",
+    "generate_key",
+    "key_id",
+    "load_public_key",
+    "load_signing_key",
+    "public_key_path",
+]
