@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -16,7 +16,7 @@ from jarvis.witness import Checkpoint, SigningKey, WitnessError
 
 KEY = SigningKey.generate()
 TRAIL = "0190f2a4-3b7c-7d8e-9f01-23456789abcd"
-SEALED = datetime(2025, 3, 1, 12, 0, 0, 123456, tzinfo=timezone.utc)
+SEALED = datetime(2025, 3, 1, 12, 0, 0, 123456, tzinfo=UTC)
 
 
 def checkpoint(**overrides: Any) -> Checkpoint:

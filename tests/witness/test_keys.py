@@ -90,9 +90,7 @@ def test_missing_public_key_says_run_keys_init(key_path: Path) -> None:
 
 def test_non_ed25519_key_is_refused(key_path: Path) -> None:
     key = ec.generate_private_key(ec.SECP256R1())
-    pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     key_path.parent.mkdir()
     key_path.write_bytes(pem)
     key_path.chmod(0o600)
@@ -101,8 +99,10 @@ def test_non_ed25519_key_is_refused(key_path: Path) -> None:
 
 
 def test_non_ed25519_public_key_is_refused(tmp_path: Path) -> None:
-    pem = ec.generate_private_key(ec.SECP256R1()).public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    pem = (
+        ec.generate_private_key(ec.SECP256R1())
+        .public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     )
     path = tmp_path / "other.pub"
     path.write_bytes(pem)

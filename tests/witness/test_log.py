@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import stat
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -15,7 +15,7 @@ from jarvis.witness import Checkpoint, SigningKey, WitnessError, WitnessLog
 KEY = SigningKey.generate()
 TRAIL = "0190f2a4-3b7c-7d8e-9f01-23456789abcd"
 OTHER_TRAIL = "0190f2a4-3b7c-7d8e-9f01-000000000000"
-SEALED = datetime(2025, 3, 1, 12, 0, tzinfo=timezone.utc)
+SEALED = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 
 
 def checkpoint(seq: int, trail: str = TRAIL) -> Checkpoint:

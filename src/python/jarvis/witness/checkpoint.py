@@ -18,7 +18,7 @@ import json
 import re
 import uuid
 from dataclasses import asdict, dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from jarvis.witness.errors import WitnessError
@@ -38,7 +38,7 @@ def utc_timestamp(moment: datetime) -> str:
     offset = moment.utcoffset()
     if offset is None:
         raise WitnessError(f"timestamp {moment.isoformat()} has no time zone; pass an aware datetime (UTC)")
-    return moment.astimezone(timezone.utc).isoformat(timespec="microseconds")
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ import base64
 import hashlib
 import os
 import stat
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
@@ -97,7 +97,7 @@ class SigningKey:
             raise WitnessError(f"head_hash must be {HASH_BYTES} bytes (a SHA-256 digest), got {head_hash!r}")
         trail = canonical_trail(trail)
         sealed = utc_timestamp(sealed_at)
-        signed = utc_timestamp(signed_at if signed_at is not None else datetime.now(timezone.utc))
+        signed = utc_timestamp(signed_at if signed_at is not None else datetime.now(UTC))
         message = signed_message(trail, seq, head_hash.hex(), sealed, signed, self.key_id)
         return Checkpoint(
             trail=trail,

@@ -119,7 +119,9 @@ class WitnessLog:
                 keep = start + newline + 1
                 break
             end = start
-        log.warning("witness log %s: removing %d bytes of an incomplete last line (a crash cut it off)", self.path, size - keep)
+        log.warning(
+            "witness log %s: removing %d bytes of an incomplete last line (a crash cut it off)", self.path, size - keep
+        )
         os.ftruncate(fd, keep)
 
     def _parse(self, raw: bytes, number: int) -> Checkpoint:
