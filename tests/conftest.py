@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import Iterator
 
 import pytest
@@ -10,6 +12,9 @@ from jarvis.config import Settings, load_settings
 from jarvis.db import Database, open_database
 from jarvis.db.migrate import upgrade_to_head
 from jarvis_testkit import services
+
+# Keys and witness logs of this test process stay out of the real data directory (/var/lib/jarvis as root).
+os.environ.setdefault("JARVIS_DATA_DIR", tempfile.mkdtemp(prefix="jarvis-test-data-"))
 
 
 @pytest.fixture(scope="session")
@@ -45,7 +50,7 @@ def migrated_database_url(empty_database_url: str, settings: Settings) -> str:
 
 @pytest.fixture(scope="module")
 def database(migrated_database_url: str, settings: Settings) -> Iterator[Database]:
-    """The migrated database as the application sees it: through the restricted `jarvis_app` role."""
+    """The migrated database as the application sees it: through the database's restricted app role."""
     db = open_database(settings, url=migrated_database_url)
     yield db
     db.shutdown()

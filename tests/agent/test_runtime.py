@@ -9,7 +9,7 @@ from jarvis.agent import Agent, CyclePlan, PlanError, ScriptedPlanner, parse_pla
 from jarvis.agent.builtin_tools import BUILTIN_TOOL_INPUTS
 from jarvis.cache import RedisLink, namespace_for
 from jarvis.db import Database
-from jarvis.db.audit import verify
+from jarvis_testkit.trail import seal_and_verify
 
 
 def plan(*steps: dict[str, object]) -> CyclePlan:
@@ -37,7 +37,7 @@ def test_a_failing_tool_fails_its_step_and_the_cycle_records_it(agent: Agent) ->
     assert result.steps[0].error == "ToolFailedError: on purpose"
     closed = agent.planning.cycles(limit=1)[0]
     assert closed.outcomes["failed_steps"] == 1 and closed.status == "failed"
-    assert verify(agent.database).ok
+    assert seal_and_verify(agent.database).ok
 
 
 def test_invalid_tool_input_is_refused_before_any_audited_call(agent: Agent) -> None:

@@ -24,10 +24,11 @@ from jarvis.db.audit import (
     ToolCallAlreadyCompletedError,
     ToolCallLog,
     ToolCallStart,
-    verify,
 )
+from jarvis_testkit.trail import seal_and_verify
 from jarvis.db.base import AUDIT_TABLES, COMPLETION_STATUSES
 from jarvis_testkit import services, tamper
+from jarvis_testkit.roles import app_role
 
 json_values = st.recursive(
     st.none()
@@ -131,7 +132,7 @@ def test_random_interleavings_never_change_history(
         )
         def mutation_as_the_application_fails(self, table: str, statement: str) -> None:
             with psycopg.connect(self.url, autocommit=True) as conn:
-                conn.execute("SET ROLE jarvis_app")
+                conn.execute(f"SET ROLE {app_role(self.url)}")
                 with pytest.raises(psycopg.errors.InsufficientPrivilege):
                     conn.execute(statement.format(t=table))
 
@@ -153,7 +154,7 @@ def test_random_interleavings_never_change_history(
 
         @invariant()
         def chain_verifies(self) -> None:
-            report = verify(self.db)
+            report = seal_and_verify(self.db)
             assert report.ok, report.summary()
 
     AuditTrailMachine.TestCase.settings = hypothesis_settings(
@@ -191,7 +192,7 @@ def test_any_single_superuser_mutation_makes_verify_fail(
         starts = [tools.start("transfer", {"n": i}) for i in range(4)]
         for start in starts[:3]:
             tools.record_completion(start, "succeeded", output={"n": start.tool_name})
-        assert verify(db).ok
+        assert seal_and_verify(db).ok
         rows = tamper.rows(url, "tool_calls")
         victim = rows[target % len(rows)]
         if mutation == "edit":
@@ -210,4 +211,4 @@ def test_any_single_superuser_mutation_makes_verify_fail(
             other = rows[(target + 1) % len(rows)]
             starts_only = victim["parent_id"] is None and other["parent_id"] is None
             tamper.swap_contents(url, "tool_calls", victim["id"], other["id"], "input" if starts_only else "created_at")
-        assert not verify(db).ok
+        assert not seal_and_verify(db).ok

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 import pytest
 
 from jarvis.db import Database
-from jarvis.db.audit import PlanningLog, ToolCallLog, seal, verify
+from jarvis.db.audit import PlanningLog, ToolCallLog, seal
+from jarvis_testkit.trail import seal_and_verify
 from jarvis_testkit import tamper
 
 
@@ -34,13 +35,13 @@ def trail(isolated_database: Database, isolated_database_url: str) -> Trail:
         starts.append(start.id)
         completions.append(tools.record_completion(start, "succeeded", output={"tx": f"0x{i:04x}"}))
     planning.close_cycle(cycle, "succeeded", {"paid": True})
-    report = verify(isolated_database)
+    report = seal_and_verify(isolated_database)
     assert report.ok, report.summary()
     return Trail(isolated_database_url, cycle, starts, completions, report.head_hex)
 
 
 def assert_tampered(database: Database, row_id: uuid.UUID | None, reason: str) -> None:
-    report = verify(database)
+    report = seal_and_verify(database)
     assert not report.ok
     assert reason in str(report.problems[0]), report.summary()
     if row_id is not None:
@@ -48,7 +49,7 @@ def assert_tampered(database: Database, row_id: uuid.UUID | None, reason: str) -
 
 
 def test_untouched_trail_verifies_with_every_row_counted(isolated_database: Database, trail: Trail) -> None:
-    report = verify(isolated_database)
+    report = seal_and_verify(isolated_database)
     assert report.ok and report.rows_checked == 1 + 1 + 10 + 1 + 0 + 0 + 0  # noqa: RUF100
     assert report.summary().startswith("OK: 13 audit rows verified")
 
@@ -106,7 +107,7 @@ def test_deleted_row_is_detected(isolated_database: Database, trail: Trail, whic
     if which == "first_start":  # its completion references it: remove both, report the first
         tamper.delete(trail.url, "tool_calls", trail.completions[0])
     tamper.delete(trail.url, "tool_calls", row_id)
-    report = verify(isolated_database)
+    report = seal_and_verify(isolated_database)
     assert not report.ok
     assert any(p.row_id == row_id and "deleted" in p.reason for p in report.problems), report.summary()
 
@@ -138,7 +139,7 @@ def test_swapped_rows_are_detected(isolated_database: Database, trail: Trail) ->
 
 def test_deleted_chain_link_in_the_middle_is_detected(isolated_database: Database, trail: Trail) -> None:
     assert tamper.delete_chain_links(trail.url, "seq = 5") == 1
-    report = verify(isolated_database)
+    report = seal_and_verify(isolated_database)
     assert not report.ok and "missing" in str(report.problems[0])
 
 
@@ -146,12 +147,12 @@ def test_truncated_tail_is_caught_by_the_published_head(isolated_database: Datab
     closing = [r["id"] for r in tamper.rows(trail.url, "planning_cycles") if r["parent_id"] == trail.cycle][0]
     tamper.delete(trail.url, "planning_cycles", closing)
     tamper.delete_chain_links(trail.url, "seq = (SELECT max(seq) FROM audit_chain)")
-    assert verify(isolated_database).ok  # a consistent shorter trail...
-    report = verify(isolated_database, expect=trail.head)
+    assert seal_and_verify(isolated_database).ok  # a consistent shorter trail...
+    report = seal_and_verify(isolated_database, expect=trail.head)
     assert not report.ok and report.expected_head_found is False  # ...is caught by the head published before
 
 
 def test_published_head_is_found_after_more_appends(isolated_database: Database, trail: Trail) -> None:
     ToolCallLog(isolated_database).start("later", {})
-    report = verify(isolated_database, expect=trail.head)
+    report = seal_and_verify(isolated_database, expect=trail.head)
     assert report.ok and report.head_hex != trail.head

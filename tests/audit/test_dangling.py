@@ -7,7 +7,8 @@ from datetime import timedelta
 from sqlalchemy import text
 
 from jarvis.db import Database
-from jarvis.db.audit import PlanningLog, ToolCallLog, close_dangling, find_dangling, verify
+from jarvis.db.audit import PlanningLog, ToolCallLog, close_dangling, find_dangling
+from jarvis_testkit.trail import seal_and_verify
 
 
 def test_a_start_without_outcome_is_dangling_and_closing_appends_abandoned(database: Database) -> None:
@@ -26,7 +27,7 @@ def test_a_start_without_outcome_is_dangling_and_closing_appends_abandoned(datab
         original = conn.execute(text("SELECT status FROM tool_calls WHERE id = :id"), {"id": start.id}).scalar()
     assert [tuple(s) for s in statuses] == [("abandoned", None)]
     assert original == "started"
-    assert verify(database).ok
+    assert seal_and_verify(database).ok
 
 
 def test_threshold_keeps_recent_starts_out(database: Database) -> None:

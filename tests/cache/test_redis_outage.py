@@ -11,7 +11,8 @@ import pytest
 from jarvis.agent import Agent, CyclePlan, ScriptedPlanner
 from jarvis.cache import CachedStateStore, RedisLink, namespace_for
 from jarvis.db import Database, StateStore
-from jarvis.db.audit import ToolCallLog, verify
+from jarvis.db.audit import ToolCallLog
+from jarvis_testkit.trail import seal_and_verify
 from jarvis_testkit.services import RedisServer
 
 PLAN = CyclePlan.model_validate(
@@ -63,7 +64,7 @@ def test_state_and_audit_keep_working_while_redis_is_stopped_and_resume_after(
         assert entry is not None and entry.value == 20
     assert cache.hits > hits_before  # caching resumed by itself
     assert any("is back" in w for w in redis_warnings(caplog))
-    assert verify(database).ok
+    assert seal_and_verify(database).ok
 
 
 def test_lost_invalidation_is_replayed_when_redis_answers_again(
@@ -93,4 +94,4 @@ def test_an_agent_runs_cycles_through_a_redis_restart(database: Database, privat
     time.sleep(0.2)
     statuses.append(agent.run_cycle(PLAN.goals, ScriptedPlanner(PLAN)).status)
     assert statuses == ["succeeded"] * 3
-    assert verify(database).ok
+    assert seal_and_verify(database).ok

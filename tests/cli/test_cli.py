@@ -249,7 +249,7 @@ def test_doctor_passes_on_a_migrated_database(url: str) -> None:
     code, data = jarvis_json("doctor", url=url)
     checks = {c["name"]: c["status"] for c in data}
     assert code == 0, data
-    assert checks["append-only triggers"] == "ok" and checks["application role"] == "ok"
+    assert checks["audit tables"] == "ok" and checks["application role"] == "ok"
 
 
 def test_doctor_reports_disabled_triggers(url: str) -> None:
@@ -258,7 +258,7 @@ def test_doctor_reports_disabled_triggers(url: str) -> None:
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("ALTER TABLE tool_calls DISABLE TRIGGER tool_calls_append_only")
     code, out = jarvis("doctor", url=url)
-    assert code == 1 and "tool_calls_append_only (disabled)" in out
+    assert code == 1 and "tool_calls_append_only is disabled" in out
 
 
 def test_unreachable_database_exits_3_with_a_clear_message() -> None:
@@ -272,6 +272,6 @@ def test_unreachable_database_exits_3_with_a_clear_message() -> None:
 def test_demo_runs_end_to_end_and_appends_on_rerun(url: str) -> None:
     code, out = jarvis("demo", url=url)
     assert code == 0, out
-    assert "OK: 36 audit rows verified" in out and "exchange API unreachable" in out
+    assert "OK: 37 audit rows verified" in out and "exchange API unreachable" in out
     code, out = jarvis("demo", url=url)
-    assert code == 0 and "OK: 72 audit rows verified" in out
+    assert code == 0 and "OK: 73 audit rows verified" in out

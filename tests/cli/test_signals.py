@@ -9,7 +9,8 @@ import pytest
 
 from jarvis.config import load_settings
 from jarvis.db import open_database
-from jarvis.db.audit import find_dangling, verify
+from jarvis.db.audit import find_dangling
+from jarvis_testkit.trail import seal_and_verify
 from jarvis_testkit import tamper
 from jarvis_testkit.processes import jarvis_process, wait_for
 
@@ -50,6 +51,6 @@ def test_signal_during_a_tool_call_cancels_it_and_closes_the_cycle(
     database = open_database(load_settings(database_url=url), url=url)
     try:
         assert find_dangling(database) == []
-        assert verify(database).ok
+        assert seal_and_verify(database).ok
     finally:
         database.shutdown()

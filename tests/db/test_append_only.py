@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 import psycopg
 import pytest
+from jarvis_testkit.roles import app_role
 from psycopg.types.json import Jsonb
 
 AUDIT_TABLES = ["planning_cycles", "tool_calls", "decision_log"]
@@ -16,7 +17,7 @@ AUDIT_TABLES = ["planning_cycles", "tool_calls", "decision_log"]
 def app_sql(migrated_database_url: str) -> Iterator[psycopg.Connection]:
     """A raw psql-like session as the application role: no ORM, no Jarvis code in the way."""
     with psycopg.connect(migrated_database_url, autocommit=True) as conn:
-        conn.execute("SET ROLE jarvis_app")
+        conn.execute(f"SET ROLE {app_role(migrated_database_url)}")
         yield conn
 
 

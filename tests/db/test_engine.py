@@ -10,11 +10,12 @@ from sqlalchemy import text
 from jarvis.config import Settings, load_settings
 from jarvis.db import Database, DatabaseUnavailableError, PoolExhaustedError, open_database
 from jarvis_testkit.services import free_port
+from jarvis_testkit.roles import app_role
 
 
 def test_application_connections_run_as_the_restricted_role(database: Database) -> None:
     with database.connect() as conn:
-        assert conn.execute(text("SELECT current_user")).scalar() == "jarvis_app"
+        assert conn.execute(text("SELECT current_user")).scalar() == app_role(database.url)
 
 
 def test_pool_uses_configured_size_and_timeout(database: Database, settings: Settings) -> None:

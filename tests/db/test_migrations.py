@@ -64,7 +64,7 @@ def test_concurrent_upgrades_from_two_processes_both_succeed(scratch: Database) 
     script = (
         "import sys; from jarvis.config import load_settings; from jarvis.db import open_database; "
         "from jarvis.db.migrate import upgrade; "
-        "upgrade(open_database(load_settings(), url=sys.argv[1], role="owner"))"
+        "upgrade(open_database(load_settings(), url=sys.argv[1], role='owner'))"
     )
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     procs = [

@@ -53,7 +53,7 @@ def test_creation_is_recorded_for_audit(schema: RuntimeSchema, owner_database: D
         "a" * 64,
         "Trades",
         "tr\u0430des",  # Cyrillic a
-        "trades",  # fullwidth
+        "\uff54\uff52\uff41\uff44\uff45\uff53",  # fullwidth "trades"
         "select",
         "user",
         "1abc",

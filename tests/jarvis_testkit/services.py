@@ -68,13 +68,31 @@ def clone_database(admin_url: str, template_url: str, label: str) -> str:
     name = "jarvis_c_" + re.sub(r"[^a-z0-9_]", "_", label.lower())[-30:] + "_" + uuid.uuid4().hex[:8]
     with psycopg.connect(admin_url, autocommit=True, connect_timeout=5) as conn:
         conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
-    return with_database(admin_url, name)
+    url = with_database(admin_url, name)
+    # A database's own privileges (CONNECT, TEMP) are not copied from its template: apply migration 0003's.
+    with psycopg.connect(url, autocommit=True, connect_timeout=5) as conn:
+        roles = conn.execute("SELECT app_role, auditor_role FROM public.trail_info").fetchone()
+        if roles is not None:
+            conn.execute(f'REVOKE ALL ON DATABASE "{name}" FROM PUBLIC')
+            conn.execute(f'GRANT CONNECT ON DATABASE "{name}" TO {roles[0]}, {roles[1]}')
+    return url
 
 
-def drop_database(admin_url: str, url: str) -> None:
+def drop_database(admin_url: str, url: str, *, drop_roles: bool = False) -> None:
+    """Drop the database; with `drop_roles`, also the per-database roles its migration created."""
     name = database_name(url)
+    roles: list[str] = []
+    if drop_roles:
+        with contextlib.suppress(psycopg.Error), psycopg.connect(url, connect_timeout=5) as conn:
+            row = conn.execute("SELECT app_role, auditor_role FROM public.trail_info").fetchone()
+            roles = [str(r) for r in row] if row else []
     with psycopg.connect(admin_url, autocommit=True, connect_timeout=5) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        for role in roles:
+            try:
+                conn.execute(f"DROP ROLE IF EXISTS {role}")
+            except psycopg.Error:
+                pass  # still used elsewhere (a clone, a login): harmless to leave
 
 
 @contextlib.contextmanager
@@ -86,7 +104,7 @@ def fresh_database(admin_url: str, label: str) -> Iterator[str]:
     try:
         yield url
     finally:
-        drop_database(admin_url, url)
+        drop_database(admin_url, url, drop_roles=True)
 
 
 def free_port() -> int:

@@ -6,7 +6,8 @@ import pytest
 
 from jarvis.config import Settings
 from jarvis.db import open_database
-from jarvis.db.audit import PlanningLog, ToolCallLog, verify
+from jarvis.db.audit import PlanningLog, ToolCallLog
+from jarvis_testkit.trail import seal_and_verify
 from jarvis_testkit import tamper
 from jarvis_testkit.faults import dropping_proxy
 
@@ -49,7 +50,7 @@ def test_every_kind_of_audit_row_survives_a_post_commit_drop(isolated_database_u
             tools.record_completion(start, "succeeded", output={"ok": True})
             proxy.drop_after_commit()
             planning.close_cycle(cycle, "succeeded", {"paid": True})
-            report = verify(database)
+            report = seal_and_verify(database)
         finally:
             database.shutdown()
     assert proxy.drops == 5

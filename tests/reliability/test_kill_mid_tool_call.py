@@ -7,7 +7,7 @@ from pathlib import Path
 
 from jarvis.config import load_settings
 from jarvis.db import open_database
-from jarvis.db.audit import verify
+from jarvis_testkit.trail import seal_and_verify
 from jarvis_testkit import tamper
 from jarvis_testkit.processes import jarvis_process, wait_for
 
@@ -65,7 +65,7 @@ def test_kill_9_leaves_a_dangling_start_that_the_next_start_up_closes(
     assert len(tamper.rows(url, "decision_log")) >= rows_before["decision_log"]
     database = open_database(load_settings(database_url=url), url=url)
     try:
-        report = verify(database)
+        report = seal_and_verify(database)
     finally:
         database.shutdown()
     assert report.ok, report.summary()

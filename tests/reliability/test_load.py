@@ -10,7 +10,8 @@ import pytest
 
 from jarvis.config import load_settings
 from jarvis.db import Database, PoolExhaustedError, open_database
-from jarvis.db.audit import ToolCallLog, verify
+from jarvis.db.audit import ToolCallLog
+from jarvis_testkit.trail import seal_and_verify
 from jarvis_testkit import tamper
 
 CALLS = 200
@@ -38,7 +39,7 @@ def test_200_concurrent_tool_calls_are_each_recorded_exactly_once(
     assert len(set(ids)) == CALLS
     assert sorted(r["input"]["i"] for r in starts) == list(range(CALLS))
     assert sorted(str(r["parent_id"]) for r in completions) == sorted(ids)
-    report = verify(isolated_database)
+    report = seal_and_verify(isolated_database)
     assert report.ok and report.rows_checked == 2 * CALLS
     print(f"RELIABILITY load calls={CALLS} pool=20 rows={report.rows_checked} lost=0 duplicates=0")
 

@@ -14,7 +14,8 @@ import pytest
 from jarvis.agent import Agent, CyclePlan, CycleResult, ScriptedPlanner
 from jarvis.config import load_settings
 from jarvis.db import Database, open_database
-from jarvis.db.audit import find_dangling, verify
+from jarvis.db.audit import find_dangling
+from jarvis_testkit.trail import seal_and_verify
 from jarvis.db.embedded import embedded_url
 from jarvis.db.migrate import upgrade_to_head
 from jarvis_testkit import tamper
@@ -98,7 +99,7 @@ def test_agent_survives_a_postgres_restart_mid_plan(
     assert len(starts) == len(completions) == 3 * STEPS  # no gap
     assert len({r["parent_id"] for r in completions}) == len(completions)  # no duplicate
     assert find_dangling(database) == []
-    report = verify(database)
+    report = seal_and_verify(database)
     assert report.ok, report.summary()
     print(
         f"RELIABILITY postgres-restart restarts=1 recovery_s={recovery:.2f} tool_calls={len(starts)} "

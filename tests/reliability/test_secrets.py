@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 from jarvis.cli.main import app
 from jarvis_testkit.services import free_port
+from jarvis_testkit.roles import app_role
 
 PASSWORD = "pw-n3ver-sh0wn"
 PLAN = """\
@@ -38,7 +39,7 @@ def with_password(url: str) -> str:
 )
 def test_the_application_role_cannot_alter_drop_or_silence_triggers(migrated_database_url: str, statement: str) -> None:
     with psycopg.connect(migrated_database_url, autocommit=True) as conn:
-        conn.execute("SET ROLE jarvis_app")
+        conn.execute(f"SET ROLE {app_role(migrated_database_url)}")
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             conn.execute(statement)
 

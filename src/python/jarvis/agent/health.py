@@ -5,11 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from sqlalchemy import text
+from sqlalchemy import Connection, text
 
 from jarvis.config import ConfigError, Settings, load_settings, redact
-from jarvis.db import APP_ROLE, DatabaseError, open_database
-from jarvis.db.base import AUDIT_TABLES
+from jarvis.db import DatabaseError, Roles, open_database
+from jarvis.db.audit.catalog import catalog_problems
+from jarvis.db.base import AUDIT_TABLES, CHAINED_TABLES
 from jarvis.db.embedded import EmbeddedPostgresUnavailable
 from jarvis.db.migrate import current_revision, head_revision
 
@@ -39,7 +40,7 @@ def run_health_checks(settings: Settings | None = None) -> list[HealthCheck]:
 
 def _postgres_checks(settings: Settings) -> list[HealthCheck]:
     try:
-        database = open_database(settings, role="owner")
+        database = open_database(settings, role="owner")  # the login itself, to see what it may do
     except (DatabaseError, EmbeddedPostgresUnavailable) as error:
         return [HealthCheck("postgres", "fail", redact(str(error)), "start PostgreSQL or fix DATABASE_URL")]
     checks = []
@@ -56,17 +57,18 @@ def _postgres_checks(settings: Settings) -> list[HealthCheck]:
                     "" if major >= 16 else "Jarvis is built and tested on PostgreSQL 16",
                 )
             )
-            superuser = conn.execute(text("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")).scalar()
+            login, superuser = conn.execute(
+                text("SELECT current_user, rolsuper FROM pg_roles WHERE rolname = current_user")
+            ).one()
             if superuser:
                 embedded = database.embedded_server is not None
                 checks.append(
                     HealthCheck(
                         "login role",
-                        "warn",
-                        "connected as a superuser" + (" (the embedded server's own 'postgres')" if embedded else ""),
-                        f"Jarvis drops to {APP_ROLE} for its work, but a superuser login could bypass every trigger: "
-                        + ("fine for a private embedded server; in production " if embedded else "")
-                        + f"use a login role that is a member of {APP_ROLE} in DATABASE_URL",
+                        "fail" if settings.production else "warn",
+                        f"connected as superuser {login}" + (" (the embedded server's own)" if embedded else ""),
+                        "a superuser can bypass every trigger; in production (JARVIS_PRODUCTION=1) use a login "
+                        "that is only a member of the database's app role (README: production login)",
                     )
                 )
             current, head = current_revision(database), head_revision()
@@ -76,57 +78,99 @@ def _postgres_checks(settings: Settings) -> list[HealthCheck]:
                         "migrations",
                         "fail",
                         f"database at {current or 'no revision'}, code at {head}",
-                        "run `jarvis db upgrade`",
+                        "run `jarvis db upgrade` as the database owner",
                     )
                 )
                 return checks
             checks.append(HealthCheck("migrations", "ok", f"at head ({head})"))
-            missing = []
-            for table in AUDIT_TABLES:
-                for trigger in (f"{table}_append_only", f"{table}_no_truncate", f"{table}_queue_for_sealing"):
-                    enabled = conn.execute(
-                        text("SELECT tgenabled FROM pg_trigger WHERE tgname = :t AND tgrelid = CAST(:r AS regclass)"),
-                        {"t": trigger, "r": table},
-                    ).scalar()
-                    if enabled != "O":
-                        missing.append(f"{trigger} ({'disabled' if enabled else 'missing'})")
+            raw = conn.connection.driver_connection
+            roles = database.roles(raw)
+            checks.extend(_role_checks(conn, login, roles))
+            problems = catalog_problems(raw)
             checks.append(
                 HealthCheck(
-                    "append-only triggers",
-                    "fail" if missing else "ok",
-                    ", ".join(missing) if missing else f"present and enabled on {', '.join(AUDIT_TABLES)}",
-                    "re-run migrations (`jarvis db downgrade base && jarvis db upgrade` on an empty database) "
-                    "and run `jarvis audit verify`"
-                    if missing
-                    else "",
+                    "audit tables",
+                    "fail" if problems else "ok",
+                    "; ".join(f"{obj}: {why}" for obj, why in problems)
+                    if problems
+                    else "triggers, functions and tables as the migrations installed them",
+                    "run `jarvis audit verify` and investigate: someone changed the audit schema" if problems else "",
                 )
             )
-            granted = [
-                f"{privilege} on {table}"
-                for table in AUDIT_TABLES
-                for privilege in ("UPDATE", "DELETE", "TRUNCATE")
-                if conn.execute(
-                    text("SELECT has_table_privilege(:role, :table, :privilege)"),
-                    {"role": APP_ROLE, "table": table, "privilege": privilege},
-                ).scalar()
-            ]
-            checks.append(
-                HealthCheck(
-                    "application role",
-                    "fail" if granted else "ok",
-                    f"{APP_ROLE} has {', '.join(granted)}"
-                    if granted
-                    else f"{APP_ROLE} can only SELECT and INSERT the audit tables",
-                    f"REVOKE UPDATE, DELETE, TRUNCATE ON {', '.join(AUDIT_TABLES)} FROM {APP_ROLE}" if granted else "",
-                )
-            )
-            pending = conn.execute(text("SELECT count(*) FROM audit_pending")).scalar()
+            pending = conn.execute(text("SELECT count(*) FROM public.audit_pending")).scalar()
             checks.append(HealthCheck("audit chain", "ok", f"{pending} row(s) waiting to be sealed"))
     except DatabaseError as error:
         checks.append(HealthCheck("postgres", "fail", redact(str(error)), "start PostgreSQL or fix DATABASE_URL"))
     finally:
         database.shutdown()
     return checks
+
+
+def _role_checks(conn: Connection, login: str, roles: Roles) -> list[HealthCheck]:
+    """The login must be able to become the app role, which must have what it needs and nothing more."""
+    can_become_app = conn.execute(text("SELECT pg_has_role(current_user, :r, 'MEMBER')"), {"r": roles.app}).scalar()
+    if not can_become_app:
+        return [
+            HealthCheck(
+                "login role",
+                "fail",
+                f"login {login} cannot SET ROLE {roles.app}",
+                f"as the database owner: GRANT {roles.app} TO {login} (agents), or GRANT {roles.auditor} "
+                f"TO {login} (read-only auditors: verify, show, export work without this)",
+            )
+        ]
+    missing = [
+        f"{privilege} on {table}"
+        for table, privilege in [
+            *((t, "INSERT") for t in CHAINED_TABLES),
+            *((t, "SELECT") for t in (*CHAINED_TABLES, "audit_chain", "audit_pending", "alembic_version")),
+            *((t, p) for t in ("agent_state", "memory_facts") for p in ("SELECT", "INSERT", "UPDATE", "DELETE")),
+        ]
+        if not conn.execute(
+            # INSERT is granted per column (never created_at): any column counts
+            text(
+                "SELECT CASE WHEN :privilege = 'DELETE' THEN has_table_privilege(:role, :table, :privilege) "
+                "ELSE has_any_column_privilege(:role, :table, :privilege) END"
+            ),
+            {"role": roles.app, "table": f"public.{table}", "privilege": privilege},
+        ).scalar()
+    ]
+    if not conn.execute(
+        text("SELECT has_function_privilege(:role, 'public.jarvis_seal(integer)', 'EXECUTE')"), {"role": roles.app}
+    ).scalar():
+        missing.append("EXECUTE on jarvis_seal")
+    excess = [
+        f"{privilege} on {table}"
+        for table in (*AUDIT_TABLES, "schema_changes", "audit_chain", "audit_pending")
+        for privilege in ("INSERT", "UPDATE", "DELETE", "TRUNCATE")
+        if (privilege != "INSERT" or table in ("audit_chain", "audit_pending"))
+        and conn.execute(
+            text("SELECT has_table_privilege(:role, :table, :privilege)"),
+            {"role": roles.app, "table": f"public.{table}", "privilege": privilege},
+        ).scalar()
+    ]
+    if conn.execute(
+        text("SELECT has_database_privilege(:role, current_database(), 'TEMPORARY')"), {"role": roles.app}
+    ).scalar():
+        excess.append("TEMPORARY on the database")
+    if missing or excess:
+        detail = "; ".join(
+            part
+            for part in (
+                f"{roles.app} lacks {', '.join(missing)}" if missing else "",
+                f"{roles.app} has {', '.join(excess)}" if excess else "",
+            )
+            if part
+        )
+        return [HealthCheck("application role", "fail", detail, "run `jarvis db upgrade` as the database owner")]
+    return [
+        HealthCheck("login role", "ok", f"{login} can SET ROLE {roles.app}"),
+        HealthCheck(
+            "application role",
+            "ok",
+            f"{roles.app} may SELECT and INSERT the audit tables, nothing more; {roles.auditor} may only read",
+        ),
+    ]
 
 
 def _redis_check(settings: Settings) -> HealthCheck:

@@ -19,6 +19,7 @@ from sqlalchemy import Connection, text
 from jarvis.agent.builtin_tools import register_builtin_tools
 from jarvis.agent.plan import Planner, Step
 from jarvis.agent.tools import ToolInputError, ToolRegistry, UnknownToolError
+from jarvis.agent.witnessing import ensure_signing_key, seal_and_sign
 from jarvis.cache import AuditStream, CachedStateStore, CycleLease, CycleLock, RedisLink, namespace_for
 from jarvis.config import Settings
 from jarvis.db import Database, MemoryStore, RuntimeSchema, StateStore, open_database
@@ -27,8 +28,8 @@ from jarvis.db.audit import (
     DanglingStart,
     PlanningLog,
     ToolCallLog,
+    SealerBusyError,
     close_dangling,
-    seal,
 )
 from jarvis.db.audit.tool_calls import CANCELLATIONS, describe_error
 from jarvis.db.migrate import upgrade_to_head
@@ -105,6 +106,7 @@ class Agent:
     ) -> Agent:
         if migrate:
             upgrade_to_head(settings)
+        ensure_signing_key(settings)
         database = open_database(settings)
         link = None
         if settings.redis_url:
@@ -134,12 +136,14 @@ class Agent:
         Holding it is what makes closing dangling work at start-up safe: no other
         live process of this agent can own those start rows.
         """
+        # A transaction-level lock in a transaction kept open: a session lock would stay behind on a
+        # pooled server connection (PgBouncer) and be handed to whoever gets that connection next.
         conn = self.database.engine.connect()
         got = conn.execute(
-            text("SELECT pg_try_advisory_lock(hashtext('jarvis.agent:' || :name))"), {"name": self.name}
+            text("SELECT pg_try_advisory_xact_lock(hashtext('jarvis.agent:' || :name))"), {"name": self.name}
         ).scalar()
-        conn.commit()
         if not got:
+            conn.rollback()
             conn.close()
             raise AgentAlreadyRunningError(
                 f"another process is already running agent {self.name!r} on this database; "
@@ -199,8 +203,15 @@ class Agent:
             raise
         result.status = "succeeded" if all(step.ok for step in result.steps) else "failed"
         self.planning.close_cycle(cycle_id, result.status, self._outcomes(result))
-        seal(self.database, wait=False)
+        self.seal()
         return result
+
+    def seal(self) -> None:
+        """Seal and sign without waiting: another sealer at work links these rows too, or the next seal will."""
+        try:
+            seal_and_sign(self.database, self.database.settings)
+        except SealerBusyError as busy:
+            log.warning("sealing skipped, rows stay queued: %s", busy)
 
     @staticmethod
     def _outcomes(result: CycleResult, interrupted: str | None = None) -> dict[str, Any]:
@@ -220,12 +231,11 @@ class Agent:
         try:
             if lock is not None:
                 try:
-                    seal(self.database, wait=False)
-                except Exception as error:  # verify seals later; never fail a shutdown over it
+                    self.seal()
+                except Exception as error:  # the next seal links these rows; never fail a shutdown over it
                     log.warning("could not seal the audit trail at shutdown: %s", error)
                 try:
-                    # The connection goes back to the pool: release the session lock explicitly.
-                    lock.execute(text("SELECT pg_advisory_unlock_all()"))
+                    lock.rollback()  # ends the transaction that holds the instance lock
                 except Exception:
                     log.debug("instance lock connection already gone (its lock went with it)")
                 finally:

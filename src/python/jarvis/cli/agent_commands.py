@@ -15,7 +15,7 @@ from jarvis.agent import Agent, Plan, ScriptedPlanner, Step, StepOutcome, load_p
 from jarvis.agent.builtin_tools import BUILTIN_TOOL_INPUTS
 from jarvis.cli.session import ExitCode, console, errors, reported_errors, settings_or_exit
 from jarvis.cli.views import timeline_table, verify_line
-from jarvis.db.audit import verify
+from jarvis.agent.witnessing import verify_trail
 
 
 class Interrupted(KeyboardInterrupt):
@@ -71,7 +71,7 @@ def run_plan(plan: Plan, *, agent_name: str, show_timeline: bool) -> None:
                     summary = next(c for c in agent.planning.cycles(limit=5) if c.id == result.cycle_id)
                     console.print(timeline_table(summary, agent.planning.timeline(result.cycle_id)))
             with console.status("verifying the audit trail…"):
-                report = verify(agent.database)
+                report = verify_trail(agent.database, agent.database.settings)
             console.print(verify_line(report), highlight=False, soft_wrap=True)
         except Interrupted as interruption:
             errors.print(f"[yellow]{interruption}: current tool call cancelled, cycle closed as cancelled[/yellow]")

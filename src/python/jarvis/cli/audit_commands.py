@@ -11,9 +11,21 @@ from datetime import UTC, datetime, timedelta
 import typer
 
 from jarvis.cache import RedisLink, StreamReader, namespace_for
-from jarvis.cli.session import ExitCode, console, errors, fail, opened_database, print_json, settings_or_exit
+from rich.markup import escape
+
+from jarvis.agent.witnessing import checkpoints, seal_and_sign, verify_trail, witness_log_path
+from jarvis.cli.session import (
+    ExitCode,
+    console,
+    errors,
+    fail,
+    opened_database,
+    print_json,
+    reported_errors,
+    settings_or_exit,
+)
 from jarvis.cli.views import cycles_table, short_json, styled, timeline_table, verify_line
-from jarvis.db.audit import PlanningLog, close_dangling, find_dangling, verify
+from jarvis.db.audit import ExpectedHead, PlanningLog, close_dangling, find_dangling
 from jarvis.db.audit.export import export_rows, tool_call_spans
 
 app = typer.Typer(help="The tamper-evident audit trail.", no_args_is_help=True)
@@ -58,19 +70,29 @@ def show_command(
 @app.command("verify")
 def verify_command(
     expect: str = typer.Option(
-        None, "--expect", help="A head hash published earlier; fails if it is not in the chain."
+        None, "--expect", help="A head published earlier (SEQ:HASH or HASH); fails if the chain no longer holds it."
+    ),
+    seal_first: bool = typer.Option(
+        False, "--seal", help="Seal queued rows first (needs the agent's login; waits at most JARVIS_SEAL_WAIT)."
     ),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
-    """Recompute every hash: exit 0 with a summary, or 1 naming the first tampered row."""
+    """Recompute every hash and check every signed checkpoint: exit 0, or 1 naming what was tampered with.
+
+    Read-only: works with the SELECT-only auditor login, never migrates, never writes (unless --seal).
+    """
+    expected = None
     if expect is not None:
         try:
-            bytes.fromhex(expect.split(":")[-1])
-        except ValueError:
-            fail(f"--expect {expect!r} is not a hex hash (as printed by verify)", ExitCode.BAD_INPUT)
-        expect = expect.split(":")[-1]
-    with opened_database() as database:
-        report = verify(database, expect=expect)
+            expected = ExpectedHead.parse(expect)
+        except ValueError as error:
+            fail(str(error), ExitCode.BAD_INPUT)
+    settings = settings_or_exit()
+    if seal_first:
+        with opened_database("app") as database, reported_errors():
+            seal_and_sign(database, settings, wait=settings.seal_wait)
+    with opened_database() as database, reported_errors():
+        report = verify_trail(database, settings, expect=expected)
     if as_json:
         print_json(
             {
@@ -78,14 +100,40 @@ def verify_command(
                 "rows_checked": report.rows_checked,
                 "head_seq": report.head_seq,
                 "head_hash": report.head_hex,
+                "pending": report.pending,
+                "checkpoints_checked": report.checkpoints_checked,
                 "expected_head_found": report.expected_head_found,
                 "problems": [str(p) for p in report.problems],
             }
         )
     else:
         console.print(verify_line(report), highlight=False, soft_wrap=True)
+        for problem in report.problems[1:]:
+            console.print(f"  also: {escape(str(problem))}", highlight=False, soft_wrap=True)
     if not report.ok:
         raise typer.Exit(int(ExitCode.FAILED))
+
+
+@app.command("checkpoints")
+def checkpoints_command(
+    limit: int = typer.Option(20, "--limit", min=1, max=1_000_000, help="The newest N."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """List the signed checkpoints of this database's witness log (kept outside PostgreSQL), newest last."""
+    settings = settings_or_exit()
+    with opened_database() as database, reported_errors():
+        where = witness_log_path(settings, database)
+        entries = checkpoints(settings, database)[-limit:]
+    if as_json:
+        print_json([vars(entry) for entry in entries])
+        return
+    for entry in entries:
+        console.print(
+            f"{entry.seq}:{entry.head_hash} sealed {entry.sealed_at} signed {entry.signed_at} key {entry.key_id}",
+            highlight=False,
+            markup=False,
+        )
+    console.print(f"{len(entries)} checkpoint(s) in {where}", highlight=False, markup=False)
 
 
 @app.command("dangling")
@@ -96,7 +144,7 @@ def dangling_command(
 ) -> None:
     """List start rows that never got an outcome (their process died); --close marks them abandoned."""
     age = timedelta(seconds=older_than)
-    with opened_database() as database:
+    with opened_database("app" if close else "auditor") as database:
         found = close_dangling(database, older_than=age) if close else find_dangling(database, older_than=age)
     if as_json:
         print_json([vars(d) for d in found])

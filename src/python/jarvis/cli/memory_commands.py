@@ -17,7 +17,7 @@ def add_command(subject: str, body: str = typer.Argument(..., help="A JSON objec
     parsed = parse_json_argument(body, "BODY")
     if not isinstance(parsed, dict):
         fail("BODY must be a JSON object, e.g. '{\"usd\": 3000}'", ExitCode.BAD_INPUT)
-    with opened_database() as database:
+    with opened_database("app") as database:
         fact = MemoryStore(database).add(subject, parsed)
     console.print(f"remembered fact {fact.id} about {subject}")
 
@@ -52,7 +52,7 @@ def stale_command(
     """Mark facts as no longer true (they stay in memory, flagged)."""
     if (subject is None) == (fact_id is None):
         fail("give exactly one of --subject or --id", ExitCode.BAD_INPUT)
-    with opened_database() as database:
+    with opened_database("app") as database:
         count = MemoryStore(database).mark_stale(fact_id=fact_id, subject=subject)
     if count == 0:
         fail("no fresh fact matched", ExitCode.NOT_FOUND)

@@ -27,14 +27,17 @@ from jarvis.db import (
     Database,
     DatabaseUnavailableError,
     InvalidJsonError,
+    NotMigratedError,
     PoolExhaustedError,
+    Role,
     RuntimeDDLError,
     StateConflictError,
     open_database,
 )
-from jarvis.db.audit import AuditAppendError
+from jarvis.db.audit import AuditAppendError, SealerBusyError, SealPermissionError
 from jarvis.db.embedded import EmbeddedPostgresUnavailable
-from jarvis.db.migrate import upgrade_to_head
+from jarvis.witness import WitnessError
+from jarvis.db.migrate import require_head
 
 console = Console()
 errors = Console(stderr=True)
@@ -74,6 +77,10 @@ def fail(message: str, code: ExitCode) -> NoReturn:
 
 ERROR_CODES: list[tuple[type[BaseException], ExitCode]] = [
     (ConfigError, ExitCode.BAD_INPUT),
+    (NotMigratedError, ExitCode.BAD_INPUT),
+    (SealPermissionError, ExitCode.BAD_INPUT),
+    (WitnessError, ExitCode.BAD_INPUT),
+    (SealerBusyError, ExitCode.FAILED),
     (PlanError, ExitCode.BAD_INPUT),
     (InvalidJsonError, ExitCode.BAD_INPUT),
     (RuntimeDDLError, ExitCode.BAD_INPUT),
@@ -132,14 +139,17 @@ def print_json(data: Any) -> None:
 
 
 @contextmanager
-def opened_database(*, migrate: bool = True) -> Iterator[Database]:
-    """The configured database (embedded by default), migrated, as the application role."""
+def opened_database(role: Role = "auditor") -> Iterator[Database]:
+    """The configured database (embedded by default), never migrated: readers as the auditor role.
+
+    A database behind the code fails with "run `jarvis db upgrade`" (exit 2);
+    only `db upgrade`, `run` and `demo` migrate.
+    """
     settings = settings_or_exit()
     with reported_errors():
-        if migrate:
-            upgrade_to_head(settings)
-        database = open_database(settings)
+        database = open_database(settings, role=role)
         try:
+            require_head(database)
             yield database
         finally:
             database.shutdown()

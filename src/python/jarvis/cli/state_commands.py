@@ -35,7 +35,7 @@ def set_command(
 ) -> None:
     """Write a value; with --expect-version it fails (exit 1) if someone else changed it."""
     parsed = parse_json_argument(value, "VALUE")
-    with opened_database() as database:
+    with opened_database("app") as database:
         entry = StateStore(database).set(key, parsed, expected_version=expect_version)
     console.print(f"{key} = version {entry.version}")
 
@@ -43,7 +43,7 @@ def set_command(
 @app.command("delete")
 def delete_command(key: str) -> None:
     """Remove a key (exit 4 if it did not exist)."""
-    with opened_database() as database:
+    with opened_database("app") as database:
         deleted = StateStore(database).delete(key)
     if not deleted:
         fail(f"no state under key {key!r}", ExitCode.NOT_FOUND)

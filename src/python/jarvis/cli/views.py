@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from rich.markup import escape
 from rich.table import Table
 
 from jarvis.db.audit import CycleSummary, TimelineEntry, VerifyReport
@@ -63,4 +64,4 @@ def cycles_table(cycles: list[CycleSummary]) -> Table:
 
 def verify_line(report: VerifyReport) -> str:
     colour = "green" if report.ok else "bold red"
-    return f"[{colour}]{report.summary()}[/{colour}]"
+    return f"[{colour}]{escape(report.summary())}[/{colour}]"

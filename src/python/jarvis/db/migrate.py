@@ -11,10 +11,10 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import exc
+from sqlalchemy import exc, text
 
 from jarvis.config import Settings
-from jarvis.db.engine import Database, open_database, unavailable
+from jarvis.db.engine import Database, NotMigratedError, open_database, unavailable
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 MIGRATION_LOCK_KEY = 0x4A415256  # 'JARV': one advisory lock serialises concurrent upgrades
@@ -55,6 +55,21 @@ def upgrade_to_head(settings: Settings, *, url: str | None = None) -> None:
         upgrade(owner)
     finally:
         owner.shutdown()
+
+
+def require_head(database: Database) -> None:
+    """Readers never migrate: a database behind the code is an error that says how to fix it."""
+    with database.connect() as conn:
+        try:
+            current = conn.execute(text("SELECT version_num FROM public.alembic_version")).scalar()
+        except exc.ProgrammingError:
+            current = None
+    head = head_revision()
+    if current != head:
+        raise NotMigratedError(
+            f"the database at {database.display_url} is at migration {current or 'none'}, this Jarvis needs {head}. "
+            "Fix: run `jarvis db upgrade` (as the database owner)."
+        )
 
 
 def downgrade(database: Database, revision: str = "-1") -> None:

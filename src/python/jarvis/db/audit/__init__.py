@@ -1,7 +1,23 @@
 """The audit trail: append-only tool calls, planning cycles and decisions, bound into a hash chain."""
 
-from jarvis.db.audit.append import AuditAppendError, AuditEvent, AuditIdCollisionError, AuditListener
-from jarvis.db.audit.chain import Problem, VerifyReport, seal, verify
+from jarvis.db.audit.append import (
+    AuditAppendError,
+    AuditEvent,
+    AuditIdCollisionError,
+    AuditListener,
+    AuditRuleViolation,
+)
+from jarvis.db.audit.chain import (
+    ExpectedHead,
+    Problem,
+    SealerBusyError,
+    SealPermissionError,
+    SealResult,
+    TrustedHead,
+    VerifyReport,
+    seal,
+    verify,
+)
 from jarvis.db.audit.dangling import DanglingStart, close_dangling, find_dangling
 from jarvis.db.audit.ids import uuid7
 from jarvis.db.audit.planning import (
@@ -19,16 +35,22 @@ __all__ = [
     "AuditEvent",
     "AuditIdCollisionError",
     "AuditListener",
+    "AuditRuleViolation",
     "CycleAlreadyOpenError",
     "CycleClosedError",
     "CycleSummary",
     "DanglingStart",
+    "ExpectedHead",
     "PlanningLog",
     "Problem",
+    "SealPermissionError",
+    "SealResult",
+    "SealerBusyError",
     "TimelineEntry",
     "ToolCallAlreadyCompletedError",
     "ToolCallLog",
     "ToolCallStart",
+    "TrustedHead",
     "VerifyReport",
     "close_dangling",
     "find_dangling",

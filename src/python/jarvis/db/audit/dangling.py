@@ -45,16 +45,16 @@ def find_dangling(
             text(
                 """
                 SELECT 'tool_calls' AS tbl, s.id, s.tool_name AS name, s.created_at, s.cycle_id
-                  FROM tool_calls s
+                  FROM ONLY tool_calls s
                  WHERE s.parent_id IS NULL AND s.created_at < now() - :age
-                   AND NOT EXISTS (SELECT 1 FROM tool_calls c WHERE c.parent_id = s.id)
+                   AND NOT EXISTS (SELECT 1 FROM ONLY tool_calls c WHERE c.parent_id = s.id)
                    AND (CAST(:agent AS text) IS NULL
-                        OR s.cycle_id IN (SELECT id FROM planning_cycles WHERE agent = :agent))
+                        OR s.cycle_id IN (SELECT id FROM ONLY planning_cycles WHERE agent = :agent))
                 UNION ALL
                 SELECT 'planning_cycles', s.id, s.agent, s.created_at, NULL
-                  FROM planning_cycles s
+                  FROM ONLY planning_cycles s
                  WHERE s.parent_id IS NULL AND s.created_at < now() - :age
-                   AND NOT EXISTS (SELECT 1 FROM planning_cycles c WHERE c.parent_id = s.id)
+                   AND NOT EXISTS (SELECT 1 FROM ONLY planning_cycles c WHERE c.parent_id = s.id)
                    AND (CAST(:agent AS text) IS NULL OR s.agent = :agent)
                  ORDER BY 4
                 """

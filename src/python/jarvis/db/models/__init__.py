@@ -1,20 +1,23 @@
 """One module per table; importing this package registers them all on `Base.metadata`."""
 
 from jarvis.db.models.agent_state import AgentState
-from jarvis.db.models.audit_chain import AuditChainLink, AuditPending
+from jarvis.db.models.audit_chain import AuditChainLink, AuditPending, AuditSealHead
 from jarvis.db.models.decision import Decision
 from jarvis.db.models.memory_fact import MemoryFact
 from jarvis.db.models.planning_cycle import PlanningCycle
 from jarvis.db.models.schema_change import SchemaChange
 from jarvis.db.models.tool_call import ToolCall
+from jarvis.db.models.trail_info import TrailInfo
 
 __all__ = [
     "AgentState",
     "AuditChainLink",
     "AuditPending",
+    "AuditSealHead",
     "Decision",
     "MemoryFact",
     "PlanningCycle",
     "SchemaChange",
     "ToolCall",
+    "TrailInfo",
 ]

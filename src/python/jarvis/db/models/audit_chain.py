@@ -17,12 +17,12 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import BigInteger, CheckConstraint, LargeBinary, Text, UniqueConstraint, func
+from sqlalchemy import BigInteger, Boolean, CheckConstraint, Index, LargeBinary, SmallInteger, Text, UniqueConstraint, func, true
 from sqlalchemy.orm import Mapped, mapped_column
 
-from jarvis.db.base import AUDIT_TABLES, Base
+from jarvis.db.base import CHAINED_TABLES, Base
 
-_TABLE_CHECK = f"table_name IN ({', '.join(repr(t) for t in AUDIT_TABLES)})"
+_TABLE_CHECK = f"table_name IN ({', '.join(repr(t) for t in CHAINED_TABLES)})"
 
 
 class AuditChainLink(Base):
@@ -30,6 +30,7 @@ class AuditChainLink(Base):
     __table_args__ = (
         CheckConstraint(_TABLE_CHECK, name="table_name"),
         CheckConstraint("seq >= 1", name="seq_positive"),
+        CheckConstraint("encoding IN (1, 2)", name="encoding"),
         UniqueConstraint("table_name", "row_id"),
     )
 
@@ -39,12 +40,28 @@ class AuditChainLink(Base):
     row_hash: Mapped[bytes] = mapped_column(LargeBinary)
     chain_hash: Mapped[bytes] = mapped_column(LargeBinary)
     sealed_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    encoding: Mapped[int] = mapped_column(SmallInteger)
+    """1: Python's canonical JSON (links sealed before migration 0003); 2: the row's JSONB text."""
 
 
 class AuditPending(Base):
     __tablename__ = "audit_pending"
-    __table_args__ = (CheckConstraint(_TABLE_CHECK, name="table_name"),)
+    __table_args__ = (
+        CheckConstraint(_TABLE_CHECK, name="table_name"),
+        Index("ix_audit_pending_queued_at", "queued_at", "row_id"),
+    )
 
     table_name: Mapped[str] = mapped_column(Text, primary_key=True)
     row_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
     queued_at: Mapped[datetime] = mapped_column(server_default=func.clock_timestamp())
+
+
+class AuditSealHead(Base):
+    """The chain's head, one row: `jarvis_seal()` locks it FOR UPDATE, which the app role may not do itself."""
+
+    __tablename__ = "audit_seal_head"
+    __table_args__ = (CheckConstraint("one", name="one"), CheckConstraint("seq >= 0", name="seq"))
+
+    one: Mapped[bool] = mapped_column(Boolean, primary_key=True, server_default=true())
+    seq: Mapped[int] = mapped_column(BigInteger)
+    chain_hash: Mapped[bytes] = mapped_column(LargeBinary)

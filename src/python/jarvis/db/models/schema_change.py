@@ -17,4 +17,4 @@ class SchemaChange(Base):
     table_name: Mapped[str] = mapped_column(Text)
     action: Mapped[str] = mapped_column(Text)
     columns: Mapped[JsonValue]
-    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    created_at: Mapped[datetime] = mapped_column(server_default=func.clock_timestamp())

@@ -1,0 +1,124 @@
+"""Seal, sign, and verify against what was signed: the audit chain plus checkpoints kept outside PostgreSQL.
+
+The database's chain shows any edit that does not recompute it. A superuser
+who does recompute it consistently is caught by a checkpoint: after every seal
+the head (position, hash, the database's clock) is signed with an Ed25519 key
+the database never sees and appended to a witness log on the file system (one
+file per database). `verify_trail` checks every checkpoint in that log: the
+chain must still hold each head at its position, and nothing dated before a
+checkpoint may enter the chain after it.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from datetime import datetime
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from sqlalchemy import text
+
+from jarvis.config import Settings
+from jarvis.db import Database
+from jarvis.db.audit import ExpectedHead, Problem, SealResult, TrustedHead, VerifyReport, seal, verify
+from jarvis.witness import Checkpoint, WitnessError, WitnessLog, generate_key, load_public_key, load_signing_key
+
+log = logging.getLogger("jarvis.audit")
+
+
+def witness_log_path(settings: Settings, database: Database) -> Path:
+    """JARVIS_WITNESS_LOG, or one file per database under the data directory."""
+    if settings.witness_log is not None:
+        return settings.witness_log
+    if database.embedded_server is not None:
+        name = "embedded-" + (urlsplit(database.url).path.strip("/") or "jarvis")
+    else:
+        parts = urlsplit(database.url)
+        host = parts.hostname or "socket"
+        name = f"{host}-{parts.port or 5432}-{parts.path.strip('/')}"
+    return settings.data_dir / "witness" / (re.sub(r"[^A-Za-z0-9_.-]", "_", name) + ".jsonl")
+
+
+def trail_id(database: Database) -> str:
+    with database.connect() as conn:
+        return str(conn.execute(text("SELECT trail_id FROM public.trail_info")).scalar_one())
+
+
+def ensure_signing_key(settings: Settings) -> None:
+    """Make the checkpoint key on first use, so the zero-config default is witnessed too."""
+    path = settings.signing_key_path()
+    if not path.exists():
+        try:
+            generate_key(path)
+        except WitnessError:
+            if path.exists():
+                return  # another process made it at the same moment
+            raise
+        log.info("created the checkpoint signing key at %s (public key %s)", path, settings.public_key_path())
+
+
+def seal_and_sign(database: Database, settings: Settings, *, wait: float = 0.0) -> SealResult:
+    """Seal what is queued, then sign the head and append it to the witness log (when a key exists)."""
+    result = seal(database, wait=wait)
+    key_path = settings.signing_key_path()
+    if key_path.exists():
+        checkpoint = load_signing_key(key_path).sign(
+            trail_id(database), result.head_seq, result.head_hash, result.sealed_at
+        )
+        WitnessLog(witness_log_path(settings, database)).append(checkpoint)
+    return result
+
+
+def checkpoints(settings: Settings, database: Database) -> list[Checkpoint]:
+    return WitnessLog(witness_log_path(settings, database)).entries()
+
+
+def trusted_heads(settings: Settings, database: Database) -> tuple[list[TrustedHead], list[Problem]]:
+    """The witness log's checkpoints whose signature holds, and a problem for each one that does not."""
+    where = witness_log_path(settings, database)
+    problems: list[Problem] = []
+    try:
+        entries = WitnessLog(where).entries()
+    except WitnessError as error:
+        return [], [Problem("witness log", None, None, str(error))]
+    if not entries:
+        return [], []
+    try:
+        public_key = load_public_key(settings.public_key_path())
+    except WitnessError as error:
+        return [], [Problem("witness log", None, None, f"{len(entries)} checkpoint(s) cannot be checked: {error}")]
+    trail = trail_id(database)
+    heads: list[TrustedHead] = []
+    for number, checkpoint in enumerate(entries, start=1):
+        label = f"checkpoint {checkpoint.seq}:{checkpoint.head_hash[:12]}… signed {checkpoint.signed_at}"
+        if not checkpoint.verify(public_key):
+            problems.append(Problem("witness log", None, None, f"{where} entry {number}: bad signature ({label})"))
+        elif checkpoint.trail != trail:
+            problems.append(
+                Problem(
+                    "witness log",
+                    None,
+                    None,
+                    f"{where} entry {number} is for trail {checkpoint.trail}, but this database is trail {trail}: "
+                    "the trail was replaced, or JARVIS_WITNESS_LOG points at another database's log",
+                )
+            )
+        else:
+            heads.append(
+                TrustedHead(
+                    checkpoint.seq,
+                    bytes.fromhex(checkpoint.head_hash),
+                    datetime.fromisoformat(checkpoint.sealed_at),
+                    label,
+                )
+            )
+    return heads, problems
+
+
+def verify_trail(database: Database, settings: Settings, *, expect: ExpectedHead | None = None) -> VerifyReport:
+    """`verify` plus every signed checkpoint of this database's witness log."""
+    heads, problems = trusted_heads(settings, database)
+    report = verify(database, expect=expect, trusted=heads)
+    report.problems.extend(problems)
+    return report
