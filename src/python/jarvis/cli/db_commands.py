@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
 import typer
 
-from jarvis.cli.session import console, print_json, reported_errors, settings_or_exit
+from jarvis.agent.bundle import export_bundle
+from jarvis.cli.session import ExitCode, console, fail, print_json, reported_errors, settings_or_exit
+from jarvis.config import Settings
 from jarvis.db import open_database
-from jarvis.db.migrate import current_revision, downgrade, head_revision, history, upgrade
+from jarvis.db.migrate import current_revision, downgrade, downgrade_plan, head_revision, history, upgrade
+from jarvis.db.urls import database_name
+
 
 app = typer.Typer(help="Schema migrations (Alembic).", no_args_is_help=True)
 
@@ -32,17 +40,57 @@ def upgrade_command(revision: str = typer.Argument("head", help="Target revision
 @app.command("downgrade")
 def downgrade_command(
     revision: str = typer.Argument(..., help="Target revision, e.g. -1 or base (base drops every Jarvis table)."),
+    destroy_audit_trail: bool = typer.Option(
+        False,
+        "--destroy-audit-trail",
+        help="Go through even when a step drops or rewrites audit rows (exports the trail first).",
+    ),
+    export_to: Path = typer.Option(
+        None, "--export-to", help="Where the export goes with --destroy-audit-trail (default: under the data dir)."
+    ),
 ) -> None:
-    """Downgrade the schema. Destroys data in the dropped tables: there is no undo."""
+    """Downgrade the schema. Refused while a step would drop or rewrite audit rows.
+
+    With --destroy-audit-trail the whole trail is first exported as a verifiable
+    bundle (nothing is dropped if that fails) and, on a terminal, the database
+    name must be typed back.
+    """
     settings = settings_or_exit()
     with reported_errors():
         database = open_database(settings, role="owner")
         try:
-            downgrade(database, revision)
+            try:
+                steps = downgrade_plan(database, revision)
+            except ValueError as error:
+                fail(str(error), ExitCode.BAD_INPUT)
+            for step in steps:
+                held = ", ".join(f"{table} ({rows} rows)" for table, rows in step.audit_rows.items())
+                console.print(
+                    f"step {step.revision} -> {step.down_to or 'base'}: "
+                    + (f"drops or rewrites {held}" if held else "touches no audit table"),
+                    highlight=False,
+                    markup=False,
+                )
+            destroys = any(step.destroys_audit_rows for step in steps)
+            if destroys and destroy_audit_trail:
+                name = database_name(database.url)
+                if sys.stdin.isatty():
+                    typed = typer.prompt(f"This destroys the audit trail of database {name!r}. Type its name")
+                    if typed != name:
+                        fail(f"{typed!r} is not {name!r}; nothing was changed", ExitCode.BAD_INPUT)
+                path = export_to or default_export_path(settings, name)
+                summary = export_bundle(database, settings, path)
+                console.print(f"exported the trail to {path} ({summary})", highlight=False, markup=False)
+            downgrade(database, revision, destroy_audit_trail=destroy_audit_trail)
             after = current_revision(database)
         finally:
             database.shutdown()
     console.print(f"downgraded to {after or 'base (empty)'}")
+
+
+def default_export_path(settings: Settings, database: str) -> Path:
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    return settings.data_dir / "exports" / f"audit-trail-{database}-{stamp}.jsonl"
 
 
 @app.command("current")

@@ -36,8 +36,9 @@ from jarvis.db import (
 )
 from jarvis.db.audit import AuditAppendError, SealerBusyError, SealPermissionError
 from jarvis.db.embedded import EmbeddedPostgresUnavailable
-from jarvis.witness import WitnessError
 from jarvis.db.migrate import require_head
+from jarvis.db.migrations.guard import AuditTrailGuardError
+from jarvis.witness import WitnessError
 
 console = Console()
 errors = Console(stderr=True)
@@ -81,6 +82,7 @@ ERROR_CODES: list[tuple[type[BaseException], ExitCode]] = [
     (SealPermissionError, ExitCode.BAD_INPUT),
     (WitnessError, ExitCode.BAD_INPUT),
     (SealerBusyError, ExitCode.FAILED),
+    (AuditTrailGuardError, ExitCode.BAD_INPUT),
     (PlanError, ExitCode.BAD_INPUT),
     (InvalidJsonError, ExitCode.BAD_INPUT),
     (RuntimeDDLError, ExitCode.BAD_INPUT),

@@ -8,6 +8,11 @@ PostgreSQL already on the machine.
 Where `pgserver` has no wheel (linux-arm64 on Python 3.11), the same thing is
 done with `initdb` and `pg_ctl` from PATH; that server is left running for
 the next caller, since processes share it without counting each other.
+
+Several processes may do the first start at the same moment (two `jarvis
+demo`, a reader next to them): every one of them initialises, starts and
+creates the database under one lock file in the data directory, so the first
+does the work and the others wait for it, then reuse it.
 """
 
 from __future__ import annotations
@@ -18,8 +23,14 @@ import os
 import pwd
 import shutil
 import subprocess
+import time
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
+
+import psycopg
 
 log = logging.getLogger("jarvis.db")
 
@@ -30,29 +41,131 @@ class EmbeddedPostgresUnavailable(RuntimeError):
     """The embedded server cannot run here; the message says what to set instead."""
 
 
-def start_embedded_postgres(data_dir: Path, *, stop_at_exit: bool = True, backend: Backend = "auto") -> Any:
+LOCK_FILE = ".postgres16.lock"
+"""In the data directory: held while one process initialises, starts or creates the database."""
+
+LOCK_TIMEOUT = 300.0
+"""Seconds to wait for another process's first start (initdb + start take seconds, even on a slow disk)."""
+
+CONNECT_TIMEOUT = 30.0
+"""Seconds a freshly started server gets to accept the first connection."""
+
+
+def start_embedded_postgres(
+    data_dir: Path, *, stop_at_exit: bool = True, backend: Backend = "auto", database: str | None = None
+) -> Any:
     """Start or reuse the server whose data lives in `data_dir/postgres16`; returns its handle.
 
     The handle has `get_uri(database)`. With pgserver, `stop_at_exit` stops the
     server when the last process using it exits (pgserver counts its users).
+    With `database`, that database exists on the server when this returns.
+
+    Safe when several processes call it at once for the same `data_dir`: they
+    take turns under the data directory's lock file, so only the first one
+    initialises, starts and creates; the others find its server and database.
     """
-    pgdata = Path(data_dir).expanduser().resolve() / "postgres16"
+    root = Path(data_dir).expanduser().resolve()
+    pgdata = root / "postgres16"
+    with first_start_lock(root):
+        server = _start(pgdata, stop_at_exit=stop_at_exit, backend=backend)
+        if database is not None:
+            ensure_database(server, database)
+    return server
+
+
+@contextmanager
+def first_start_lock(root: Path, timeout: float = LOCK_TIMEOUT) -> Iterator[None]:
+    """An exclusive lock on `root`/.postgres16.lock, shared by every process that starts the server there."""
+    path = root / LOCK_FILE
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        handle = open(path, "a")  # closed below: the lock lives as long as this open file
+    except OSError as error:
+        raise EmbeddedPostgresUnavailable(
+            f"Cannot use the data directory {root} for the embedded PostgreSQL: {error.strerror}. "
+            "Fix: make it writable, choose another one (JARVIS_DATA_DIR), or set DATABASE_URL."
+        ) from None
+    with handle:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise EmbeddedPostgresUnavailable(
+                        f"Another process has been starting the embedded PostgreSQL in {root} for more than "
+                        f"{timeout:.0f} s (it holds {path}). Fix: wait for it or stop it, or set DATABASE_URL."
+                    ) from None
+                time.sleep(0.05)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _start(pgdata: Path, *, stop_at_exit: bool, backend: Backend) -> Any:
+    """Initialise and start (or reuse) the server; the caller holds the data directory's lock."""
     if backend != "path":
         try:
-            from pgserver.postgres_server import get_server
+            with warnings.catch_warnings():
+                # platformdirs warns, on stderr, when XDG_RUNTIME_DIR is unset (containers, CI); pgserver copes.
+                warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR")
+                from pgserver.postgres_server import get_server
         except ImportError as exc:
             if backend == "pgserver":
                 raise EmbeddedPostgresUnavailable(f"pgserver is not installed here ({exc})") from exc
         else:
             try:
-                pgdata.parent.mkdir(parents=True, exist_ok=True)
+                # pgserver creates a missing pgdata with exist_ok=False: make it here, where a loser is harmless.
+                pgdata.mkdir(parents=True, exist_ok=True)
                 return get_server(pgdata, cleanup_mode="stop" if stop_at_exit else None)
             except Exception as exc:
+                detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
                 raise EmbeddedPostgresUnavailable(
-                    f"Could not start the embedded PostgreSQL in {pgdata}: {exc}. "
+                    f"Could not start the embedded PostgreSQL in {pgdata}: {detail}. "
                     f"Fix: check {pgdata}/log, free the directory (JARVIS_DATA_DIR), or set DATABASE_URL."
                 ) from exc
     return PathPostgres(pgdata).start()
+
+
+def ensure_database(server: Any, database: str, *, timeout: float = CONNECT_TIMEOUT) -> None:
+    """Create `database` on the embedded server unless it exists.
+
+    Callers hold the data directory's lock, so Jarvis processes never race to
+    create it; the errors a concurrent CREATE DATABASE from elsewhere raises
+    (DuplicateDatabase, or UniqueViolation on pg_database's index) still mean
+    "it exists now".
+    """
+    admin = embedded_url(server)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with psycopg.connect(admin, autocommit=True, connect_timeout=5) as conn:
+                exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (database,)).fetchone()
+                if not exists:
+                    try:
+                        conn.execute(f'CREATE DATABASE "{database}"')
+                        log.debug("created database %s on the embedded PostgreSQL", database)
+                    except (psycopg.errors.DuplicateDatabase, psycopg.errors.UniqueViolation):
+                        pass  # someone else created it between our check and our CREATE
+            return
+        except psycopg.OperationalError as error:
+            # A server that is still starting up refuses connections for a moment: wait for it.
+            if time.monotonic() > deadline:
+                raise EmbeddedPostgresUnavailable(_embedded_failure(server, database, error)) from None
+            time.sleep(0.2)
+        except psycopg.Error as error:
+            raise EmbeddedPostgresUnavailable(_embedded_failure(server, database, error)) from None
+
+
+def _embedded_failure(server: Any, database: str, error: BaseException) -> str:
+    detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    pgdata = getattr(server, "pgdata", "the data directory")
+    return (
+        f"The embedded PostgreSQL did not let Jarvis create or find its database {database!r}: {detail}. "
+        f"Fix: check {pgdata}/log, choose another data directory (JARVIS_DATA_DIR), or set DATABASE_URL."
+    )
 
 
 class PathPostgres:
@@ -87,37 +200,36 @@ class PathPostgres:
         return subprocess.run(command, capture_output=True, text=True, timeout=120)
 
     def start(self) -> PathPostgres:
+        """Initialise and start unless done; the caller holds `first_start_lock` on the data directory."""
         self.pgdata.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.pgdata.parent / ".postgres16.lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)  # one process initialises and starts; the others wait, then reuse
-            if not (self.pgdata / "PG_VERSION").exists():
-                self.pgdata.mkdir(mode=0o700, exist_ok=True)
-                if self.user is not None:
-                    entry = pwd.getpwnam(self.user)
-                    os.chown(self.pgdata, entry.pw_uid, entry.pw_gid)
-                    self.pgdata.parent.chmod(self.pgdata.parent.stat().st_mode | 0o011)
-                done = self._run(
-                    str(self.initdb), "-D", str(self.pgdata), "--auth=trust", "-U", "postgres", "--encoding=UTF8"
+        if not (self.pgdata / "PG_VERSION").exists():
+            self.pgdata.mkdir(mode=0o700, exist_ok=True)
+            if self.user is not None:
+                entry = pwd.getpwnam(self.user)
+                os.chown(self.pgdata, entry.pw_uid, entry.pw_gid)
+                self.pgdata.parent.chmod(self.pgdata.parent.stat().st_mode | 0o011)
+            done = self._run(
+                str(self.initdb), "-D", str(self.pgdata), "--auth=trust", "-U", "postgres", "--encoding=UTF8"
+            )
+            if done.returncode != 0:
+                raise EmbeddedPostgresUnavailable(f"initdb failed in {self.pgdata}: {done.stderr.strip()}")
+        if self._run(str(self.pg_ctl), "-D", str(self.pgdata), "status").returncode != 0:
+            done = self._run(
+                str(self.pg_ctl),
+                "-D",
+                str(self.pgdata),
+                "-w",
+                "-l",
+                str(self.pgdata / "log"),
+                "-o",
+                f"-h '' -k {self.pgdata}",
+                "start",
+            )
+            if done.returncode != 0:
+                raise EmbeddedPostgresUnavailable(
+                    f"pg_ctl could not start PostgreSQL in {self.pgdata}: {done.stderr.strip()} "
+                    f"(see {self.pgdata / 'log'})"
                 )
-                if done.returncode != 0:
-                    raise EmbeddedPostgresUnavailable(f"initdb failed in {self.pgdata}: {done.stderr.strip()}")
-            if self._run(str(self.pg_ctl), "-D", str(self.pgdata), "status").returncode != 0:
-                done = self._run(
-                    str(self.pg_ctl),
-                    "-D",
-                    str(self.pgdata),
-                    "-w",
-                    "-l",
-                    str(self.pgdata / "log"),
-                    "-o",
-                    f"-h '' -k {self.pgdata}",
-                    "start",
-                )
-                if done.returncode != 0:
-                    raise EmbeddedPostgresUnavailable(
-                        f"pg_ctl could not start PostgreSQL in {self.pgdata}: {done.stderr.strip()} "
-                        f"(see {self.pgdata / 'log'})"
-                    )
         return self
 
     def stop(self) -> None:

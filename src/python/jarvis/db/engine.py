@@ -90,6 +90,19 @@ class Database:
             self._roles = Roles(app=row[0], auditor=row[1])
         return self._roles
 
+    def role_statement(self) -> tuple[str, tuple[str, ...]]:
+        """The statement that starts a transaction as this database's role (roles must be resolved).
+
+        Sent in one query string ahead of another statement, it makes both one implicit
+        transaction: the hot path's role, INSERT and COMMIT cost a single round trip.
+        """
+        assert self._roles is not None, "resolve roles() first"
+        role = self._roles.app if self.role == "app" else self._roles.auditor
+        return (
+            "SELECT pg_catalog.set_config('role', %s, true), pg_catalog.set_config('search_path', %s, true)",
+            (role, SEARCH_PATH),
+        )
+
     def enter_role(self, cursor: Any) -> None:
         """Begin this transaction as the database's app or auditor role; nothing outlives the transaction."""
         if self.role == "owner":
@@ -170,15 +183,8 @@ def resolve_url(settings: Settings) -> tuple[str, Any]:
     """The libpq URL to use, and the embedded server handle when one was started for it."""
     if settings.database_url:
         return libpq_url(settings.database_url), None
-    server = start_embedded_postgres(settings.data_dir)
-    admin = embedded_url(server)
-    with psycopg.connect(admin, autocommit=True) as conn:
-        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (EMBEDDED_DATABASE,)).fetchone()
-        if not exists:
-            try:
-                conn.execute(f'CREATE DATABASE "{EMBEDDED_DATABASE}"')
-            except psycopg.errors.DuplicateDatabase:
-                pass  # another Jarvis process created it first
+    # Started, and the database created, under the data directory's lock: safe for concurrent first starts.
+    server = start_embedded_postgres(settings.data_dir, database=EMBEDDED_DATABASE)
     return embedded_url(server, EMBEDDED_DATABASE), server
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from sqlalchemy import exc, text
 
 from jarvis.config import Settings
 from jarvis.db.engine import Database, NotMigratedError, open_database, unavailable
+from jarvis.db.migrations.guard import DESTROY_FLAG
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 MIGRATION_LOCK_KEY = 0x4A415256  # 'JARV': one advisory lock serialises concurrent upgrades
@@ -72,9 +74,56 @@ def require_head(database: Database) -> None:
         )
 
 
-def downgrade(database: Database, revision: str = "-1") -> None:
+def downgrade(database: Database, revision: str = "-1", *, destroy_audit_trail: bool = False) -> None:
+    """Downgrade; a step that would drop or rewrite audit rows is refused unless `destroy_audit_trail`."""
+    config = alembic_config(database)
+    config.attributes[DESTROY_FLAG] = destroy_audit_trail
     with _reachable(database):
-        command.downgrade(alembic_config(database), revision)
+        command.downgrade(config, revision)
+
+
+@dataclass(frozen=True)
+class DowngradeStep:
+    revision: str
+    down_to: str | None
+    audit_rows: dict[str, int]
+    """Rows held now by the audit tables this step drops or rewrites."""
+    destroys_audit_rows: bool
+    """True when the step's guard would refuse (it needs destroy_audit_trail)."""
+
+
+def downgrade_plan(database: Database, target: str) -> list[DowngradeStep]:
+    """The steps from the current revision down to `target` (a revision, `base`, or `-N`), newest first."""
+    script = ScriptDirectory(str(MIGRATIONS_DIR))
+    current = current_revision(database)
+    steps: list[DowngradeStep] = []
+    relative = int(target) if target.lstrip("-").isdigit() and target.startswith("-") else None
+    known = {rev.revision for rev in script.walk_revisions()}
+    if relative is None and target != "base" and target not in known:
+        raise ValueError(f"unknown revision {target!r}; `jarvis db history` lists them (or use base, -1)")
+    revision = current
+    while revision is not None and revision != target and (relative is None or len(steps) < -relative):
+        module = script.get_revision(revision).module
+        down = script.get_revision(revision).down_revision
+        tables = tuple(getattr(module, "AUDIT_TABLES_DROPPED", ()))
+        guarded = tuple(getattr(module, "GUARDED", tables))
+        counts = _row_counts(database, tables)
+        steps.append(
+            DowngradeStep(
+                revision, down if isinstance(down, str) else None, counts, any(counts.get(t) for t in guarded)
+            )
+        )
+        revision = down if isinstance(down, str) else None
+    return steps
+
+
+def _row_counts(database: Database, tables: tuple[str, ...]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    with database.connect() as conn:
+        for table in tables:
+            if conn.execute(text("SELECT to_regclass(:t)"), {"t": f"public.{table}"}).scalar() is not None:
+                counts[table] = int(conn.execute(text(f"SELECT count(*) FROM public.{table}")).scalar_one())
+    return counts
 
 
 def current_revision(database: Database) -> str | None:

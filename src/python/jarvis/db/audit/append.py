@@ -98,9 +98,11 @@ def append_row(database: Database, table: Table, values: dict[str, Any]) -> date
     turns a landed row into a no-op, and the stored row is compared with ours
     so a reused id is an error, never silently accepted.
 
-    This is the hot path, so it speaks psycopg directly: one pipelined
-    transaction (role, INSERT, COMMIT) in a single round trip; the row and its
-    sealing-queue entry commit together.
+    This is the hot path, so it speaks psycopg directly: the role statement and
+    the INSERT go as one query string (client-side bound, autocommit), which
+    PostgreSQL runs as one implicit transaction: one round trip, one commit,
+    and nothing left in the session. The row and its sealing-queue entry
+    commit together.
     """
     sql = _insert_sql(table, tuple(values))
     params = _adapted(table, values)
@@ -109,17 +111,25 @@ def append_row(database: Database, table: Table, values: dict[str, Any]) -> date
             with database.raw_connection() as proxy:
                 raw = proxy.driver_connection
                 try:
-                    if database.role_names is None:  # resolved once, outside the pipeline
+                    if database.role_names is None:
                         with raw.transaction():
                             database.roles(raw)
-                    with raw.pipeline(), raw.transaction():
-                        database.enter_role(raw)
-                        cursor = raw.execute(sql, params)
-                    row = cursor.fetchone()
-                    if row is None:  # the id exists: a retry of a row that landed, or a reused id
-                        with raw.transaction():
-                            database.enter_role(raw)
-                            row = (_existing_created_at(raw, table, values),)
+                    role_sql, role_params = database.role_statement()
+                    raw.autocommit = True
+                    try:
+                        cursor = psycopg.ClientCursor(raw)
+                        cursor.execute(f"{role_sql}; {sql}", (*role_params, *params))
+                        cursor.nextset()
+                        row = cursor.fetchone()
+                        if row is None:  # the id exists: a retry of a row that landed, or a reused id
+                            cursor.execute(
+                                f"{role_sql}; {_existing_sql(table, tuple(values))}", (*role_params, values["id"])
+                            )
+                            cursor.nextset()
+                            row = (_existing_created_at(cursor.fetchone(), table, values),)
+                    finally:
+                        if not raw.closed:
+                            raw.autocommit = False
                 except psycopg.OperationalError:
                     proxy.invalidate()  # never hand a broken connection back to the pool
                     raise
@@ -142,11 +152,13 @@ def append_row(database: Database, table: Table, values: dict[str, Any]) -> date
     raise AssertionError("unreachable")
 
 
-def _existing_created_at(raw: Any, table: Table, values: dict[str, Any]) -> datetime:
+@functools.cache
+def _existing_sql(table: Table, columns: tuple[str, ...]) -> str:
+    return f"SELECT {', '.join(columns)}, created_at FROM ONLY public.{table.name} WHERE id = %s"
+
+
+def _existing_created_at(stored: Any, table: Table, values: dict[str, Any]) -> datetime:
     columns = list(values)
-    stored = raw.execute(
-        f"SELECT {', '.join(columns)}, created_at FROM ONLY public.{table.name} WHERE id = %s", (values["id"],)
-    ).fetchone()
     differing = sorted(
         column for column, mine, theirs in zip(columns, values.values(), stored, strict=False) if mine != theirs
     )

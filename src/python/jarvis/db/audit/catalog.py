@@ -72,7 +72,10 @@ EXPECTED_TRIGGERS: dict[str, dict[str, str]] = {
 EXPECTED_FUNCTIONS: dict[str, tuple[str, bool]] = {
     "jarvis_canonical": ("49c896d66ad4da81d982b9ab211120cd587b4a9a9981a3a9876e80f11d284be7", False),
     "jarvis_check_cycle_reference": ("e99ae2519f06d3ddd669a11c3011a08718bed192f6d2571f3cf584d95a520d14", False),
-    "jarvis_planning_cycles_check_one_open": ("44b946f051b6173bd19420f0fe37abaa14ee8a7b1a051baf71a8dbbc5ca0f5c4", False),
+    "jarvis_planning_cycles_check_one_open": (
+        "44b946f051b6173bd19420f0fe37abaa14ee8a7b1a051baf71a8dbbc5ca0f5c4",
+        False,
+    ),
     "jarvis_planning_cycles_check_parent": ("08da8fcd7547e5b34d7841bc463c8d1856052b78667d6a54bc9a3e0f07f9efc0", False),
     "jarvis_queue_for_sealing": ("5536ea0994787f43b1b40d22f67b42b9676ab0b45e7b9ee80404eccf298bd796", True),
     "jarvis_reject_mutation": ("7ddf847cbc8eb6fe5c1799266e079bf6013f10cf15f0e4afbf3190dc77d3b29e", False),

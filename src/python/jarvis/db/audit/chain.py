@@ -220,7 +220,10 @@ def verify(
             # A row-level security policy would filter what we read: fail loudly instead.
             raw.execute("SET LOCAL row_security = off")
             report.problems.extend(Problem(obj, None, None, why) for obj, why in catalog_problems(raw))
-            legacy = {(t, i) for t, i in raw.execute("SELECT table_name, row_id FROM ONLY public.audit_chain WHERE encoding = 1")}
+            legacy = {
+                (t, i)
+                for t, i in raw.execute("SELECT table_name, row_id FROM ONLY public.audit_chain WHERE encoding = 1")
+            }
             rows: dict[str, dict[uuid.UUID, _Row]] = {}
             for table in CHAINED_TABLES:
                 rows[table] = _load_rows(raw, table, legacy, report)

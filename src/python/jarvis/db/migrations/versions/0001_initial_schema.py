@@ -11,6 +11,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
+from jarvis.db.migrations.guard import refuse_to_destroy_audit_rows
+
 revision = "0001"
 down_revision = None
 branch_labels = None
@@ -193,7 +195,12 @@ def upgrade() -> None:
     install_enforcement()
 
 
+AUDIT_TABLES_DROPPED = ("planning_cycles", "tool_calls", "decision_log", "audit_chain", "audit_pending", "schema_changes")
+"""What this downgrade destroys: refused while any of them holds rows (jarvis.db.migrations.guard)."""
+
+
 def downgrade() -> None:
+    refuse_to_destroy_audit_rows(revision, AUDIT_TABLES_DROPPED)
     uninstall_enforcement()
     op.drop_index(
         "ix_tool_calls_one_completion", table_name="tool_calls", postgresql_where=sa.text("parent_id IS NOT NULL")

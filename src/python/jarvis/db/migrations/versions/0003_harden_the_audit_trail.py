@@ -31,6 +31,8 @@ import re
 from alembic import op
 from sqlalchemy import text
 
+from jarvis.db.migrations.guard import refuse_to_destroy_audit_rows
+
 revision = "0003"
 down_revision = "0002"
 branch_labels = None
@@ -375,7 +377,14 @@ END $$"""
         )
 
 
+AUDIT_TABLES_DROPPED = ("audit_chain", "audit_pending", "audit_seal_head", "trail_info")
+"""What this downgrade drops (the seal head, the trail id) or rewrites (the chain loses its encodings)."""
+GUARDED = ("audit_chain", "audit_pending")
+"""Refused while these hold rows; the other two always hold their one bookkeeping row."""
+
+
 def downgrade() -> None:
+    refuse_to_destroy_audit_rows(revision, GUARDED)
     bind = op.get_bind()
     app, auditor = bind.execute(text("SELECT app_role, auditor_role FROM public.trail_info")).one()
     database = bind.execute(text("SELECT current_database()")).scalar_one()
