@@ -8,7 +8,6 @@ from pathlib import Path
 
 import typer
 
-from jarvis.agent.bundle import export_bundle
 from jarvis.cli.session import ExitCode, console, fail, print_json, reported_errors, settings_or_exit
 from jarvis.config import Settings
 from jarvis.db import open_database
@@ -78,6 +77,8 @@ def downgrade_command(
                     typed = typer.prompt(f"This destroys the audit trail of database {name!r}. Type its name")
                     if typed != name:
                         fail(f"{typed!r} is not {name!r}; nothing was changed", ExitCode.BAD_INPUT)
+                from jarvis.agent.bundle import export_bundle  # noqa: PLC0415  (only this path needs it)
+
                 path = export_to or default_export_path(settings, name)
                 summary = export_bundle(database, settings, path)
                 console.print(f"exported the trail to {path} ({summary})", highlight=False, markup=False)
