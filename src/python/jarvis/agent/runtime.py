@@ -27,8 +27,8 @@ from jarvis.db.audit import (
     AuditListener,
     DanglingStart,
     PlanningLog,
-    ToolCallLog,
     SealerBusyError,
+    ToolCallLog,
     close_dangling,
 )
 from jarvis.db.audit.tool_calls import CANCELLATIONS, describe_error

@@ -13,9 +13,9 @@ import typer
 
 from jarvis.agent import Agent, Plan, ScriptedPlanner, Step, StepOutcome, load_plan, parse_plan
 from jarvis.agent.builtin_tools import BUILTIN_TOOL_INPUTS
+from jarvis.agent.witnessing import verify_trail
 from jarvis.cli.session import ExitCode, console, errors, reported_errors, settings_or_exit
 from jarvis.cli.views import timeline_table, verify_line
-from jarvis.agent.witnessing import verify_trail
 
 
 class Interrupted(KeyboardInterrupt):
