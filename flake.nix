@@ -19,6 +19,7 @@
               pkgs.python39
               pkgs.postgresql_16
               pkgs.redis
+              pkgs.pgbouncer
               pkgs.git
             ];
             shellHook = ''

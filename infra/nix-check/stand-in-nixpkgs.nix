@@ -17,6 +17,7 @@
         python39 = stub system "python3-3.9-stand-in";
         postgresql_16 = stub system "postgresql-16-stand-in";
         redis = stub system "redis-7-stand-in";
+        pgbouncer = stub system "pgbouncer-stand-in";
         git = stub system "git-stand-in";
         mkShell = { name ? "nix-shell", packages ? [ ], shellHook ? "", ... }: derivation {
           inherit name system shellHook;
