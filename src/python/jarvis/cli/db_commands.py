@@ -7,20 +7,23 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import typer
+from sqlalchemy import text
 
 from jarvis.cli.session import ExitCode, console, fail, print_json, reported_errors, settings_or_exit
 from jarvis.config import Settings
-from jarvis.db import open_database
+from jarvis.db import Database, Roles, open_database
 from jarvis.db.migrate import current_revision, downgrade, downgrade_plan, head_revision, history, upgrade
 from jarvis.db.urls import database_name
-
 
 app = typer.Typer(help="Schema migrations (Alembic).", no_args_is_help=True)
 
 
 @app.command("upgrade")
 def upgrade_command(revision: str = typer.Argument("head", help="Target revision.")) -> None:
-    """Upgrade the schema (a no-op when already current). Safe to run from several processes at once."""
+    """Upgrade the schema (a no-op when already current). Safe to run from several processes at once.
+
+    Run it as the database owner; it prints the database's own roles, for the logins you create.
+    """
     settings = settings_or_exit()
     with reported_errors():
         database = open_database(settings, role="owner")
@@ -28,12 +31,27 @@ def upgrade_command(revision: str = typer.Argument("head", help="Target revision
             before = current_revision(database)
             upgrade(database, revision)
             after = current_revision(database)
+            roles = database_roles(database)
         finally:
             database.shutdown()
     if before == after:
-        console.print(f"already at {after} ({database.display_url})")
+        console.print(f"already at {after} ({database.display_url})", highlight=False)
     else:
-        console.print(f"upgraded {before or 'empty database'} -> {after} ({database.display_url})")
+        console.print(f"upgraded {before or 'empty database'} -> {after} ({database.display_url})", highlight=False)
+    if roles is not None:
+        console.print(
+            f"roles: {roles.app} (the agent: SELECT, INSERT), {roles.auditor} (auditors: SELECT only); "
+            f"give logins membership, e.g. CREATE ROLE agent_login LOGIN PASSWORD '…' IN ROLE {roles.app}",
+            highlight=False,
+            markup=False,
+        )
+
+
+def database_roles(database: Database) -> Roles | None:
+    with database.connect() as conn:
+        if conn.execute(text("SELECT to_regclass('public.trail_info')")).scalar() is None:
+            return None
+        return database.roles(conn.connection.driver_connection)
 
 
 @app.command("downgrade")
@@ -70,14 +88,24 @@ def downgrade_command(
                     highlight=False,
                     markup=False,
                 )
-            destroys = any(step.destroys_audit_rows for step in steps)
-            if destroys and destroy_audit_trail:
+            destroyed: dict[str, int] = {}
+            for step in steps:
+                destroyed.update(step.destroyed_rows)
+            if destroyed and not destroy_audit_trail:
+                listed = ", ".join(f"{table} ({rows} rows)" for table, rows in destroyed.items())
+                fail(
+                    f"refused: downgrading to {revision} would destroy audit rows in {listed}. Nothing was changed. "
+                    "Keep the trail, or export and destroy it deliberately with --destroy-audit-trail "
+                    "(the export is written and must succeed first)",
+                    ExitCode.BAD_INPUT,
+                )
+            if destroyed:
                 name = database_name(database.url)
                 if sys.stdin.isatty():
                     typed = typer.prompt(f"This destroys the audit trail of database {name!r}. Type its name")
                     if typed != name:
                         fail(f"{typed!r} is not {name!r}; nothing was changed", ExitCode.BAD_INPUT)
-                from jarvis.agent.bundle import export_bundle  # noqa: PLC0415  (only this path needs it)
+                from jarvis.agent.bundle import export_bundle  # (only this path needs it)
 
                 path = export_to or default_export_path(settings, name)
                 summary = export_bundle(database, settings, path)

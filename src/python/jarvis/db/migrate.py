@@ -88,8 +88,12 @@ class DowngradeStep:
     down_to: str | None
     audit_rows: dict[str, int]
     """Rows held now by the audit tables this step drops or rewrites."""
-    destroys_audit_rows: bool
-    """True when the step's guard would refuse (it needs destroy_audit_trail)."""
+    guarded: tuple[str, ...]
+    """The tables whose rows the step's guard protects (it refuses while they hold any)."""
+
+    @property
+    def destroyed_rows(self) -> dict[str, int]:
+        return {table: rows for table, rows in self.audit_rows.items() if table in self.guarded and rows}
 
 
 def downgrade_plan(database: Database, target: str) -> list[DowngradeStep]:
@@ -108,11 +112,7 @@ def downgrade_plan(database: Database, target: str) -> list[DowngradeStep]:
         tables = tuple(getattr(module, "AUDIT_TABLES_DROPPED", ()))
         guarded = tuple(getattr(module, "GUARDED", tables))
         counts = _row_counts(database, tables)
-        steps.append(
-            DowngradeStep(
-                revision, down if isinstance(down, str) else None, counts, any(counts.get(t) for t in guarded)
-            )
-        )
+        steps.append(DowngradeStep(revision, down if isinstance(down, str) else None, counts, guarded))
         revision = down if isinstance(down, str) else None
     return steps
 
