@@ -7,13 +7,14 @@ import sys
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import typer
-
-from jarvis.cache import RedisLink, StreamReader, namespace_for
 from rich.markup import escape
 
+from jarvis.agent.bundle import BundleError, export_bundle, verify_bundle
 from jarvis.agent.witnessing import checkpoints, seal_and_sign, verify_trail, witness_log_path
+from jarvis.cache import RedisLink, StreamReader, namespace_for
 from jarvis.cli.session import (
     ExitCode,
     console,
@@ -76,10 +77,17 @@ def verify_command(
         False, "--seal", help="Seal queued rows first (needs the agent's login; waits at most JARVIS_SEAL_WAIT)."
     ),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+    bundle: Path = typer.Option(
+        None, "--bundle", help="Verify this bundle (`audit export --format bundle`) offline: no database is used."
+    ),
+    public_key: Path = typer.Option(
+        None, "--public-key", help="--bundle: the signer's trusted public key (default: JARVIS_SIGNING_KEY + .pub)."
+    ),
 ) -> None:
     """Recompute every hash and check every signed checkpoint: exit 0, or 1 naming what was tampered with.
 
     Read-only: works with the SELECT-only auditor login, never migrates, never writes (unless --seal).
+    With --bundle it reads only the file and the public key.
     """
     expected = None
     if expect is not None:
@@ -87,6 +95,9 @@ def verify_command(
             expected = ExpectedHead.parse(expect)
         except ValueError as error:
             fail(str(error), ExitCode.BAD_INPUT)
+    if bundle is not None or public_key is not None:
+        _verify_bundle(bundle, public_key, seal_first, expected, as_json)
+        return
     settings = settings_or_exit()
     if seal_first:
         with opened_database("app") as database, reported_errors():
@@ -108,6 +119,49 @@ def verify_command(
         )
     else:
         console.print(verify_line(report), highlight=False, soft_wrap=True)
+        for problem in report.problems[1:]:
+            console.print(f"  also: {escape(str(problem))}", highlight=False, soft_wrap=True)
+    if not report.ok:
+        raise typer.Exit(int(ExitCode.FAILED))
+
+
+def _verify_bundle(
+    bundle: Path | None, public_key: Path | None, seal_first: bool, expected: ExpectedHead | None, as_json: bool
+) -> None:
+    """`verify --bundle`: the file against the trusted public key; never opens the database."""
+    if bundle is None:
+        fail(
+            "--public-key is for --bundle FILE (a database's checkpoints use JARVIS_SIGNING_KEY + .pub)",
+            ExitCode.BAD_INPUT,
+        )
+    if seal_first:
+        fail("--seal needs the database; a bundle is verified offline (drop --seal)", ExitCode.BAD_INPUT)
+    settings = settings_or_exit()
+    with reported_errors():
+        try:
+            report = verify_bundle(bundle, public_key or settings.public_key_path(), expect=expected)
+        except BundleError as error:
+            fail(str(error), ExitCode.BAD_INPUT)
+    if as_json:
+        print_json(
+            {
+                "ok": report.ok,
+                "trail": report.trail,
+                "exported_at": report.exported_at,
+                "key_id": report.key_id,
+                "rows_checked": report.rows_checked,
+                "head_seq": report.head_seq,
+                "head_hash": report.head_hex,
+                "signed_seq": report.signed_seq,
+                "pending": report.pending,
+                "checkpoints_checked": report.checkpoints_checked,
+                "expected_head_found": report.expected_head_found,
+                "problems": [str(p) for p in report.problems],
+            }
+        )
+    else:
+        colour = "green" if report.ok else "bold red"
+        console.print(f"[{colour}]{escape(report.summary())}[/{colour}]", highlight=False, soft_wrap=True)
         for problem in report.problems[1:]:
             console.print(f"  also: {escape(str(problem))}", highlight=False, soft_wrap=True)
     if not report.ok:
@@ -157,20 +211,60 @@ def dangling_command(
 
 @app.command("export")
 def export_command(
-    fmt: str = typer.Option("jsonl", "--format", help="jsonl: every audit row; otel: tool calls as GenAI spans."),
+    fmt: str = typer.Option(
+        "jsonl",
+        "--format",
+        help="jsonl: every audit row; otel: tool calls as GenAI spans; bundle: rows, chain and signed checkpoints "
+        "in one file (--output) that `audit verify --bundle` checks without the database.",
+    ),
     include_content: bool = typer.Option(
         False, "--include-content", help="otel: add tool arguments and results (may hold secrets)."
     ),
+    output: Path = typer.Option(None, "--output", "-o", help="bundle: the file to write (atomically)."),
+    force: bool = typer.Option(False, "--force", help="bundle: replace an existing --output file."),
 ) -> None:
-    """Write the audit trail to stdout, one JSON document per line."""
-    if fmt not in ("jsonl", "otel"):
-        fail(f"--format {fmt!r} is not supported; use jsonl or otel", ExitCode.BAD_INPUT)
+    """Write the audit trail to stdout, one JSON document per line (--format bundle: to --output FILE)."""
+    if fmt not in ("jsonl", "otel", "bundle"):
+        fail(f"--format {fmt!r} is not supported; use jsonl, otel or bundle", ExitCode.BAD_INPUT)
+    if fmt == "bundle":
+        _export_bundle(output, force)
+        return
+    if output is not None:
+        fail("--output is for --format bundle; jsonl and otel write to stdout (redirect it)", ExitCode.BAD_INPUT)
     with opened_database() as database:
         documents = (
             export_rows(database) if fmt == "jsonl" else tool_call_spans(database, include_content=include_content)
         )
         for document in documents:
             sys.stdout.write(json.dumps(document, ensure_ascii=False, default=str) + "\n")
+
+
+def _export_bundle(output: Path | None, force: bool) -> None:
+    if output is None:
+        fail("--format bundle needs --output FILE (the bundle is one file, written atomically)", ExitCode.BAD_INPUT)
+    if output.exists() and not force:
+        fail(f"{output} exists; choose another file, or pass --force to replace it", ExitCode.BAD_INPUT)
+    settings = settings_or_exit()
+    with opened_database() as database, reported_errors():
+        try:
+            summary = export_bundle(database, settings, output, force=force)
+        except BundleError as error:
+            fail(str(error), ExitCode.BAD_INPUT)
+    if summary.pending:
+        errors.print(
+            f"{summary.pending} row(s) are waiting to be sealed and are not in the bundle "
+            "(`jarvis audit verify --seal` seals them)",
+            highlight=False,
+            markup=False,
+        )
+    if summary.unreadable:
+        errors.print(
+            f"{summary.unreadable} row(s) could not be encoded; the bundle marks them and verifying it reports them",
+            highlight=False,
+            markup=False,
+        )
+    console.print(f"wrote {summary} to", highlight=False, markup=False, soft_wrap=True)
+    console.print(str(summary.path), highlight=False, markup=False, soft_wrap=True)
 
 
 @app.command("tail")
