@@ -107,7 +107,10 @@ def downgrade_command(
                         fail(f"{typed!r} is not {name!r}; nothing was changed", ExitCode.BAD_INPUT)
                 from jarvis.agent.bundle import export_bundle  # (only this path needs it)
 
-                path = export_to or default_export_path(settings, name)
+                path = export_to
+                if path is None:
+                    path = default_export_path(settings, name)
+                    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
                 summary = export_bundle(database, settings, path)
                 console.print(f"exported the trail to {path} ({summary})", highlight=False, markup=False)
             downgrade(database, revision, destroy_audit_trail=destroy_audit_trail)

@@ -21,6 +21,7 @@ from rich.console import Console
 from rich.logging import RichHandler
 
 from jarvis.agent import AgentAlreadyRunningError, PlanError, ToolInputError, UnknownToolError
+from jarvis.agent.bundle import BundleError
 from jarvis.cache import CycleLockHeldError
 from jarvis.config import ConfigError, Settings, load_settings, redact
 from jarvis.db import (
@@ -83,6 +84,7 @@ ERROR_CODES: list[tuple[type[BaseException], ExitCode]] = [
     (WitnessError, ExitCode.BAD_INPUT),
     (SealerBusyError, ExitCode.FAILED),
     (AuditTrailGuardError, ExitCode.BAD_INPUT),
+    (BundleError, ExitCode.BAD_INPUT),
     (PlanError, ExitCode.BAD_INPUT),
     (InvalidJsonError, ExitCode.BAD_INPUT),
     (RuntimeDDLError, ExitCode.BAD_INPUT),
