@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from sqlalchemy import text
+from typer.testing import CliRunner
 
+from jarvis.cli.main import app
 from jarvis.db import Database, InvalidJsonError, MemoryStore
 
 
@@ -25,6 +29,36 @@ def test_search_by_containment_finds_matching_bodies(memory: MemoryStore) -> Non
     memory.add("btc", {"kind": "token", "chain": "bitcoin"})
     found = memory.search({"chain": "ethereum"})
     assert [f.subject for f in found] == ["eth"]
+
+
+def _subject_filter_fixture(memory: MemoryStore, tag: str) -> list[int]:
+    """Two facts about `wanted`, then five newer matching facts about `other`; the ids of the `wanted` ones."""
+    wanted = [memory.add("wanted", {"tag": tag, "i": i}).id for i in range(2)]
+    for i in range(5):
+        memory.add("other", {"tag": tag, "i": i})
+    return wanted[::-1]
+
+
+def test_search_by_subject_filters_before_the_limit(memory: MemoryStore) -> None:
+    wanted = _subject_filter_fixture(memory, "api")
+    found = memory.search({"tag": "api"}, subject="wanted", limit=2)
+    assert [f.id for f in found] == wanted
+    assert memory.search({"tag": "api"}, subject="nobody") == []
+
+
+def test_cli_memory_search_with_subject_fills_the_limit(memory: MemoryStore, migrated_database_url: str) -> None:
+    # Issue #12 item 10: the newest `--limit` matches were fetched first and filtered by subject afterwards,
+    # so older facts about the subject never showed (here: none at all instead of both).
+    wanted = _subject_filter_fixture(memory, "cli")
+    result = CliRunner().invoke(
+        app,
+        ["memory", "search", '{"tag": "cli"}', "--subject", "wanted", "--limit", "2", "--json"],
+        env={"DATABASE_URL": migrated_database_url},
+    )
+    assert result.exit_code == 0, result.output
+    facts = json.loads(result.stdout)
+    assert [f["id"] for f in facts] == wanted
+    assert {f["subject"] for f in facts} == {"wanted"}
 
 
 def test_mark_stale_hides_the_fact_from_fresh_queries_but_keeps_it(memory: MemoryStore) -> None:

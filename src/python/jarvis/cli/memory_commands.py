@@ -35,8 +35,7 @@ def search_command(
         store = MemoryStore(database)
         if contains is not None:
             parsed = parse_json_argument(contains, "CONTAINS")
-            facts = store.search(parsed, include_stale=include_stale, limit=limit)
-            facts = [f for f in facts if subject is None or f.subject == subject]
+            facts = store.search(parsed, subject=subject, include_stale=include_stale, limit=limit)
         elif subject is not None:
             facts = store.about(subject, include_stale=include_stale, limit=limit)
         else:

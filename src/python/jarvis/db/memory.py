@@ -57,12 +57,20 @@ class MemoryStore:
         stmt = select(*_COLUMNS).where(MemoryFact.subject == check_subject(subject))
         return self._newest_first(stmt, include_stale, limit)
 
-    def search(self, contains: dict[str, Any], *, include_stale: bool = False, limit: int = 100) -> list[Fact]:
-        """Facts whose body contains `contains` (JSONB @>, served by the GIN index), newest first."""
+    def search(
+        self, contains: dict[str, Any], *, subject: str | None = None, include_stale: bool = False, limit: int = 100
+    ) -> list[Fact]:
+        """Facts whose body contains `contains` (JSONB @>, served by the GIN index), newest first.
+
+        With `subject`, only facts about it: filtered in the query, before the limit.
+        """
         if not isinstance(contains, dict):
             raise InvalidJsonError('a memory search takes a JSON object, e.g. {"city": "Paris"}')
         ensure_jsonb(contains, what="search")
-        return self._newest_first(select(*_COLUMNS).where(MemoryFact.body.contains(contains)), include_stale, limit)
+        stmt = select(*_COLUMNS).where(MemoryFact.body.contains(contains))
+        if subject is not None:
+            stmt = stmt.where(MemoryFact.subject == check_subject(subject))
+        return self._newest_first(stmt, include_stale, limit)
 
     def fresh(self, *, limit: int = 100) -> list[Fact]:
         """The newest facts that still hold."""
