@@ -365,7 +365,8 @@ def _read_lines(path: Path) -> Iterator[tuple[int, str, dict[str, Any]]]:
 def _field(body: dict[str, Any], name: str, kind: type, where: str) -> Any:
     value = body.get(name)
     if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
-        raise BundleFormatError(f"{where}: field {name} must be a {kind.__name__}, got {_shown(value)}: {_FIX}")
+        what = {int: "an integer", str: "a string"}.get(kind, kind.__name__)
+        raise BundleFormatError(f"{where}: field {name} must be {what}, got {_shown(value)}: {_FIX}")
     return value
 
 
@@ -409,8 +410,10 @@ def _shown(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-@dataclass
+@dataclass(slots=True)
 class _Row:
+    """What is kept of a row until its link comes: its hash, not its text."""
+
     hash: bytes | None
     encoding: int
     created_at: float
