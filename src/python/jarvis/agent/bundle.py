@@ -19,9 +19,10 @@ names — and that the chain still holds each signed head at its position.
 Whoever edits a row must recompute the chain, and whoever recomputes the
 chain cannot re-sign its checkpoints without the private key.
 
-The verifier needs no database: this module imports neither psycopg nor
-SQLAlchemy when it is loaded (the encodings are imported when a bundle is
-written or checked), and `verify_bundle` never connects to anything.
+The verifier needs no database: `verify_bundle` never connects to anything,
+and this module's own top-level imports are neither psycopg nor SQLAlchemy
+(the encodings, which live in `jarvis.db`, are imported when a bundle is
+written or checked; the `jarvis.agent` package itself loads the runtime).
 """
 
 from __future__ import annotations
