@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import psycopg
 import pytest
 from sqlalchemy import text
 
 from jarvis.agent import Agent, CyclePlan, PlanError, ScriptedPlanner, parse_plan
 from jarvis.agent.builtin_tools import BUILTIN_TOOL_INPUTS
+from jarvis.agent.plan import Step
 from jarvis.cache import RedisLink, namespace_for
-from jarvis.db import Database
+from jarvis.config import Settings
+from jarvis.db import Database, open_database
+from jarvis.db.audit import append
+from jarvis.db.jsonb import InvalidJsonError
+from jarvis_testkit.faults import DroppingProxy, dropping_proxy
 from jarvis_testkit.trail import seal_and_verify
 
 
@@ -88,3 +97,91 @@ def test_a_plan_checks_tool_inputs_before_running() -> None:
             "      - {decision: d, tool: sleep, input:\n          {seconds: -5}}\n",
             tools=BUILTIN_TOOL_INPUTS,
         )
+
+
+class ExplodingPlanner:
+    """A tick, then `second` if given, then the planner (where an LLM plugs in) raises `error` if given."""
+
+    def __init__(self, error: Exception | None = None, second: Step | None = None) -> None:
+        self.error = error
+        self.second = second
+
+    def steps(self, goals: Sequence[Any]) -> Iterator[Step]:
+        yield Step(decision="tick", tool="clock")
+        if self.second is not None:
+            yield self.second
+        if self.error is not None:
+            raise self.error
+
+
+def test_a_planner_that_raises_closes_its_cycle_as_failed_and_the_next_cycle_runs(agent: Agent) -> None:
+    # Issue #12 item 9: only cancellations closed the cycle; the next run_cycle raised CycleAlreadyOpenError.
+    with pytest.raises(RuntimeError, match="the model returned garbage"):
+        agent.run_cycle(["g"], ExplodingPlanner(RuntimeError("the model returned garbage")))
+    failed = agent.planning.cycles(limit=1)[0]
+    assert failed.status == "failed"
+    assert failed.outcomes["error"] == "RuntimeError: the model returned garbage"
+    assert [step["ok"] for step in failed.outcomes["steps"]] == [True]
+    assert agent.planning.open_cycle_id() is None
+    after = agent.run_cycle(["g"], ExplodingPlanner())
+    assert after.status == "succeeded"
+    assert seal_and_verify(agent.database).ok
+
+
+def test_an_append_the_database_refuses_closes_the_cycle_as_failed(agent: Agent) -> None:
+    # A decision the audit trail cannot store (NUL) fails record_decision: an ordinary exception mid-cycle.
+    bad = Step(decision="say \x00", tool="clock")
+    with pytest.raises(InvalidJsonError):
+        agent.run_cycle(["g"], ExplodingPlanner(second=bad))
+    failed = agent.planning.cycles(limit=1)[0]
+    assert failed.status == "failed" and "InvalidJsonError" in failed.outcomes["error"]
+    assert agent.run_cycle(["g"], ExplodingPlanner()).status == "succeeded"
+
+
+class OutageProxy(DroppingProxy):
+    """While `down`, every INSERT is dropped before it reaches PostgreSQL (reads still pass)."""
+
+    down = False
+
+    def _take_mode(self, wanted: str) -> bool:
+        if self.down:
+            self.drops += 1
+            return wanted == "before_send"
+        return super()._take_mode(wanted)
+
+    def outage(self, on: bool) -> None:
+        self.down = on
+        self.mode = "before_send" if on else None
+
+
+def test_an_append_that_exhausts_its_retries_does_not_wedge_the_agent(
+    isolated_database_url: str, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(append, "RETRY_DELAYS", (0.01, 0.01))
+    monkeypatch.setattr("jarvis_testkit.faults.DroppingProxy", OutageProxy)
+    with dropping_proxy(isolated_database_url) as (dropping, through):
+        assert isinstance(dropping, OutageProxy)
+        proxy = dropping
+        database = open_database(settings, url=through)
+        try:
+            agent = Agent(database, name="outage-agent")
+
+            class CutsTheDatabase:
+                def steps(self, goals: Sequence[Any]) -> Iterator[Step]:
+                    yield Step(decision="tick", tool="clock")
+                    proxy.outage(True)  # the next decision, and the best-effort close, cannot be written
+                    yield Step(decision="tock", tool="clock")
+
+            with pytest.raises(psycopg.OperationalError):
+                agent.run_cycle(["g"], CutsTheDatabase())
+            assert proxy.drops >= 3  # every retry of the decision, and the close, really hit the outage
+            stuck = agent.planning.open_cycle_id()
+            assert stuck is not None
+            proxy.outage(False)
+            after = agent.run_cycle(["g"], ExplodingPlanner())  # before the fix: CycleAlreadyOpenError
+            assert after.status == "succeeded"
+            closed = next(c for c in agent.planning.cycles(limit=2) if c.id == stuck)
+            assert closed.status == "failed" and "OperationalError" in closed.outcomes["error"]
+            assert seal_and_verify(database).ok
+        finally:
+            database.shutdown()

@@ -25,6 +25,7 @@ from jarvis.config import Settings
 from jarvis.db import Database, MemoryStore, RuntimeSchema, StateStore, open_database
 from jarvis.db.audit import (
     AuditListener,
+    CycleClosedError,
     DanglingStart,
     PlanningLog,
     SealerBusyError,
@@ -180,9 +181,19 @@ class Agent:
             if lease is not None and self.cycle_lock is not None:
                 self.cycle_lock.release(lease)
 
+    _unclosed_cycle: tuple[uuid.UUID, dict[str, Any]] | None = None
+    """A cycle that failed while the database was unreachable: closed as failed before the next one opens."""
+
     def _run_cycle(
         self, goals: Sequence[Any], planner: Planner, on_step: StepCallback | None, lease: CycleLease | None
     ) -> CycleResult:
+        if self._unclosed_cycle is not None:
+            unclosed, outcomes = self._unclosed_cycle
+            try:
+                self.planning.close_cycle(unclosed, "failed", outcomes)
+            except CycleClosedError:
+                pass  # its completion landed after all (the answer to the last attempt was lost)
+            self._unclosed_cycle = None
         cycle_id = self.planning.open_cycle(list(goals))
         result = CycleResult(cycle_id, "started", fencing_token=lease.fencing_token if lease else None)
         try:
@@ -201,10 +212,38 @@ class Agent:
             result.status = "cancelled"
             self.planning.close_cycle(cycle_id, "cancelled", self._outcomes(result, describe_error(interruption)))
             raise
+        except Exception as error:  # the planner (an LLM), or the audit trail itself after its retries
+            self._close_failed_cycle(result, error)
+            raise
         result.status = "succeeded" if all(step.ok for step in result.steps) else "failed"
-        self.planning.close_cycle(cycle_id, result.status, self._outcomes(result))
+        try:
+            self.planning.close_cycle(cycle_id, result.status, self._outcomes(result))
+        except Exception as error:
+            self._close_failed_cycle(result, error)
+            raise
         self.seal()
         return result
+
+    def _close_failed_cycle(self, result: CycleResult, error: Exception) -> None:
+        """Best effort: close the cycle as failed with the error in its outcomes, never hiding `error`.
+
+        If even that cannot be written (the database is gone), the next `run_cycle` writes it first,
+        so one outage never wedges the agent on its own open cycle.
+        """
+        result.status = "failed"
+        outcomes = {**self._outcomes(result), "error": describe_error(error)}
+        try:
+            self.planning.close_cycle(result.cycle_id, "failed", outcomes)
+        except CycleClosedError:
+            pass  # the completion landed after all
+        except Exception as unwritten:
+            self._unclosed_cycle = (result.cycle_id, outcomes)
+            log.warning(
+                "cycle %s failed (%s) and could not be closed yet (%s); the next cycle closes it first",
+                result.cycle_id,
+                describe_error(error),
+                describe_error(unwritten),
+            )
 
     def seal(self) -> None:
         """Seal and sign without waiting: another sealer at work links these rows too, or the next seal will."""
