@@ -7,8 +7,9 @@ from collections.abc import Iterator
 
 import psycopg
 import pytest
-from jarvis_testkit.roles import app_role
 from psycopg.types.json import Jsonb
+
+from jarvis_testkit.roles import app_role
 
 AUDIT_TABLES = ["planning_cycles", "tool_calls", "decision_log"]
 

@@ -9,8 +9,8 @@ from sqlalchemy import text
 
 from jarvis.config import Settings, load_settings
 from jarvis.db import Database, DatabaseUnavailableError, PoolExhaustedError, open_database
-from jarvis_testkit.services import free_port
 from jarvis_testkit.roles import app_role
+from jarvis_testkit.services import free_port
 
 
 def test_application_connections_run_as_the_restricted_role(database: Database) -> None:

@@ -22,7 +22,15 @@ from sqlalchemy import text
 from jarvis.config import Settings
 from jarvis.db import Database
 from jarvis.db.audit import ExpectedHead, Problem, SealResult, TrustedHead, VerifyReport, seal, verify
-from jarvis.witness import Checkpoint, WitnessError, WitnessLog, generate_key, load_public_key, load_signing_key
+from jarvis.witness import (
+    Checkpoint,
+    WitnessError,
+    WitnessLog,
+    generate_key,
+    load_public_key,
+    load_signing_key,
+    write_public_key,
+)
 
 log = logging.getLogger("jarvis.audit")
 
@@ -52,9 +60,13 @@ def ensure_signing_key(settings: Settings) -> None:
         try:
             generate_key(path)
         except WitnessError:
-            if path.exists():
-                return  # another process made it at the same moment
-            raise
+            if not path.exists():
+                raise
+            # Another process made it at the same moment; its public key may not be written yet.
+            public = settings.public_key_path()
+            if not public.exists():
+                write_public_key(load_signing_key(path), public)
+            return
         log.info("created the checkpoint signing key at %s (public key %s)", path, settings.public_key_path())
 
 

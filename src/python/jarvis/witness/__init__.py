@@ -18,6 +18,7 @@ from jarvis.witness.keys import (
     load_public_key,
     load_signing_key,
     public_key_path,
+    write_public_key,
 )
 from jarvis.witness.log import WitnessLog
 
@@ -32,4 +33,5 @@ __all__ = [
     "load_public_key",
     "load_signing_key",
     "public_key_path",
+    "write_public_key",
 ]

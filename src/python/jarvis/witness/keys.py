@@ -216,3 +216,8 @@ def load_public_key(path: Path) -> PublicKey:
             f"public key {path} is a {type(key).__name__.lstrip('_')}, not Ed25519; copy the signer's .pub file here"
         )
     return PublicKey(key)
+
+
+def write_public_key(key: SigningKey, path: Path) -> None:
+    """(Re)write `key`'s public key at `path`: it always follows from the private key, so this is safe."""
+    write_new_file(path, key.public_key.to_pem(), 0o644, overwrite=True)

@@ -48,7 +48,8 @@ def tool_call_spans(database: Database, *, include_content: bool = False) -> Ite
         result = conn.execution_options(yield_per=1000).execute(
             text(
                 "SELECT s.id, s.tool_name, s.input, s.created_at AS started_at, s.cycle_id, c.status, c.output, "
-                "c.error, c.created_at AS ended_at FROM ONLY tool_calls s LEFT JOIN ONLY tool_calls c ON c.parent_id = s.id "
+                "c.error, c.created_at AS ended_at FROM ONLY tool_calls s "
+                "LEFT JOIN ONLY tool_calls c ON c.parent_id = s.id "
                 "WHERE s.parent_id IS NULL ORDER BY s.created_at, s.id"
             )
         )

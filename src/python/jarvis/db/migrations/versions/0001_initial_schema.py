@@ -195,7 +195,14 @@ def upgrade() -> None:
     install_enforcement()
 
 
-AUDIT_TABLES_DROPPED = ("planning_cycles", "tool_calls", "decision_log", "audit_chain", "audit_pending", "schema_changes")
+AUDIT_TABLES_DROPPED = (
+    "planning_cycles",
+    "tool_calls",
+    "decision_log",
+    "audit_chain",
+    "audit_pending",
+    "schema_changes",
+)
 """What this downgrade destroys: refused while any of them holds rows (jarvis.db.migrations.guard)."""
 
 
