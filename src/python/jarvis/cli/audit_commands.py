@@ -26,7 +26,8 @@ from jarvis.cli.session import (
     settings_or_exit,
 )
 from jarvis.cli.views import cycles_table, short_json, styled, timeline_table, verify_line
-from jarvis.db.audit import ExpectedHead, PlanningLog, close_dangling, find_dangling
+from jarvis.db.audit import ExpectedHead, PlanningLog, find_dangling
+from jarvis.db.audit.dangling import DanglingStart, running_agents, sweep_dangling
 from jarvis.db.audit.export import export_rows, tool_call_spans
 
 app = typer.Typer(help="The tamper-evident audit trail.", no_args_is_help=True)
@@ -194,19 +195,51 @@ def checkpoints_command(
 def dangling_command(
     older_than: float = typer.Option(60.0, "--older-than", min=0, help="Seconds since the start row was written."),
     close: bool = typer.Option(False, "--close", help="Append 'abandoned' completions for them."),
+    force: bool = typer.Option(
+        False, "--force", help="With --close: close running agents' work too (each fails when it records an outcome)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
-    """List start rows that never got an outcome (their process died); --close marks them abandoned."""
+    """List start rows that never got an outcome (their process died); --close marks them abandoned.
+
+    A running agent (its instance lock is held) owns its open cycle and tool calls: they are listed as
+    running, and --close skips them unless --force. Tool calls outside any cycle belong to no agent.
+    """
+    if force and not close:
+        fail("--force only goes with --close", ExitCode.BAD_INPUT)
     age = timedelta(seconds=older_than)
+    skipped: list[DanglingStart] = []
     with opened_database("app" if close else "auditor") as database:
-        found = close_dangling(database, older_than=age) if close else find_dangling(database, older_than=age)
+        if close:
+            sweep = sweep_dangling(database, older_than=age, force=force)
+            found, skipped, running = sweep.closed, sweep.skipped, set(sweep.running)
+        else:
+            found = find_dangling(database, older_than=age)
+            running = set(running_agents(database, sorted({d.agent for d in found if d.agent is not None})))
+    live = sorted({d.agent for d in skipped if d.agent is not None})
+    skipped_line = (
+        f"skipped {len(skipped)} start row(s) of running agent(s) {', '.join(live)}: their instance lock is held, "
+        "so this is live work, not dangling (--force closes it anyway)"
+    )
+    forced = sorted({d.agent for d in found if d.agent in running}) if close else []
+    forced_line = f"closed live work of running agent(s) {', '.join(forced)} (--force): each fails at its next outcome"
     if as_json:
-        print_json([vars(d) for d in found])
+        print_json([{**vars(d), "running": d.agent in running} for d in found])
+        for line, shown in ((skipped_line, skipped), (forced_line, forced)):
+            if shown:
+                errors.print(escape(line), highlight=False)
         return
     for item in found:
-        console.print(f"{item.table} {item.id} {item.name} started {item.started_at.isoformat(timespec='seconds')}")
+        note = f" (agent {item.agent} is running)" if item.agent in running else ""
+        console.print(
+            escape(f"{item.table} {item.id} {item.name} started {item.started_at.isoformat(timespec='seconds')}{note}"),
+            highlight=False,
+        )
     verb = "closed as abandoned" if close else "dangling"
     console.print(f"{len(found)} {verb} (older than {older_than:g} s)")
+    for line, shown in ((skipped_line, skipped), (forced_line, forced)):
+        if shown:
+            console.print(f"[yellow]{escape(line)}[/yellow]", highlight=False)
 
 
 @app.command("export")

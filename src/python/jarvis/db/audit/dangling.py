@@ -2,24 +2,36 @@
 
 They are closed by appending an `abandoned` completion; the start row itself
 is never touched, so the trail still shows what was attempted and when.
+
+A start row without an outcome is not always dead: a running agent's current
+tool call and cycle look the same. A running agent holds its instance lock
+(a transaction-level advisory lock on `hashtext('jarvis.agent:' || name)`,
+taken by `Agent.take_instance_lock`), so `sweep_dangling` closes an agent's
+work only while it holds that lock itself, and skips agents that hold it.
 """
 
 from __future__ import annotations
 
+import math
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+import psycopg
 from sqlalchemy import text
 
 from jarvis.db.audit.append import AuditListener
-from jarvis.db.audit.planning import PlanningLog
-from jarvis.db.audit.tool_calls import ToolCallLog, ToolCallStart
-from jarvis.db.engine import Database
+from jarvis.db.audit.planning import CycleClosedError, PlanningLog
+from jarvis.db.audit.tool_calls import ToolCallAlreadyCompletedError, ToolCallLog, ToolCallStart
+from jarvis.db.engine import Database, unavailable
 
 ABANDONED_REASON = "abandoned: no outcome was recorded (the process stopped while this was running)"
+
+INSTANCE_LOCK_KEY = "pg_catalog.hashtext('jarvis.agent:' || {name})"
+"""SQL for an agent's instance-lock key; must match `Agent.take_instance_lock` (tests hold both to it)."""
 
 
 @dataclass(frozen=True)
@@ -29,6 +41,19 @@ class DanglingStart:
     name: str
     started_at: datetime
     cycle_id: uuid.UUID | None
+    agent: str | None = None
+    """The agent whose cycle this is; None for a tool call made outside any cycle (it belongs to no agent)."""
+
+
+@dataclass(frozen=True)
+class DanglingSweep:
+    """What `sweep_dangling` did."""
+
+    closed: list[DanglingStart]
+    skipped: list[DanglingStart]
+    """Work of running agents (their instance lock is held), left open."""
+    running: list[str]
+    """Agents with dangling-looking work that were running (with force, their work was closed anyway)."""
 
 
 def find_dangling(
@@ -44,14 +69,15 @@ def find_dangling(
         rows = conn.execute(
             text(
                 """
-                SELECT 'tool_calls' AS tbl, s.id, s.tool_name AS name, s.created_at, s.cycle_id
+                SELECT 'tool_calls' AS tbl, s.id, s.tool_name AS name, s.created_at, s.cycle_id,
+                       (SELECT p.agent FROM ONLY planning_cycles p WHERE p.id = s.cycle_id) AS agent
                   FROM ONLY tool_calls s
                  WHERE s.parent_id IS NULL AND s.created_at < now() - :age
                    AND NOT EXISTS (SELECT 1 FROM ONLY tool_calls c WHERE c.parent_id = s.id)
                    AND (CAST(:agent AS text) IS NULL
                         OR s.cycle_id IN (SELECT id FROM ONLY planning_cycles WHERE agent = :agent))
                 UNION ALL
-                SELECT 'planning_cycles', s.id, s.agent, s.created_at, NULL
+                SELECT 'planning_cycles', s.id, s.agent, s.created_at, NULL, s.agent
                   FROM ONLY planning_cycles s
                  WHERE s.parent_id IS NULL AND s.created_at < now() - :age
                    AND NOT EXISTS (SELECT 1 FROM ONLY planning_cycles c WHERE c.parent_id = s.id)
@@ -61,7 +87,7 @@ def find_dangling(
             ),
             {"age": older_than, "agent": agent},
         ).all()
-    return [DanglingStart(r.tbl, r.id, r.name, r.created_at, r.cycle_id) for r in rows]
+    return [DanglingStart(r.tbl, r.id, r.name, r.created_at, r.cycle_id, r.agent) for r in rows]
 
 
 def close_dangling(
@@ -71,14 +97,121 @@ def close_dangling(
     agent: str | None = None,
     listeners: Sequence[AuditListener] = (),
 ) -> list[DanglingStart]:
-    """Append an `abandoned` completion for every dangling start row; tool calls before their cycles."""
+    """Append an `abandoned` completion for every dangling start row; tool calls before their cycles.
+
+    No check for running agents: an agent calls this for itself, holding its instance lock.
+    People and supervisors use `sweep_dangling`.
+    """
     dangling = find_dangling(database, older_than=older_than, agent=agent)
-    tool_calls = ToolCallLog(database, listeners=listeners)
-    for start in (d for d in dangling if d.table == "tool_calls"):
-        tool_calls.record_completion(
-            ToolCallStart(start.id, start.name, start.cycle_id), "abandoned", error=ABANDONED_REASON, duration_ms=None
-        )
-    for start in (d for d in dangling if d.table == "planning_cycles"):
-        outcomes: Any = {"reason": ABANDONED_REASON}
-        PlanningLog(database, agent=start.name, listeners=listeners).close_cycle(start.id, "abandoned", outcomes)
+    _close(database, dangling, listeners, tolerate_closed=False)
     return dangling
+
+
+def running_agents(database: Database, names: Sequence[str]) -> list[str]:
+    """Those of `names` whose instance lock some session holds (read from pg_locks; nothing is locked)."""
+    if not names:
+        return []
+    key = INSTANCE_LOCK_KEY.format(name="a.name")
+    with database.connect() as conn:
+        found = conn.execute(
+            text(
+                f"""
+                SELECT a.name FROM unnest(CAST(:names AS text[])) AS a(name)
+                 WHERE EXISTS (
+                       SELECT 1 FROM pg_catalog.pg_locks l
+                        WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+                          AND l.database = (SELECT oid FROM pg_catalog.pg_database
+                                             WHERE datname = pg_catalog.current_database())
+                          AND l.classid = ((CAST({key} AS bigint) >> 32) & 4294967295)::oid
+                          AND l.objid = (CAST({key} AS bigint) & 4294967295)::oid)
+                 ORDER BY a.name
+                """
+            ),
+            {"names": list(names)},
+        ).scalars()
+        return list(found)
+
+
+def sweep_dangling(
+    database: Database,
+    *,
+    older_than: timedelta = timedelta(0),
+    force: bool = False,
+    listeners: Sequence[AuditListener] = (),
+) -> DanglingSweep:
+    """Close dangling work of agents that are not running, and tool calls outside any cycle.
+
+    Each agent's work is closed while holding that agent's instance lock, so it cannot
+    start (and claim the same rows) meanwhile; an agent whose lock is held by another
+    session is running, and its open rows are its live work: skipped, unless `force`.
+    """
+    found = find_dangling(database, older_than=older_than)
+    closed: list[DanglingStart] = []
+    skipped: list[DanglingStart] = []
+    running: list[str] = []
+    for agent in sorted({d.agent for d in found if d.agent is not None}):
+        with _instance_lock(database, agent) as ours:
+            if not ours:
+                running.append(agent)
+                if not force:
+                    skipped.extend(d for d in found if d.agent == agent)
+                    continue
+            # Looked up again under the lock: the agent may have run (and closed them) meanwhile.
+            mine = find_dangling(database, older_than=older_than, agent=agent)
+            closed.extend(_close(database, mine, listeners, tolerate_closed=not ours))
+    # Tool calls outside any cycle belong to no agent: the age threshold is all there is.
+    loose = [d for d in found if d.agent is None]
+    closed.extend(_close(database, loose, listeners, tolerate_closed=True))
+    return DanglingSweep(closed=closed, skipped=skipped, running=running)
+
+
+@contextmanager
+def _instance_lock(database: Database, agent: str) -> Iterator[bool]:
+    """Try to take `agent`'s instance lock in a transaction of our own; it is released when we are done.
+
+    A connection of its own, outside the pool (the closes need pooled connections meanwhile).
+    """
+    settings = database.settings
+    try:
+        conn = psycopg.connect(
+            database.url,
+            connect_timeout=max(1, math.ceil(settings.connect_timeout)),
+            application_name="jarvis",
+            prepare_threshold=None,
+        )
+    except psycopg.OperationalError as error:
+        raise unavailable(database.url, error) from None
+    key = INSTANCE_LOCK_KEY.format(name="CAST(%s AS text)")
+    with conn:
+        row = conn.execute(f"SELECT pg_catalog.pg_try_advisory_xact_lock({key})", (agent,)).fetchone()
+        try:
+            yield bool(row and row[0])
+        finally:
+            conn.rollback()  # ends the transaction: the lock goes with it
+
+
+def _close(
+    database: Database, starts: Sequence[DanglingStart], listeners: Sequence[AuditListener], *, tolerate_closed: bool
+) -> list[DanglingStart]:
+    """Abandon `starts`, tool calls before their cycles; with `tolerate_closed`, skip those closed meanwhile."""
+    closed = []
+    tool_calls = ToolCallLog(database, listeners=listeners)
+    for start in sorted(starts, key=lambda d: d.table != "tool_calls"):
+        try:
+            if start.table == "tool_calls":
+                tool_calls.record_completion(
+                    ToolCallStart(start.id, start.name, start.cycle_id),
+                    "abandoned",
+                    error=ABANDONED_REASON,
+                    duration_ms=None,
+                )
+            else:
+                outcomes: Any = {"reason": ABANDONED_REASON}
+                planning = PlanningLog(database, agent=start.name, listeners=listeners)
+                planning.close_cycle(start.id, "abandoned", outcomes)
+        except (ToolCallAlreadyCompletedError, CycleClosedError):
+            if not tolerate_closed:
+                raise
+            continue
+        closed.append(start)
+    return closed
