@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
+from urllib.parse import quote
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from psycopg import conninfo
+from sqlalchemy.engine import make_url
 
 from jarvis.config import ConfigError, load_settings, mask_url, redact, setting_sources
 
@@ -130,6 +136,91 @@ def test_mask_url_hides_only_the_password() -> None:
 def test_redact_masks_urls_inside_free_text() -> None:
     text = "could not connect to postgresql://app:s3cret@db:5432/j: timeout"
     assert redact(text) == "could not connect to postgresql://app:***@db:5432/j: timeout"
+
+
+def read_back(masked: str) -> dict[str, Any]:
+    """What libpq would connect with, after checking SQLAlchemy reads the URL back too."""
+    make_url(masked)
+    return conninfo.conninfo_to_dict(masked.replace("postgresql+psycopg://", "postgresql://", 1))
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("postgresql://app@db:5432/j?password=s3cret", "postgresql://app@db:5432/j?password=***"),
+        (
+            "postgresql://app@db/j?sslmode=require&sslpassword=k3y&password=s3cret",
+            "postgresql://app@db/j?password=***&sslmode=require&sslpassword=***",
+        ),
+        ("redis://localhost:6379/0?password=s3cret", "redis://localhost:6379/0?password=***"),
+        ("unix:///run/redis.sock?db=0&password=s3cret", "unix:///run/redis.sock?db=0&password=***"),
+    ],
+)
+def test_mask_url_hides_passwords_given_as_query_parameters(url: str, expected: str) -> None:
+    # Issue #12 item 5: `?password=` was printed verbatim by config, doctor and 'using PostgreSQL at'.
+    assert mask_url(url) == expected
+    assert "s3cret" not in mask_url(url) and "k3y" not in mask_url(url)
+
+
+def test_mask_url_of_an_ipv6_url_parses_back() -> None:
+    # It used to drop the brackets: postgresql://u:***@::1:5432/db, which no parser reads back.
+    masked = mask_url("postgresql://u:p@[::1]:5432/db")
+    assert masked == "postgresql://u:***@[::1]:5432/db"
+    assert read_back(masked) == {"user": "u", "password": "***", "host": "::1", "port": "5432", "dbname": "db"}
+
+
+def test_mask_url_hides_a_password_holding_a_raw_at() -> None:
+    # SQLAlchemy and libpq read 'p@ss' as password 'p' on host 'ss@db': the whole of it is masked.
+    assert mask_url("postgresql://u:p@ss@db:5432/j") == "postgresql://u:***@db:5432/j"
+    assert mask_url("postgresql://u:p@ss:w0rd@db:5432/j") == "postgresql://u:***@db:5432/j"
+    assert mask_url("redis://:p@ss@localhost:6379/0") == "redis://:***@localhost:6379/0"
+    assert read_back(mask_url("postgresql://u:p@ss@db:5432/j"))["host"] == "db"
+
+
+def test_mask_url_of_a_multi_host_libpq_url_hides_the_password() -> None:
+    masked = mask_url("postgresql://u:s3cret@h1:5432,h2:5433/j")
+    assert masked == "postgresql://u:***@h1:5432,h2:5433/j"
+    assert conninfo.conninfo_to_dict(masked)["password"] == "***"
+
+
+def test_mask_url_leaves_urls_without_passwords_and_plain_values_alone() -> None:
+    for value in ("postgresql://app@db:5432/j?sslmode=require", "redis://localhost:6379/0", "INFO", "/var/lib/jarvis"):
+        assert mask_url(value) == value
+
+
+@given(
+    secret=st.text(alphabet="abcXYZ019@:!$&'()*+,;=-._~%/?#[]", min_size=1, max_size=24),
+    raw=st.booleans(),
+)
+def test_no_password_survives_mask_url(secret: str, raw: bool) -> None:
+    password = "Qz7" + secret  # a prefix found nowhere else in the URL
+    if raw and not any(c in secret for c in "/?#[]%"):
+        url = f"postgresql://app:{password}@db.example:5432/j"  # a raw password, '@' and all
+    else:
+        url = f"postgresql://app:{quote(password, safe='')}@db.example:5432/j"
+    query = f"postgresql://app@db.example:5432/j?password={quote(password, safe='')}"
+    for masked in (mask_url(url), mask_url(query)):
+        assert "Qz7" not in masked
+        assert read_back(masked).get("password") == "***"
+
+
+def test_redact_masks_the_tail_of_a_raw_at_password_wherever_a_library_prints_it() -> None:
+    # libpq and psycopg print the host they misread: the password's tail was shown in connection errors.
+    assert (
+        redact("failed to resolve host 'ss@127.0.0.1': [Errno -2]")
+        == "failed to resolve host '***@127.0.0.1': [Errno -2]"
+    )
+    assert (
+        redact('could not translate host name "ss@db" to address')
+        == 'could not translate host name "***@db" to address'
+    )
+    assert redact("to postgresql://u:p@ss@db:5432/j: timeout") == "to postgresql://u:***@db:5432/j: timeout"
+    assert redact("user=u password=s3cret host=db") == "user=u password=*** host=db"
+    assert redact("at postgresql://u@db/j?sslmode=require&password=s3cret") == (
+        "at postgresql://u@db/j?sslmode=require&password=***"
+    )
+    masked = "DATABASE_URL='postgresql://u:***@db:5432/j': bad"
+    assert redact(masked) == masked  # an already masked URL stays readable
 
 
 def test_env_example_documents_every_setting() -> None:
