@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, exc, text
 
 from jarvis.config import ConfigError, Settings, load_settings, redact
 from jarvis.db import DatabaseError, Roles, open_database
@@ -108,7 +108,13 @@ def _postgres_checks(settings: Settings) -> list[HealthCheck]:
 
 def _role_checks(conn: Connection, login: str, roles: Roles) -> list[HealthCheck]:
     """The login must be able to become the app role, which must have what it needs and nothing more."""
-    can_become_app = conn.execute(text("SELECT pg_has_role(current_user, :r, 'MEMBER')"), {"r": roles.app}).scalar()
+    try:  # really try: membership alone is not enough (PostgreSQL 16: GRANT ... WITH SET FALSE)
+        with conn.begin_nested() as attempt:
+            conn.execute(text("SELECT pg_catalog.set_config('role', :r, true)"), {"r": roles.app})
+            attempt.rollback()
+        can_become_app = True
+    except exc.DBAPIError:
+        can_become_app = False
     if not can_become_app:
         return [
             HealthCheck(

@@ -36,15 +36,15 @@ log = logging.getLogger("jarvis.audit")
 
 
 def witness_log_path(settings: Settings, database: Database) -> Path:
-    """JARVIS_WITNESS_LOG, or one file per database under the data directory."""
+    """JARVIS_WITNESS_LOG, or `<data dir>/witness/<database name>.jsonl`.
+
+    Named by the database, not the URL, so a direct connection and one through a pooler share
+    it. Two databases of one name on two servers would share it too: verify then reports the
+    other trail's checkpoints loudly ("is for trail ..."), and JARVIS_WITNESS_LOG separates them.
+    """
     if settings.witness_log is not None:
         return settings.witness_log
-    if database.embedded_server is not None:
-        name = "embedded-" + (urlsplit(database.url).path.strip("/") or "jarvis")
-    else:
-        parts = urlsplit(database.url)
-        host = parts.hostname or "socket"
-        name = f"{host}-{parts.port or 5432}-{parts.path.strip('/')}"
+    name = urlsplit(database.url).path.strip("/") or "jarvis"
     return settings.data_dir / "witness" / (re.sub(r"[^A-Za-z0-9_.-]", "_", name) + ".jsonl")
 
 
@@ -113,7 +113,8 @@ def trusted_heads(settings: Settings, database: Database) -> tuple[list[TrustedH
                     None,
                     None,
                     f"{where} entry {number} is for trail {checkpoint.trail}, but this database is trail {trail}: "
-                    "the trail was replaced, or JARVIS_WITNESS_LOG points at another database's log",
+                    "the database was replaced, or this log belongs to another database of the same name "
+                    "(then give each its own JARVIS_WITNESS_LOG)",
                 )
             )
         else:

@@ -26,9 +26,11 @@ from jarvis.cli.session import (
     settings_or_exit,
 )
 from jarvis.cli.views import cycles_table, short_json, styled, timeline_table, verify_line
-from jarvis.db.audit import ExpectedHead, PlanningLog, find_dangling
+from jarvis.db import RoleNotGrantedError, open_database
+from jarvis.db.audit import ExpectedHead, PlanningLog, SealPermissionError, find_dangling
 from jarvis.db.audit.dangling import DanglingStart, running_agents, sweep_dangling
 from jarvis.db.audit.export import export_rows, tool_call_spans
+from jarvis.db.migrate import require_head
 
 app = typer.Typer(help="The tamper-evident audit trail.", no_args_is_help=True)
 
@@ -101,8 +103,18 @@ def verify_command(
         return
     settings = settings_or_exit()
     if seal_first:
-        with opened_database("app") as database, reported_errors():
-            seal_and_sign(database, settings, wait=settings.seal_wait)
+        with reported_errors():
+            sealer = open_database(settings, role="app")
+            try:
+                require_head(sealer)
+                seal_and_sign(sealer, settings, wait=settings.seal_wait)
+            except RoleNotGrantedError:
+                raise SealPermissionError(
+                    "this login may read the audit trail but not seal it. "
+                    "Fix: seal with the agent's login, or verify without --seal"
+                ) from None
+            finally:
+                sealer.shutdown()
     with opened_database() as database, reported_errors():
         report = verify_trail(database, settings, expect=expected)
     if as_json:

@@ -31,13 +31,14 @@ from jarvis.db import (
     NotMigratedError,
     PoolExhaustedError,
     Role,
+    RoleNotGrantedError,
     RuntimeDDLError,
     StateConflictError,
     open_database,
 )
 from jarvis.db.audit import AuditAppendError, SealerBusyError, SealPermissionError
 from jarvis.db.embedded import EmbeddedPostgresUnavailable
-from jarvis.db.migrate import require_head
+from jarvis.db.migrate import MigrationError, require_head
 from jarvis.db.migrations.guard import AuditTrailGuardError
 from jarvis.witness import WitnessError
 
@@ -80,6 +81,8 @@ def fail(message: str, code: ExitCode) -> NoReturn:
 ERROR_CODES: list[tuple[type[BaseException], ExitCode]] = [
     (ConfigError, ExitCode.BAD_INPUT),
     (NotMigratedError, ExitCode.BAD_INPUT),
+    (RoleNotGrantedError, ExitCode.BAD_INPUT),
+    (MigrationError, ExitCode.BAD_INPUT),
     (SealPermissionError, ExitCode.BAD_INPUT),
     (WitnessError, ExitCode.BAD_INPUT),
     (SealerBusyError, ExitCode.FAILED),

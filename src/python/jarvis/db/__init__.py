@@ -7,6 +7,7 @@ from jarvis.db.engine import (
     NotMigratedError,
     PoolExhaustedError,
     Role,
+    RoleNotGrantedError,
     Roles,
     open_database,
 )
@@ -25,6 +26,7 @@ __all__ = [
     "MemoryStore",
     "PoolExhaustedError",
     "Role",
+    "RoleNotGrantedError",
     "Roles",
     "RuntimeDDLError",
     "RuntimeSchema",

@@ -52,12 +52,18 @@ class NotMigratedError(DatabaseError):
     """The database has no Jarvis schema (or one too old to know its roles)."""
 
 
+class RoleNotGrantedError(DatabaseError):
+    """The login is not a member of the role a command needs (an auditor login asked to write)."""
+
+
 @dataclass(frozen=True)
 class Roles:
-    """The database's own roles, as its migration recorded them in `trail_info`."""
+    """The database's own roles, as its migration recorded them in `trail_info`, and who is logged in."""
 
     app: str
     auditor: str
+    login: str = ""
+    login_is_superuser: bool = False
 
 
 @dataclass
@@ -81,44 +87,61 @@ class Database:
         """The database's role names, read once through `cursor` (any psycopg cursor or connection)."""
         if self._roles is None:
             try:
-                row = cursor.execute("SELECT app_role, auditor_role FROM public.trail_info").fetchone()
+                row = cursor.execute(
+                    "SELECT app_role, auditor_role, session_user, "
+                    "(SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = session_user) FROM public.trail_info"
+                ).fetchone()
             except psycopg.errors.UndefinedTable:
                 raise NotMigratedError(
                     f"{self.display_url} has no Jarvis schema (or one from before migration 0003). "
                     "Fix: run `jarvis db upgrade` as the database owner."
                 ) from None
-            self._roles = Roles(app=row[0], auditor=row[1])
+            self._roles = Roles(app=row[0], auditor=row[1], login=row[2], login_is_superuser=bool(row[3]))
         return self._roles
 
     def role_statement(self) -> tuple[str, tuple[str, ...]]:
         """The statement that starts a transaction as this database's role (roles must be resolved).
 
         Sent in one query string ahead of another statement, it makes both one implicit
-        transaction: the hot path's role, INSERT and COMMIT cost a single round trip.
+        transaction: the hot path's role, INSERT and COMMIT cost a single round trip. A
+        superuser login also resets `session_replication_role` for the transaction: behind a
+        pooler, a neighbour on the same login may have left it at `replica` (triggers off).
         """
-        assert self._roles is not None, "resolve roles() first"
-        role = self._roles.app if self.role == "app" else self._roles.auditor
-        return (
-            "SELECT pg_catalog.set_config('role', %s, true), pg_catalog.set_config('search_path', %s, true)",
-            (role, SEARCH_PATH),
-        )
+        roles = self._roles
+        assert roles is not None, "resolve roles() first"
+        settings = [
+            "pg_catalog.set_config('role', %s, true)",
+            "pg_catalog.set_config('search_path', %s, true)",
+        ]
+        if roles.login_is_superuser:  # evaluated left to right: back to the login, triggers on, then the role
+            settings[0:0] = [
+                "pg_catalog.set_config('role', 'none', true)",
+                "pg_catalog.set_config('session_replication_role', 'origin', true)",
+            ]
+        if self.role == "auditor":
+            settings.append("pg_catalog.set_config('transaction_read_only', 'on', true)")
+        return "SELECT " + ", ".join(settings), (roles.app if self.role == "app" else roles.auditor, SEARCH_PATH)
 
     def enter_role(self, cursor: Any) -> None:
         """Begin this transaction as the database's app or auditor role; nothing outlives the transaction."""
         if self.role == "owner":
             return
-        roles = self.roles(cursor)
-        if self.role == "app":
-            cursor.execute(
-                "SELECT pg_catalog.set_config('role', %s, true), pg_catalog.set_config('search_path', %s, true)",
-                (roles.app, SEARCH_PATH),
-            )
-        else:
-            cursor.execute(
-                "SELECT pg_catalog.set_config('role', %s, true), pg_catalog.set_config('search_path', %s, true), "
-                "pg_catalog.set_config('transaction_read_only', 'on', true)",
-                (roles.auditor, SEARCH_PATH),
-            )
+        self.roles(cursor)
+        sql, params = self.role_statement()
+        try:
+            cursor.execute(sql, params)
+        except psycopg.errors.InsufficientPrivilege as error:
+            raise self.role_not_granted(error) from None
+
+    def role_not_granted(self, error: BaseException) -> RoleNotGrantedError:
+        roles = self._roles
+        assert roles is not None
+        role = roles.app if self.role == "app" else roles.auditor
+        what = "the agent's work (app role)" if self.role == "app" else "reading the trail (auditor role)"
+        return RoleNotGrantedError(
+            f"login {roles.login} may not do {what} on {self.display_url}: {str(error).splitlines()[0]}. "
+            f"Fix: as the database owner, GRANT {role} TO {roles.login} — or use a login that has it"
+        )
 
     @property
     def display_url(self) -> str:

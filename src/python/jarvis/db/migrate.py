@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import exc, text
 
 from jarvis.config import Settings
-from jarvis.db.engine import Database, NotMigratedError, open_database, unavailable
+from jarvis.db.engine import Database, DatabaseError, NotMigratedError, open_database, unavailable
 from jarvis.db.migrations.guard import DESTROY_FLAG
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
@@ -45,9 +46,27 @@ def _reachable(database: Database) -> Iterator[None]:
         raise unavailable(database.url, error) from None
 
 
+_ALEMBIC = threading.Lock()
+"""Alembic keeps module-global state while it runs: one migration command at a time per process."""
+
+
+class MigrationError(DatabaseError):
+    """A migration was refused by PostgreSQL (usually a missing privilege); the message says what to grant."""
+
+
 def upgrade(database: Database, revision: str = "head") -> None:
-    with _reachable(database):
-        command.upgrade(alembic_config(database), revision)
+    with _reachable(database), _ALEMBIC:
+        try:
+            command.upgrade(alembic_config(database), revision)
+        except exc.DBAPIError as error:
+            orig = error.orig
+            diag = getattr(orig, "diag", None)
+            hint = getattr(diag, "message_hint", None)
+            first = str(orig).strip().splitlines()[0] if orig is not None else str(error)
+            raise MigrationError(
+                f"could not migrate {database.display_url}: {first}"
+                + (f". Fix: {hint}" if hint else ". Fix: run `jarvis db upgrade` as the database's owner")
+            ) from None
 
 
 def upgrade_to_head(settings: Settings, *, url: str | None = None) -> None:
@@ -78,7 +97,7 @@ def downgrade(database: Database, revision: str = "-1", *, destroy_audit_trail: 
     """Downgrade; a step that would drop or rewrite audit rows is refused unless `destroy_audit_trail`."""
     config = alembic_config(database)
     config.attributes[DESTROY_FLAG] = destroy_audit_trail
-    with _reachable(database):
+    with _reachable(database), _ALEMBIC:
         command.downgrade(config, revision)
 
 

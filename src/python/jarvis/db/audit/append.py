@@ -136,6 +136,8 @@ def append_row(database: Database, table: Table, values: dict[str, Any]) -> date
                 except psycopg.IntegrityError as error:
                     first_line = str(error).splitlines()[0]
                     raise AuditRuleViolation(f"{table.name}: {first_line}", error.diag.constraint_name) from None
+                except psycopg.errors.InsufficientPrivilege as error:
+                    raise database.role_not_granted(error) from None
             created_at: datetime = row[0]
             return created_at
         except (psycopg.OperationalError, exc.OperationalError, exc.InterfaceError, DatabaseUnavailableError) as error:

@@ -25,50 +25,215 @@ WATCHED_TABLES = (
     "trail_info",
 )
 
-# table -> {trigger name: function name}, the migrations' user-level triggers
+# Generated from a fresh migration (tests/trust/test_catalog_expectations.py fails when they drift):
+# every trigger, constraint and index of the watched tables, as pg_get_*def prints them with
+# search_path = pg_catalog, pg_temp.
 EXPECTED_TRIGGERS: dict[str, dict[str, str]] = {
-    "planning_cycles": {
-        "planning_cycles_append_only": "jarvis_reject_mutation",
-        "planning_cycles_no_truncate": "jarvis_reject_mutation",
-        "planning_cycles_parent_is_start": "jarvis_planning_cycles_check_parent",
-        "planning_cycles_one_open": "jarvis_planning_cycles_check_one_open",
-        "planning_cycles_queue_for_sealing": "jarvis_queue_for_sealing",
-        "planning_cycles_stamp_created_at": "jarvis_stamp_created_at",
-    },
-    "tool_calls": {
-        "tool_calls_append_only": "jarvis_reject_mutation",
-        "tool_calls_no_truncate": "jarvis_reject_mutation",
-        "tool_calls_parent_is_start": "jarvis_tool_calls_check_parent",
-        "tool_calls_cycle_reference": "jarvis_check_cycle_reference",
-        "tool_calls_queue_for_sealing": "jarvis_queue_for_sealing",
-        "tool_calls_stamp_created_at": "jarvis_stamp_created_at",
+    "audit_chain": {
+        "audit_chain_append_only": "CREATE TRIGGER audit_chain_append_only BEFORE DELETE OR UPDATE ON "
+        "public.audit_chain FOR EACH ROW EXECUTE FUNCTION "
+        "public.jarvis_reject_mutation()",
+        "audit_chain_no_truncate": "CREATE TRIGGER audit_chain_no_truncate BEFORE TRUNCATE ON "
+        "public.audit_chain FOR EACH STATEMENT EXECUTE FUNCTION "
+        "public.jarvis_reject_mutation()",
     },
     "decision_log": {
-        "decision_log_append_only": "jarvis_reject_mutation",
-        "decision_log_no_truncate": "jarvis_reject_mutation",
-        "decision_log_cycle_reference": "jarvis_check_cycle_reference",
-        "decision_log_queue_for_sealing": "jarvis_queue_for_sealing",
-        "decision_log_stamp_created_at": "jarvis_stamp_created_at",
+        "decision_log_append_only": "CREATE TRIGGER decision_log_append_only BEFORE DELETE OR UPDATE ON "
+        "public.decision_log FOR EACH ROW EXECUTE FUNCTION "
+        "public.jarvis_reject_mutation()",
+        "decision_log_cycle_reference": "CREATE TRIGGER decision_log_cycle_reference BEFORE INSERT ON "
+        "public.decision_log FOR EACH ROW EXECUTE FUNCTION "
+        "public.jarvis_check_cycle_reference()",
+        "decision_log_no_truncate": "CREATE TRIGGER decision_log_no_truncate BEFORE TRUNCATE ON "
+        "public.decision_log FOR EACH STATEMENT EXECUTE FUNCTION "
+        "public.jarvis_reject_mutation()",
+        "decision_log_queue_for_sealing": "CREATE TRIGGER decision_log_queue_for_sealing AFTER INSERT ON "
+        "public.decision_log REFERENCING NEW TABLE AS new_rows FOR "
+        "EACH STATEMENT EXECUTE FUNCTION "
+        "public.jarvis_queue_for_sealing()",
+        "decision_log_stamp_created_at": "CREATE TRIGGER decision_log_stamp_created_at BEFORE INSERT ON "
+        "public.decision_log FOR EACH ROW EXECUTE FUNCTION "
+        "public.jarvis_stamp_created_at()",
+    },
+    "planning_cycles": {
+        "planning_cycles_append_only": "CREATE TRIGGER planning_cycles_append_only BEFORE DELETE OR "
+        "UPDATE ON public.planning_cycles FOR EACH ROW EXECUTE "
+        "FUNCTION public.jarvis_reject_mutation()",
+        "planning_cycles_no_truncate": "CREATE TRIGGER planning_cycles_no_truncate BEFORE TRUNCATE ON "
+        "public.planning_cycles FOR EACH STATEMENT EXECUTE FUNCTION "
+        "public.jarvis_reject_mutation()",
+        "planning_cycles_one_open": "CREATE TRIGGER planning_cycles_one_open BEFORE INSERT ON "
+        "public.planning_cycles FOR EACH ROW EXECUTE FUNCTION "
+        "public.jarvis_planning_cycles_check_one_open()",
+        "planning_cycles_parent_is_start": "CREATE TRIGGER planning_cycles_parent_is_start BEFORE "
+        "INSERT ON public.planning_cycles FOR EACH ROW EXECUTE "
+        "FUNCTION public.jarvis_planning_cycles_check_parent()",
+        "planning_cycles_queue_for_sealing": "CREATE TRIGGER planning_cycles_queue_for_sealing AFTER "
+        "INSERT ON public.planning_cycles REFERENCING NEW TABLE "
+        "AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION "
+        "public.jarvis_queue_for_sealing()",
+        "planning_cycles_stamp_created_at": "CREATE TRIGGER planning_cycles_stamp_created_at BEFORE "
+        "INSERT ON public.planning_cycles FOR EACH ROW EXECUTE "
+        "FUNCTION public.jarvis_stamp_created_at()",
     },
     "schema_changes": {
-        "schema_changes_append_only": "jarvis_reject_mutation",
-        "schema_changes_no_truncate": "jarvis_reject_mutation",
-        "schema_changes_queue_for_sealing": "jarvis_queue_for_sealing",
-        "schema_changes_stamp_created_at": "jarvis_stamp_created_at",
+        "schema_changes_append_only": "CREATE TRIGGER schema_changes_append_only BEFORE DELETE OR "
+        "UPDATE ON public.schema_changes FOR EACH ROW EXECUTE FUNCTION "
+        "public.jarvis_reject_mutation()",
+        "schema_changes_no_truncate": "CREATE TRIGGER schema_changes_no_truncate BEFORE TRUNCATE ON "
+        "public.schema_changes FOR EACH STATEMENT EXECUTE FUNCTION "
+        "public.jarvis_reject_mutation()",
+        "schema_changes_queue_for_sealing": "CREATE TRIGGER schema_changes_queue_for_sealing AFTER "
+        "INSERT ON public.schema_changes REFERENCING NEW TABLE AS "
+        "new_rows FOR EACH STATEMENT EXECUTE FUNCTION "
+        "public.jarvis_queue_for_sealing()",
+        "schema_changes_stamp_created_at": "CREATE TRIGGER schema_changes_stamp_created_at BEFORE "
+        "INSERT ON public.schema_changes FOR EACH ROW EXECUTE "
+        "FUNCTION public.jarvis_stamp_created_at()",
     },
-    "audit_chain": {
-        "audit_chain_append_only": "jarvis_reject_mutation",
-        "audit_chain_no_truncate": "jarvis_reject_mutation",
+    "tool_calls": {
+        "tool_calls_append_only": "CREATE TRIGGER tool_calls_append_only BEFORE DELETE OR UPDATE ON "
+        "public.tool_calls FOR EACH ROW EXECUTE FUNCTION "
+        "public.jarvis_reject_mutation()",
+        "tool_calls_cycle_reference": "CREATE TRIGGER tool_calls_cycle_reference BEFORE INSERT ON "
+        "public.tool_calls FOR EACH ROW EXECUTE FUNCTION "
+        "public.jarvis_check_cycle_reference()",
+        "tool_calls_no_truncate": "CREATE TRIGGER tool_calls_no_truncate BEFORE TRUNCATE ON "
+        "public.tool_calls FOR EACH STATEMENT EXECUTE FUNCTION "
+        "public.jarvis_reject_mutation()",
+        "tool_calls_parent_is_start": "CREATE TRIGGER tool_calls_parent_is_start BEFORE INSERT ON "
+        "public.tool_calls FOR EACH ROW EXECUTE FUNCTION "
+        "public.jarvis_tool_calls_check_parent()",
+        "tool_calls_queue_for_sealing": "CREATE TRIGGER tool_calls_queue_for_sealing AFTER INSERT ON "
+        "public.tool_calls REFERENCING NEW TABLE AS new_rows FOR EACH "
+        "STATEMENT EXECUTE FUNCTION public.jarvis_queue_for_sealing()",
+        "tool_calls_stamp_created_at": "CREATE TRIGGER tool_calls_stamp_created_at BEFORE INSERT ON "
+        "public.tool_calls FOR EACH ROW EXECUTE FUNCTION "
+        "public.jarvis_stamp_created_at()",
     },
-    "audit_pending": {},
-    "audit_seal_head": {},
     "trail_info": {
-        "trail_info_append_only": "jarvis_reject_mutation",
-        "trail_info_no_truncate": "jarvis_reject_mutation",
+        "trail_info_append_only": "CREATE TRIGGER trail_info_append_only BEFORE DELETE OR UPDATE ON "
+        "public.trail_info FOR EACH ROW EXECUTE FUNCTION "
+        "public.jarvis_reject_mutation()",
+        "trail_info_no_truncate": "CREATE TRIGGER trail_info_no_truncate BEFORE TRUNCATE ON "
+        "public.trail_info FOR EACH STATEMENT EXECUTE FUNCTION "
+        "public.jarvis_reject_mutation()",
     },
 }
-
-# function name -> (sha256 of its body, SECURITY DEFINER), as migration 0003 installed them
+EXPECTED_CONSTRAINTS: dict[str, dict[str, str]] = {
+    "audit_chain": {
+        "ck_audit_chain_encoding": "CHECK ((encoding = ANY (ARRAY[1, 2])))",
+        "ck_audit_chain_seq_positive": "CHECK ((seq >= 1))",
+        "ck_audit_chain_table_name": "CHECK ((table_name = ANY (ARRAY['planning_cycles'::text, "
+        "'tool_calls'::text, 'decision_log'::text, "
+        "'schema_changes'::text])))",
+        "pk_audit_chain": "PRIMARY KEY (seq)",
+        "uq_audit_chain_table_name_row_id": "UNIQUE (table_name, row_id)",
+    },
+    "audit_pending": {
+        "ck_audit_pending_table_name": "CHECK ((table_name = ANY (ARRAY['planning_cycles'::text, "
+        "'tool_calls'::text, 'decision_log'::text, "
+        "'schema_changes'::text])))",
+        "pk_audit_pending": "PRIMARY KEY (table_name, row_id)",
+    },
+    "audit_seal_head": {
+        "audit_seal_head_one_check": "CHECK (one)",
+        "audit_seal_head_pkey": "PRIMARY KEY (one)",
+        "audit_seal_head_seq_check": "CHECK ((seq >= 0))",
+    },
+    "decision_log": {
+        "ck_decision_log_created_at_loadable": "CHECK (((created_at >= '2000-01-01 "
+        "00:00:00+00'::timestamp with time zone) AND (created_at "
+        "< '9999-01-01 00:00:00+00'::timestamp with time zone)))",
+        "ck_decision_log_decision_length": "CHECK (((length(decision) >= 1) AND (length(decision) <= " "10000)))",
+        "fk_decision_log_cycle_id_planning_cycles": "FOREIGN KEY (cycle_id) REFERENCES " "public.planning_cycles(id)",
+        "pk_decision_log": "PRIMARY KEY (id)",
+    },
+    "planning_cycles": {
+        "ck_planning_cycles_agent_length": "CHECK (((length(agent) >= 1) AND (length(agent) <= 200)))",
+        "ck_planning_cycles_completion_has_no_goals": "CHECK (((parent_id IS NULL) OR (goals IS " "NULL)))",
+        "ck_planning_cycles_created_at_loadable": "CHECK (((created_at >= '2000-01-01 "
+        "00:00:00+00'::timestamp with time zone) AND "
+        "(created_at < '9999-01-01 00:00:00+00'::timestamp "
+        "with time zone)))",
+        "ck_planning_cycles_start_has_goals": "CHECK (((parent_id IS NOT NULL) OR ((goals IS NOT "
+        "NULL) AND (outcomes IS NULL))))",
+        "ck_planning_cycles_start_has_no_parent": "CHECK (((parent_id IS NULL) = (status = " "'started'::text)))",
+        "ck_planning_cycles_status": "CHECK ((status = ANY (ARRAY['started'::text, 'succeeded'::text, "
+        "'failed'::text, 'cancelled'::text, 'abandoned'::text])))",
+        "fk_planning_cycles_parent_id_planning_cycles": "FOREIGN KEY (parent_id) REFERENCES "
+        "public.planning_cycles(id)",
+        "pk_planning_cycles": "PRIMARY KEY (id)",
+    },
+    "schema_changes": {
+        "ck_schema_changes_created_at_loadable": "CHECK (((created_at >= '2000-01-01 "
+        "00:00:00+00'::timestamp with time zone) AND "
+        "(created_at < '9999-01-01 00:00:00+00'::timestamp "
+        "with time zone)))",
+        "pk_schema_changes": "PRIMARY KEY (id)",
+    },
+    "tool_calls": {
+        "ck_tool_calls_completion_has_no_cycle": "CHECK (((parent_id IS NULL) OR (cycle_id IS NULL)))",
+        "ck_tool_calls_completion_has_no_input": "CHECK (((parent_id IS NULL) OR (input IS NULL)))",
+        "ck_tool_calls_created_at_loadable": "CHECK (((created_at >= '2000-01-01 00:00:00+00'::timestamp "
+        "with time zone) AND (created_at < '9999-01-01 "
+        "00:00:00+00'::timestamp with time zone)))",
+        "ck_tool_calls_start_has_no_outcome": "CHECK (((parent_id IS NOT NULL) OR ((output IS NULL) AND "
+        "(error IS NULL) AND (duration_ms IS NULL))))",
+        "ck_tool_calls_start_has_no_parent": "CHECK (((parent_id IS NULL) = (status = 'started'::text)))",
+        "ck_tool_calls_status": "CHECK ((status = ANY (ARRAY['started'::text, 'succeeded'::text, "
+        "'failed'::text, 'cancelled'::text, 'abandoned'::text])))",
+        "ck_tool_calls_tool_name_length": "CHECK (((length(tool_name) >= 1) AND (length(tool_name) <= " "200)))",
+        "fk_tool_calls_cycle_id_planning_cycles": "FOREIGN KEY (cycle_id) REFERENCES " "public.planning_cycles(id)",
+        "fk_tool_calls_parent_id_tool_calls": "FOREIGN KEY (parent_id) REFERENCES public.tool_calls(id)",
+        "pk_tool_calls": "PRIMARY KEY (id)",
+    },
+    "trail_info": {"trail_info_one_check": "CHECK (one)", "trail_info_pkey": "PRIMARY KEY (one)"},
+}
+EXPECTED_INDEXES: dict[str, dict[str, str]] = {
+    "audit_chain": {
+        "pk_audit_chain": "CREATE UNIQUE INDEX pk_audit_chain ON public.audit_chain USING btree (seq)",
+        "uq_audit_chain_table_name_row_id": "CREATE UNIQUE INDEX uq_audit_chain_table_name_row_id ON "
+        "public.audit_chain USING btree (table_name, row_id)",
+    },
+    "audit_pending": {
+        "ix_audit_pending_queued_at": "CREATE INDEX ix_audit_pending_queued_at ON public.audit_pending "
+        "USING btree (queued_at, row_id)",
+        "pk_audit_pending": "CREATE UNIQUE INDEX pk_audit_pending ON public.audit_pending USING btree "
+        "(table_name, row_id)",
+    },
+    "audit_seal_head": {
+        "audit_seal_head_pkey": "CREATE UNIQUE INDEX audit_seal_head_pkey ON public.audit_seal_head "
+        "USING btree (one)"
+    },
+    "decision_log": {
+        "ix_decision_log_cycle_id": "CREATE INDEX ix_decision_log_cycle_id ON public.decision_log USING "
+        "btree (cycle_id)",
+        "pk_decision_log": "CREATE UNIQUE INDEX pk_decision_log ON public.decision_log USING btree (id)",
+    },
+    "planning_cycles": {
+        "ix_planning_cycles_agent_created_at": "CREATE INDEX ix_planning_cycles_agent_created_at ON "
+        "public.planning_cycles USING btree (agent, "
+        "created_at)",
+        "ix_planning_cycles_one_completion": "CREATE UNIQUE INDEX ix_planning_cycles_one_completion "
+        "ON public.planning_cycles USING btree (parent_id) WHERE "
+        "(parent_id IS NOT NULL)",
+        "pk_planning_cycles": "CREATE UNIQUE INDEX pk_planning_cycles ON public.planning_cycles USING " "btree (id)",
+    },
+    "schema_changes": {
+        "pk_schema_changes": "CREATE UNIQUE INDEX pk_schema_changes ON public.schema_changes USING " "btree (id)"
+    },
+    "tool_calls": {
+        "ix_tool_calls_created_at": "CREATE INDEX ix_tool_calls_created_at ON public.tool_calls USING "
+        "btree (created_at)",
+        "ix_tool_calls_cycle_id": "CREATE INDEX ix_tool_calls_cycle_id ON public.tool_calls USING btree " "(cycle_id)",
+        "ix_tool_calls_one_completion": "CREATE UNIQUE INDEX ix_tool_calls_one_completion ON "
+        "public.tool_calls USING btree (parent_id) WHERE (parent_id IS NOT "
+        "NULL)",
+        "pk_tool_calls": "CREATE UNIQUE INDEX pk_tool_calls ON public.tool_calls USING btree (id)",
+    },
+    "trail_info": {"trail_info_pkey": "CREATE UNIQUE INDEX trail_info_pkey ON public.trail_info USING btree (one)"},
+}
 EXPECTED_FUNCTIONS: dict[str, tuple[str, bool]] = {
     "jarvis_canonical": ("49c896d66ad4da81d982b9ab211120cd587b4a9a9981a3a9876e80f11d284be7", False),
     "jarvis_check_cycle_reference": ("e99ae2519f06d3ddd669a11c3011a08718bed192f6d2571f3cf584d95a520d14", False),
@@ -79,7 +244,7 @@ EXPECTED_FUNCTIONS: dict[str, tuple[str, bool]] = {
     "jarvis_planning_cycles_check_parent": ("08da8fcd7547e5b34d7841bc463c8d1856052b78667d6a54bc9a3e0f07f9efc0", False),
     "jarvis_queue_for_sealing": ("5536ea0994787f43b1b40d22f67b42b9676ab0b45e7b9ee80404eccf298bd796", True),
     "jarvis_reject_mutation": ("7ddf847cbc8eb6fe5c1799266e079bf6013f10cf15f0e4afbf3190dc77d3b29e", False),
-    "jarvis_seal": ("8b9a590538f44dd6f183b7410e7f9e1fde47c345156a3029c9392a6d9110c75f", True),
+    "jarvis_seal": ("975c58854fbedf5c56e381f8f425c6554d9de9ad5e8c1e5f298ae95a127757ed", True),
     "jarvis_serial_uuid": ("ccda40a165b32fc8a147959ae8b7861e5303467a4ac1a1b6663739ece3d5e2d7", False),
     "jarvis_stamp_created_at": ("7e5a6b7635a71bc03c7dcaec3696c555fee901322093c70a154cb57db115d297", False),
     "jarvis_tool_calls_check_parent": ("e3585a2cfbfcbb4b11d4b4268e547b5ca91cc3ebd5d27ca7e65b2cf2ef9c900f", False),
@@ -87,20 +252,55 @@ EXPECTED_FUNCTIONS: dict[str, tuple[str, bool]] = {
 
 EXPECTED_CONFIG = ["search_path=pg_catalog, pg_temp"]
 
+VERIFIER_TYPES = ("jsonb", "text", "uuid", "bytea", "timestamp with time zone", "bigint", "double precision", "oid")
+"""A user-defined cast from or to one of these could change what the verifier reads."""
+
 
 def function_body_hash(body: str) -> str:
     return hashlib.sha256(body.encode("utf-8")).hexdigest()
 
 
+def catalog_definitions(raw: Any) -> dict[str, dict[str, dict[str, str]]]:
+    """{"triggers"|"constraints"|"indexes": {table: {name: definition}}} as the database holds them now."""
+    raw.execute("SET LOCAL search_path = pg_catalog, pg_temp")  # definitions print relative to it
+    found: dict[str, dict[str, dict[str, str]]] = {"triggers": {}, "constraints": {}, "indexes": {}}
+    queries = {
+        "triggers": "SELECT c.relname, t.tgname, pg_catalog.pg_get_triggerdef(t.oid) FROM pg_catalog.pg_trigger t "
+        "JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid WHERE NOT t.tgisinternal AND c.oid = ANY(%s::oid[])",
+        "constraints": "SELECT c.relname, k.conname, pg_catalog.pg_get_constraintdef(k.oid) "
+        "FROM pg_catalog.pg_constraint k JOIN pg_catalog.pg_class c ON c.oid = k.conrelid WHERE c.oid = ANY(%s::oid[])",
+        "indexes": "SELECT c.relname, i.relname, pg_catalog.pg_get_indexdef(i.oid) FROM pg_catalog.pg_index x "
+        "JOIN pg_catalog.pg_class c ON c.oid = x.indrelid JOIN pg_catalog.pg_class i ON i.oid = x.indexrelid "
+        "WHERE c.oid = ANY(%s::oid[])",
+    }
+    oids = [
+        oid
+        for (oid,) in raw.execute(
+            "SELECT c.oid FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname OPERATOR(pg_catalog.=) 'public' AND c.relname OPERATOR(pg_catalog.=) ANY(%s::text[])",
+            (list(WATCHED_TABLES),),
+        )
+    ]
+    for kind, query in queries.items():
+        for table, name, definition in raw.execute(query, (oids,)):
+            found[kind].setdefault(table, {})[name] = definition
+    return found
+
+
 def catalog_problems(raw: Any) -> list[tuple[str, str]]:
-    """(object, what is wrong) for every deviation from what the migrations installed."""
+    """(object, what is wrong) for every deviation from what the migrations installed.
+
+    Run it with search_path = pg_catalog, pg_temp (`chain.hardened_reading`): the definitions
+    are printed relative to it, and no operator outside pg_catalog can answer these queries.
+    """
+    raw.execute("SET LOCAL search_path = pg_catalog, pg_temp")  # no operator of public's may answer
     problems: list[tuple[str, str]] = []
     tables = {
         name: (oid, kind, rls, force_rls, has_children)
         for name, oid, kind, rls, force_rls, has_children in raw.execute(
             "SELECT c.relname, c.oid, c.relkind, c.relrowsecurity, c.relforcerowsecurity, c.relhassubclass "
             "FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
-            "WHERE n.nspname = 'public' AND c.relname = ANY(%s)",
+            "WHERE n.nspname = 'public' AND c.relname = ANY(%s::text[])",
             (list(WATCHED_TABLES),),
         )
     }
@@ -116,40 +316,37 @@ def catalog_problems(raw: Any) -> list[tuple[str, str]]:
         children = [
             name
             for (name,) in raw.execute(
-                "SELECT inhrelid::regclass::text FROM pg_catalog.pg_inherits WHERE inhparent = %s", (oid,)
+                "SELECT inhrelid::regclass::text FROM pg_catalog.pg_inherits WHERE inhparent = %s::oid", (oid,)
             )
         ]
         if children or has_children:
             problems.append((table, f"has inheritance children ({', '.join(children) or 'dropped'}): rows outside it"))
-        for (policy,) in raw.execute("SELECT polname FROM pg_catalog.pg_policy WHERE polrelid = %s", (oid,)):
+        for (policy,) in raw.execute("SELECT polname FROM pg_catalog.pg_policy WHERE polrelid = %s::oid", (oid,)):
             problems.append((table, f"has a row-level security policy {policy!r}"))
-        for (rule,) in raw.execute("SELECT rulename FROM pg_catalog.pg_rewrite WHERE ev_class = %s", (oid,)):
+        for (rule,) in raw.execute("SELECT rulename FROM pg_catalog.pg_rewrite WHERE ev_class = %s::oid", (oid,)):
             problems.append((table, f"has a rewrite rule {rule!r}"))
-        expected = EXPECTED_TRIGGERS[table]
-        seen: set[str] = set()
-        for name, function, enabled, internal in raw.execute(
-            "SELECT t.tgname, p.proname, t.tgenabled, t.tgisinternal FROM pg_catalog.pg_trigger t "
-            "JOIN pg_catalog.pg_proc p ON p.oid = t.tgfoid WHERE t.tgrelid = %s",
-            (oid,),
+        for name, enabled in raw.execute(
+            "SELECT tgname, tgenabled FROM pg_catalog.pg_trigger WHERE tgrelid = %s::oid", (oid,)
         ):
             if enabled != "O":
-                problems.append((table, f"trigger {name} is disabled (tgenabled {enabled!r})"))
-            if internal:
-                continue
-            seen.add(name)
-            if name not in expected:
-                problems.append((table, f"has an extra trigger {name} (calls {function})"))
-            elif expected[name] != function:
-                problems.append((table, f"trigger {name} calls {function} instead of {expected[name]}"))
-        for name in sorted(set(expected) - seen):
-            problems.append((table, f"trigger {name} is missing"))
+                problems.append((table, f"trigger {name} is disabled or changed (tgenabled {enabled!r})"))
+    actual = catalog_definitions(raw)
+    expected = {"triggers": EXPECTED_TRIGGERS, "constraints": EXPECTED_CONSTRAINTS, "indexes": EXPECTED_INDEXES}
+    for kind, singular in (("triggers", "trigger"), ("constraints", "constraint"), ("indexes", "index")):
+        for table in WATCHED_TABLES:
+            want, have = expected[kind].get(table, {}), actual[kind].get(table, {})
+            for name in sorted(set(want) | set(have)):
+                if name not in have:
+                    problems.append((table, f"{singular} {name} is missing"))
+                elif name not in want:
+                    problems.append((table, f"has an extra {singular} {name}: {have[name]}"))
+                elif have[name] != want[name]:
+                    problems.append((table, f"{singular} {name} was changed: {have[name]}"))
     functions = {
         name: (source, definer, config)
         for name, source, definer, config in raw.execute(
             "SELECT p.proname, p.prosrc, p.prosecdef, p.proconfig FROM pg_catalog.pg_proc p "
-            "JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace "
-            "WHERE n.nspname = 'public' AND p.proname = ANY(%s)",
-            (list(EXPECTED_FUNCTIONS),),
+            "JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = 'public'"
         )
     }
     for name, (body_hash, definer) in EXPECTED_FUNCTIONS.items():
@@ -161,6 +358,20 @@ def catalog_problems(raw: Any) -> list[tuple[str, str]]:
             problems.append((f"function {name}", "its body differs from what the migrations installed"))
         if actual_definer != definer:
             problems.append((f"function {name}", f"SECURITY DEFINER is {actual_definer}, expected {definer}"))
-        if not config or not [c for c in config if c.startswith("search_path=")] == EXPECTED_CONFIG:
+        if not config or [c for c in config if c.startswith("search_path=")] != EXPECTED_CONFIG:
             problems.append((f"function {name}", f"its search_path setting is {config}, expected {EXPECTED_CONFIG}"))
+    for name in sorted(set(functions) - set(EXPECTED_FUNCTIONS)):
+        problems.append((f"function public.{name}", "is not one of Jarvis's: it could stand in for a built-in"))
+    for (operator,) in raw.execute(
+        "SELECT o.oid::regoperator::text FROM pg_catalog.pg_operator o "
+        "JOIN pg_catalog.pg_namespace n ON n.oid = o.oprnamespace WHERE n.nspname = 'public'"
+    ):
+        problems.append((f"operator public.{operator}", "is not one of Jarvis's: it could stand in for a built-in"))
+    for source, target in raw.execute(
+        "SELECT c.castsource::regtype::text, c.casttarget::regtype::text FROM pg_catalog.pg_cast c "
+        "WHERE c.oid >= 16384 AND (c.castsource::regtype::text = ANY(%s::text[]) "
+        "OR c.casttarget::regtype::text = ANY(%s::text[]))",
+        (list(VERIFIER_TYPES), list(VERIFIER_TYPES)),
+    ):
+        problems.append((f"cast ({source} AS {target})", "is user-defined: it could change what readers see"))
     return problems

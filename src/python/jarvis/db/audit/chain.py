@@ -12,6 +12,7 @@ superuser's edit goes unnoticed; the agent seals after every planning cycle.
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 import uuid
 from collections.abc import Iterator, Sequence
@@ -20,9 +21,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
+from psycopg.types.string import TextLoader
 from sqlalchemy import exc, text
 
 from jarvis.db.audit.canonical import (
+    AUDIT_COLUMNS,
     ENCODING_JSONB,
     ENCODING_PYTHON,
     GENESIS,
@@ -33,9 +36,14 @@ from jarvis.db.audit.canonical import (
 )
 from jarvis.db.audit.catalog import catalog_problems
 from jarvis.db.base import CHAINED_TABLES
-from jarvis.db.engine import Database, DatabaseError
+from jarvis.db.engine import Database, DatabaseError, RoleNotGrantedError
 
 SEAL_BATCH = 5000
+LOADABLE = (
+    datetime(2000, 1, 1, tzinfo=UTC).timestamp(),
+    datetime(9999, 1, 1, tzinfo=UTC).timestamp(),
+)
+"""created_at must lie in [2000, 9999): what the CHECK constraints allow and every client can load."""
 BACKDATE_SLACK = timedelta(seconds=60)
 """How much later than its `created_at` a row may commit before a checkpoint calls it backdated."""
 
@@ -79,8 +87,8 @@ def seal(database: Database, *, wait: float = 0.0) -> SealResult:
                     f"the audit sealer is busy: {sealer_holder(database)}; waited {wait:g} s (JARVIS_SEAL_WAIT)"
                 ) from None
             raise
-        except exc.ProgrammingError as error:
-            if isinstance(error.orig, psycopg.errors.InsufficientPrivilege):
+        except (exc.ProgrammingError, RoleNotGrantedError) as error:
+            if isinstance(error, RoleNotGrantedError) or isinstance(error.orig, psycopg.errors.InsufficientPrivilege):
                 raise SealPermissionError(
                     "this login may read the audit trail but not seal it. "
                     "Fix: seal with the agent's login (`jarvis audit verify --seal`), or verify without --seal"
@@ -100,7 +108,7 @@ def sealer_holder(database: Database) -> str:
                 "extract(epoch FROM now() - a.xact_start) AS held_for FROM pg_catalog.pg_locks l "
                 "JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid "
                 "WHERE l.locktype = 'relation' AND l.relation = CAST('public.audit_seal_head' AS regclass) "
-                "AND l.mode = 'RowShareLock' AND l.granted AND l.pid <> pg_catalog.pg_backend_pid()"
+                "AND l.mode <> 'AccessShareLock' AND l.granted AND l.pid <> pg_catalog.pg_backend_pid()"
             )
         ).all()
     if not rows:
@@ -216,10 +224,9 @@ def verify(
         with raw.transaction():
             raw.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
             database.enter_role(raw)
-            raw.execute("SET LOCAL TimeZone = 'UTC'")
-            # A row-level security policy would filter what we read: fail loudly instead.
-            raw.execute("SET LOCAL row_security = off")
-            report.problems.extend(Problem(obj, None, None, why) for obj, why in catalog_problems(raw))
+            hardened_reading(raw)
+            problems = catalog_problems(raw)
+            report.problems.extend(Problem(obj, None, None, why) for obj, why in problems)
             legacy = {
                 (t, i)
                 for t, i in raw.execute("SELECT table_name, row_id FROM ONLY public.audit_chain WHERE encoding = 1")
@@ -236,36 +243,74 @@ def verify(
                             Problem(table, row_id, None, "row is not in the chain (written with the triggers bypassed)")
                         )
             for table, row_id in pending:
-                if row_id not in rows.get(table, {}):
+                if table in rows and row_id not in rows[table]:
                     report.problems.append(Problem(table, row_id, None, "queued row was deleted before it was sealed"))
             report.pending = len(pending)
     return report
 
 
+def hardened_reading(raw: Any) -> None:
+    """What every verifying reader sets: rows as stored, names the way PostgreSQL ships them.
+
+    `row_security = off` makes a query that a policy would filter fail instead; a
+    search_path without `public` means no operator or function a superuser put there can
+    stand in for PostgreSQL's own (pg_temp is never searched for either); jsonb is loaded
+    as the server's own text output, never through a cast someone may have replaced.
+    """
+    raw.execute("SET LOCAL TimeZone = 'UTC'")
+    raw.execute("SET LOCAL row_security = off")
+    raw.execute("SET LOCAL search_path = pg_catalog, pg_temp")
+
+
+class _RawJsonb(TextLoader):
+    """jsonb exactly as the server's output function wrote it: no cast, no parsing here."""
+
+
 def _load_rows(raw: Any, table: str, legacy: set[tuple[str, uuid.UUID]], report: VerifyReport) -> dict[uuid.UUID, _Row]:
     found: dict[uuid.UUID, _Row] = {}
-    with raw.cursor(name=f"verify_{table}") as cursor:
-        cursor.itersize = 5_000
-        cursor.execute(
-            f"SELECT x.id, pg_catalog.date_part('epoch', x.created_at), pg_catalog.to_jsonb(x)::text "
-            f"FROM ONLY public.{table} x"
-        )
-        for key, created_at, row_json in cursor:
-            row_id = key if isinstance(key, uuid.UUID) else uuid.UUID(int=int(key))
-            entry = _Row(None, created_at)
-            try:
-                if (table, row_id) in legacy:
-                    content = canonical_python_from_json(table, row_json)
-                else:
-                    content = canonical_jsonb(table, row_json)
-                entry.hash = _sha256(content)
-            except NotCanonicalError as error:
-                entry.problem = str(error)
-            if row_id in found:
-                report.problems.append(Problem(table, row_id, None, "two rows share this id (a forged copy?)"))
-                entry.problem = entry.problem or "two rows share this id"
-            found[row_id] = entry
+    try:
+        with raw.transaction(), raw.cursor(name=f"verify_{table}") as cursor:
+            cursor.adapters.register_loader("jsonb", _RawJsonb)
+            cursor.itersize = 5_000
+            cursor.execute(
+                f"SELECT x.id, pg_catalog.date_part('epoch', x.created_at), pg_catalog.to_jsonb(x) "
+                f"FROM ONLY public.{table} x"
+            )
+            for key, created_at, row_json in cursor:
+                row_id = key if isinstance(key, uuid.UUID) else uuid.UUID(int=int(key) % 2**64)
+                found[row_id] = _row(table, row_id, created_at, row_json, legacy, found, report)
+    except psycopg.errors.InsufficientPrivilege as error:  # row security would filter it: never read partially
+        report.problems.append(Problem(table, None, None, f"cannot be read as stored: {str(error).splitlines()[0]}"))
+        return {}
     return found
+
+
+def _row(
+    table: str,
+    row_id: uuid.UUID,
+    created_at: float,
+    row_json: str,
+    legacy: set[tuple[str, uuid.UUID]],
+    found: dict[uuid.UUID, _Row],
+    report: VerifyReport,
+) -> _Row:
+    entry = _Row(None, created_at)
+    try:
+        if (table, row_id) in legacy:
+            if table not in AUDIT_COLUMNS:
+                raise NotCanonicalError(f"{table} was never sealed with encoding 1 (the link was relabelled)")
+            content = canonical_python_from_json(table, row_json)
+        else:
+            content = canonical_jsonb(table, row_json)
+        entry.hash = _sha256(content)
+    except NotCanonicalError as error:
+        entry.problem = str(error)
+    if not math.isfinite(created_at) or not LOADABLE[0] <= created_at < LOADABLE[1]:
+        entry.problem = entry.problem or f"created_at {_when(created_at)} is outside what any client can load"
+    if row_id in found:
+        report.problems.append(Problem(table, row_id, None, "two rows share this id (a forged copy?)"))
+        entry.problem = entry.problem or "two rows share this id"
+    return entry
 
 
 def _sha256(content: bytes) -> bytes:
@@ -310,6 +355,17 @@ def _check_chain(
             report.problems.append(Problem(table, row_id, seq, "row content was changed after it was sealed"))
         else:
             report.rows_checked += 1
+        if actual is not None and next_head is not None and math.isfinite(actual.created_at):
+            if actual.created_at > (next_head.sealed_at + slack).timestamp():
+                report.problems.append(
+                    Problem(
+                        table,
+                        row_id,
+                        seq,
+                        f"dated {_when(actual.created_at)}, after {next_head.label} that already holds it "
+                        f"(sealed at {next_head.sealed_at.isoformat(timespec='seconds')}): dated in the future",
+                    )
+                )
         if actual is not None and latest is not None:
             limit = (latest.sealed_at - slack).timestamp()
             if actual.created_at < limit:

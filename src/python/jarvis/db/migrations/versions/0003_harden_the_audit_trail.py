@@ -197,7 +197,7 @@ BEGIN
     END IF;
     content := pg_catalog.sha256(pg_catalog.convert_to(public.jarvis_canonical(r.t, doc), 'UTF8'));
     link := pg_catalog.sha256(prev || pg_catalog.int8send(s + 1) || pg_catalog.convert_to(r.t, 'UTF8')
-                              || '\\x00'::bytea || pg_catalog.uuid_send(r.id) || content);
+                              || pg_catalog.decode('00', 'hex') || pg_catalog.uuid_send(r.id) || content);
     INSERT INTO public.audit_chain (seq, table_name, row_id, row_hash, chain_hash, encoding)
       VALUES (s + 1, r.t, r.id, content, link, 2) ON CONFLICT (table_name, row_id) DO NOTHING;
     IF FOUND THEN  -- a row queued twice (by hand) is linked once
@@ -312,8 +312,14 @@ BEGIN
   IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = '{role}') THEN
     BEGIN
       CREATE ROLE {role} NOLOGIN;
-    EXCEPTION WHEN duplicate_object OR unique_violation THEN
-      NULL;  -- created concurrently by another migration of this database
+    EXCEPTION
+      WHEN duplicate_object OR unique_violation THEN
+        NULL;  -- created concurrently by another migration of this database
+      WHEN insufficient_privilege THEN
+        RAISE EXCEPTION 'migration 0003 could not create role {role}: %', SQLERRM
+          USING HINT = 'Give the migrating login CREATEROLE (ALTER ROLE <login> CREATEROLE), or as a superuser '
+            'create the roles first: CREATE ROLE {app} NOLOGIN; CREATE ROLE {auditor} NOLOGIN; '
+            'GRANT {app}, {auditor} TO <login> WITH ADMIN OPTION';
     END;
   END IF;
 END $$"""

@@ -1,0 +1,33 @@
+"""The verifier's expectations are what a fresh migration really installs (so they cannot drift)."""
+
+from __future__ import annotations
+
+import psycopg
+
+from jarvis.db.audit.catalog import (
+    EXPECTED_CONSTRAINTS,
+    EXPECTED_FUNCTIONS,
+    EXPECTED_INDEXES,
+    EXPECTED_TRIGGERS,
+    catalog_definitions,
+    catalog_problems,
+    function_body_hash,
+)
+
+
+def test_a_fresh_migration_installs_exactly_the_expected_catalog(migrated_database_url: str) -> None:
+    with psycopg.connect(migrated_database_url) as conn:
+        conn.execute("SET search_path = pg_catalog, pg_temp")
+        found = catalog_definitions(conn)
+        functions = {
+            name: (function_body_hash(source), definer)
+            for name, source, definer in conn.execute(
+                "SELECT p.proname, p.prosrc, p.prosecdef FROM pg_catalog.pg_proc p "
+                "JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = 'public'"
+            )
+        }
+        assert catalog_problems(conn) == []
+    assert found["triggers"] == EXPECTED_TRIGGERS
+    assert found["constraints"] == EXPECTED_CONSTRAINTS
+    assert found["indexes"] == EXPECTED_INDEXES
+    assert functions == EXPECTED_FUNCTIONS
