@@ -25,10 +25,10 @@ from jarvis.db.audit import (
     ToolCallLog,
     ToolCallStart,
 )
-from jarvis_testkit.trail import seal_and_verify
 from jarvis.db.base import AUDIT_TABLES, COMPLETION_STATUSES
 from jarvis_testkit import services, tamper
 from jarvis_testkit.roles import app_role
+from jarvis_testkit.trail import seal_and_verify
 
 json_values = st.recursive(
     st.none()

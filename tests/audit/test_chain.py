@@ -9,8 +9,8 @@ import pytest
 
 from jarvis.db import Database
 from jarvis.db.audit import PlanningLog, ToolCallLog, seal
-from jarvis_testkit.trail import seal_and_verify
 from jarvis_testkit import tamper
+from jarvis_testkit.trail import seal_and_verify
 
 
 @dataclass

@@ -7,9 +7,9 @@ import pytest
 from jarvis.config import Settings
 from jarvis.db import open_database
 from jarvis.db.audit import PlanningLog, ToolCallLog
-from jarvis_testkit.trail import seal_and_verify
 from jarvis_testkit import tamper
 from jarvis_testkit.faults import dropping_proxy
+from jarvis_testkit.trail import seal_and_verify
 
 
 @pytest.mark.parametrize("moment", ["after_commit", "before_send"])

@@ -7,9 +7,9 @@ from pathlib import Path
 
 from jarvis.config import load_settings
 from jarvis.db import open_database
-from jarvis_testkit.trail import seal_and_verify
 from jarvis_testkit import tamper
 from jarvis_testkit.processes import jarvis_process, wait_for
+from jarvis_testkit.trail import seal_and_verify
 
 SLOW = """\
 cycles:
