@@ -86,7 +86,9 @@ def checkpoints(settings: Settings, database: Database) -> list[Checkpoint]:
     return WitnessLog(witness_log_path(settings, database)).entries()
 
 
-def trusted_heads(settings: Settings, database: Database) -> tuple[list[TrustedHead], list[Problem]]:
+def trusted_heads(
+    settings: Settings, database: Database, public_key: Path | None = None
+) -> tuple[list[TrustedHead], list[Problem]]:
     """The witness log's checkpoints whose signature holds, and a problem for each one that does not."""
     where = witness_log_path(settings, database)
     problems: list[Problem] = []
@@ -97,14 +99,14 @@ def trusted_heads(settings: Settings, database: Database) -> tuple[list[TrustedH
     if not entries:
         return [], []
     try:
-        public_key = load_public_key(settings.public_key_path())
+        trusted_key = load_public_key(public_key or settings.public_key_path())
     except WitnessError as error:
         return [], [Problem("witness log", None, None, f"{len(entries)} checkpoint(s) cannot be checked: {error}")]
     trail = trail_id(database)
     heads: list[TrustedHead] = []
     for number, checkpoint in enumerate(entries, start=1):
         label = f"checkpoint {checkpoint.seq}:{checkpoint.head_hash[:12]}… signed {checkpoint.signed_at}"
-        if not checkpoint.verify(public_key):
+        if not checkpoint.verify(trusted_key):
             problems.append(Problem("witness log", None, None, f"{where} entry {number}: bad signature ({label})"))
         elif checkpoint.trail != trail:
             problems.append(
@@ -129,9 +131,11 @@ def trusted_heads(settings: Settings, database: Database) -> tuple[list[TrustedH
     return heads, problems
 
 
-def verify_trail(database: Database, settings: Settings, *, expect: ExpectedHead | None = None) -> VerifyReport:
-    """`verify` plus every signed checkpoint of this database's witness log."""
-    heads, problems = trusted_heads(settings, database)
+def verify_trail(
+    database: Database, settings: Settings, *, expect: ExpectedHead | None = None, public_key: Path | None = None
+) -> VerifyReport:
+    """`verify` plus every signed checkpoint of this database's witness log (checked with `public_key`)."""
+    heads, problems = trusted_heads(settings, database, public_key)
     report = verify(database, expect=expect, trusted=heads)
     report.problems.extend(problems)
     return report

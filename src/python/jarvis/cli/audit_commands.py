@@ -84,7 +84,7 @@ def verify_command(
         None, "--bundle", help="Verify this bundle (`audit export --format bundle`) offline: no database is used."
     ),
     public_key: Path = typer.Option(
-        None, "--public-key", help="--bundle: the signer's trusted public key (default: JARVIS_SIGNING_KEY + .pub)."
+        None, "--public-key", help="The signer's trusted public key (default: JARVIS_SIGNING_KEY + .pub)."
     ),
 ) -> None:
     """Recompute every hash and check every signed checkpoint: exit 0, or 1 naming what was tampered with.
@@ -98,7 +98,7 @@ def verify_command(
             expected = ExpectedHead.parse(expect)
         except ValueError as error:
             fail(str(error), ExitCode.BAD_INPUT)
-    if bundle is not None or public_key is not None:
+    if bundle is not None:
         _verify_bundle(bundle, public_key, seal_first, expected, as_json)
         return
     settings = settings_or_exit()
@@ -116,7 +116,7 @@ def verify_command(
             finally:
                 sealer.shutdown()
     with opened_database() as database, reported_errors():
-        report = verify_trail(database, settings, expect=expected)
+        report = verify_trail(database, settings, expect=expected, public_key=public_key)
     if as_json:
         print_json(
             {
@@ -139,14 +139,9 @@ def verify_command(
 
 
 def _verify_bundle(
-    bundle: Path | None, public_key: Path | None, seal_first: bool, expected: ExpectedHead | None, as_json: bool
+    bundle: Path, public_key: Path | None, seal_first: bool, expected: ExpectedHead | None, as_json: bool
 ) -> None:
     """`verify --bundle`: the file against the trusted public key; never opens the database."""
-    if bundle is None:
-        fail(
-            "--public-key is for --bundle FILE (a database's checkpoints use JARVIS_SIGNING_KEY + .pub)",
-            ExitCode.BAD_INPUT,
-        )
     if seal_first:
         fail("--seal needs the database; a bundle is verified offline (drop --seal)", ExitCode.BAD_INPUT)
     settings = settings_or_exit()
