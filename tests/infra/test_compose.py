@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import re
+import shutil
+import socket
+import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -53,3 +59,50 @@ def test_environment_names_match_env_example(compose: dict[str, Any]) -> None:
     assert used <= documented, used - documented
     assert {"DATABASE_URL", "REDIS_URL"} <= used
     assert compose["services"]["jarvis"]["environment"]["DATABASE_URL"].startswith("postgresql://jarvis:")
+
+
+def test_redis_requires_a_password_and_jarvis_uses_it(compose: dict[str, Any]) -> None:
+    redis = compose["services"]["redis"]
+    assert "--requirepass" in " ".join(redis["command"])
+    password = redis["environment"]["REDIS_PASSWORD"]
+    assert redis["environment"]["REDISCLI_AUTH"] == password  # the healthcheck's redis-cli authenticates
+    url = compose["services"]["jarvis"]["environment"]["REDIS_URL"]
+    assert url == f"redis://:{password}@redis:6379/0"
+    assert compose["services"]["migrate"]["environment"]["REDIS_URL"] == url
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_the_redis_command_really_refuses_clients_without_the_password(compose: dict[str, Any], tmp_path: Path) -> None:
+    """Run the compose file's Redis command line (with a local port) and knock without and with the password."""
+    if shutil.which("redis-server") is None or shutil.which("redis-cli") is None:
+        pytest.skip("redis-server / redis-cli are not on PATH")
+    redis = compose["services"]["redis"]
+    shell, flag, script = redis["command"]
+    assert (shell, flag) == ("sh", "-c")
+    port = _free_port()
+    script = script.replace("$$", "$") + f" --port {port} --bind 127.0.0.1 --dir {tmp_path} --appendonly no"
+    password = "s3cret-for-the-test"
+    env = {**os.environ, "REDIS_PASSWORD": password}
+    server = subprocess.Popen([shell, flag, script], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ping = ["redis-cli", "-p", str(port), "ping"]
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            authed = subprocess.run(ping, env={**env, "REDISCLI_AUTH": password}, capture_output=True, text=True)
+            if authed.stdout.strip() == "PONG":
+                break
+            assert server.poll() is None, "redis-server exited"
+            assert time.monotonic() < deadline, f"no PONG from the compose Redis command: {authed.stdout}"
+            time.sleep(0.05)
+        anonymous = subprocess.run(
+            ping, env={k: v for k, v in env.items() if k != "REDISCLI_AUTH"}, capture_output=True, text=True
+        )
+        assert re.search("NOAUTH", anonymous.stdout + anonymous.stderr)
+    finally:
+        server.terminate()
+        server.wait(timeout=10)

@@ -6,27 +6,39 @@ still running (a long GC pause, a partition) can let a second process in,
 but that process's `open_cycle` is then refused by PostgreSQL. The fencing
 token (strictly increasing per agent) is recorded in the cycle's outcomes so
 the order of holders can be audited.
+
+The lock itself is redis-py's `Lock` (a unique token set with SET NX PX,
+released and extended by Lua scripts that check the token). Because anyone
+who can write to Redis can also write the lock key, a holder is only
+honoured while it looks like one of ours: a key without an expiry, a value
+that is not a token signed with JARVIS_CACHE_KEY, or a remaining lifetime
+longer than the token itself asked for, is treated as stale, removed with a
+warning, and the lock taken. So a squatted key delays nobody; someone who
+keeps deleting or replanting keys with Redis access can at worst let two
+processes race, which PostgreSQL then refuses.
 """
 
 from __future__ import annotations
 
-import uuid
+import logging
+import secrets
 from dataclasses import dataclass
+from typing import Any
+
+import redis
+from redis.exceptions import LockError
+from redis.lock import Lock
 
 from jarvis.cache.link import RedisLink
 
-LOCK_TTL_MS = 60_000
+log = logging.getLogger("jarvis.cache")
 
-RELEASE_IF_OURS = """
+LOCK_TTL_MS = 60_000
+PURPOSE = "cycle-lock"
+
+DELETE_IF_UNCHANGED = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('DEL', KEYS[1])
-end
-return 0
-"""
-
-EXTEND_IF_OURS = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
 end
 return 0
 """
@@ -50,16 +62,46 @@ class CycleLock:
         self.ttl_ms = ttl_ms
         self._key = link.key("cycle-lock", agent)
         self._fence = link.key("cycle-fence", agent)
-        self._release = link.client.register_script(RELEASE_IF_OURS)
-        self._extend = link.client.register_script(EXTEND_IF_OURS)
+        self._delete_if_unchanged = link.client.register_script(DELETE_IF_UNCHANGED)
+        self.stale_cleared = 0
+        """Lock keys removed because they were not a live holder of ours (no expiry, forged, overlong)."""
+
+    def _lock(self, owner: str | None = None) -> Lock:
+        lock = Lock(self.link.client, self._key, timeout=self.ttl_ms / 1000, blocking=False, thread_local=False)
+        if owner is not None:
+            lock.local.token = owner.encode()
+        return lock
+
+    def _new_token(self) -> str:
+        """A random nonce and the lifetime it asks for, signed: `nonce.ttl_ms.mac`."""
+        body = f"{secrets.token_hex(16)}.{self.ttl_ms}"
+        return f"{body}.{self.link.auth.sign(PURPOSE, self._key, body.encode())}"
+
+    def _token_lifetime(self, token: bytes) -> int | None:
+        """The lifetime (ms) a genuine token asked for; None if the token is not one of ours."""
+        try:
+            nonce, ttl, mac = token.decode("ascii").split(".")
+            lifetime = int(ttl)
+        except ValueError:  # also UnicodeDecodeError
+            return None
+        if not self.link.auth.verify(PURPOSE, self._key, f"{nonce}.{ttl}".encode(), mac):
+            return None
+        return lifetime
 
     def acquire(self) -> CycleLease | None:
         """A lease, or None when Redis is unavailable (the database constraint still guards).
 
         Raises CycleLockHeldError when another live holder has it.
         """
-        owner = uuid.uuid4().hex
-        got = self.link.run(lambda r: r.set(self._key, owner, nx=True, px=self.ttl_ms), None)
+        owner = self._new_token()
+
+        def take(r: redis.Redis) -> bool:
+            lock = self._lock()
+            if lock.acquire(blocking=False, token=owner):
+                return True
+            return self._clear_if_stale(r) and bool(lock.acquire(blocking=False, token=owner))
+
+        got = self.link.run(take, None)
         if got is None and not self.link.available:
             return None
         if not got:
@@ -69,10 +111,52 @@ class CycleLock:
         token = self.link.run(lambda r: int(r.incr(self._fence)), 0)
         return CycleLease(self.agent, owner, token)
 
-    def extend(self, lease: CycleLease) -> bool:
-        return bool(
-            self.link.run(lambda r: self._extend(keys=[self._key], args=[lease.owner, self.ttl_ms], client=r), 0)
+    def _clear_if_stale(self, r: redis.Redis) -> bool:
+        """True if the key is free now (it expired, or it was stale and we removed it)."""
+        pipe = r.pipeline(transaction=True)
+        pipe.get(self._key)
+        pipe.pttl(self._key)
+        held: Any
+        remaining: Any
+        held, remaining = pipe.execute()
+        if held is None:
+            return True
+        lifetime = self._token_lifetime(held)
+        if lifetime is None:
+            why = "its value is not a lock token signed with this JARVIS_CACHE_KEY"
+        elif remaining == -1:
+            why = "it has no expiry"
+        elif remaining > lifetime:
+            why = f"its expiry ({remaining} ms) is longer than its token asked for ({lifetime} ms)"
+        else:
+            return False  # a live holder
+        if not self._delete_if_unchanged(keys=[self._key], args=[held], client=r):
+            return False  # it changed meanwhile: someone else's now
+        self.stale_cleared += 1
+        log.warning(
+            "removed the planning-cycle lock %s of agent %r as stale: %s (planted by something other than Jarvis, "
+            "or left by another key); taking the lock",
+            self._key,
+            self.agent,
+            why,
         )
+        return True
+
+    def extend(self, lease: CycleLease) -> bool:
+        def extend(r: redis.Redis) -> bool:
+            try:
+                return bool(self._lock(lease.owner).extend(self.ttl_ms / 1000, replace_ttl=True))
+            except LockError:  # no longer ours (expired, taken over)
+                return False
+
+        return self.link.run(extend, False)
 
     def release(self, lease: CycleLease) -> bool:
-        return bool(self.link.run(lambda r: self._release(keys=[self._key], args=[lease.owner], client=r), 0))
+        def release(r: redis.Redis) -> bool:
+            try:
+                self._lock(lease.owner).release()
+            except LockError:  # no longer ours: never delete the next holder's lock
+                return False
+            return True
+
+        return self.link.run(release, False)

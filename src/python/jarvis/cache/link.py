@@ -5,6 +5,11 @@ through `RedisLink.run(operation, fallback)`: when Redis does not answer, the
 fallback is returned, a single warning is logged, and Redis is left alone for
 a moment before it is tried again, so an outage costs callers nothing but
 speed and a recovery needs nobody's help.
+
+A link also carries what makes Redis safe to share: the namespace of one
+database (`namespace_for`: the database's identity, not the spelling of its
+URL) and the authenticator that signs and checks everything Jarvis puts there
+(`jarvis.cache.auth`, key JARVIS_CACHE_KEY).
 """
 
 from __future__ import annotations
@@ -14,11 +19,16 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
+import psycopg
 import redis
 
-from jarvis.config import mask_url, redact
+from jarvis.cache.auth import Authenticator, ensure_cache_key
+from jarvis.config import load_settings, mask_url, redact
+from jarvis.db import Database
+from jarvis.db.engine import unavailable
+from jarvis.db.urls import libpq_url
 
 log = logging.getLogger("jarvis.cache")
 
@@ -26,19 +36,86 @@ T = TypeVar("T")
 
 SOCKET_TIMEOUT = 0.25
 RETRY_AFTER = 0.5
+IDENTITY_CONNECT_TIMEOUT = 5
+
+SYSTEM_IDENTITY_SQL = (
+    "SELECT s.system_identifier::text, d.oid::text FROM pg_catalog.pg_control_system() AS s, "
+    "pg_catalog.pg_database AS d WHERE d.datname = pg_catalog.current_database()"
+)
+FALLBACK_IDENTITY_SQL = (
+    "SELECT coalesce(pg_catalog.current_setting('cluster_name', true), ''), "
+    "coalesce(pg_catalog.host(pg_catalog.inet_server_addr()), 'local'), pg_catalog.current_setting('port'), "
+    "d.oid::text, d.datname FROM pg_catalog.pg_database AS d WHERE d.datname = pg_catalog.current_database()"
+)
 
 
-def namespace_for(database_url: str) -> str:
-    """Keys are namespaced per database: two Jarvis databases never share cache entries or streams."""
-    return "jarvis:" + hashlib.sha256(mask_url(database_url).encode()).hexdigest()[:12]
+def namespace_for(database: Database | str) -> str:
+    """The Redis key prefix of one database: derived from what the database *is*, not how it was reached.
+
+    Two spellings of one database (`localhost` and `127.0.0.1`, a socket, a
+    pooler, another user) must share cache entries, invalidations, streams and
+    locks, and two databases must never. So the namespace is a hash of the
+    cluster's system identifier (`pg_control_system()`, fixed at initdb and
+    shared by its physical replicas) and the database's oid. Where a hardened
+    server has revoked `pg_control_system()` from the login, it falls back to
+    the cluster name, the server address and port, the oid and the name, and
+    says so once (two spellings of one server address then still differ).
+    """
+    if isinstance(database, Database):
+        with database.raw_connection() as proxy:
+            try:
+                return _namespace_from(proxy.driver_connection, database.display_url)
+            except psycopg.OperationalError as error:
+                proxy.invalidate()
+                raise unavailable(database.url, error) from None
+    try:
+        with psycopg.connect(libpq_url(database), connect_timeout=IDENTITY_CONNECT_TIMEOUT) as conn:
+            return _namespace_from(conn, mask_url(database))
+    except psycopg.OperationalError as error:
+        raise unavailable(database, error) from None
+
+
+_fallback_warned: set[str] = set()
+
+
+def _namespace_from(conn: Any, where: str) -> str:
+    autocommit = conn.autocommit
+    conn.autocommit = True  # nothing of this outlives the statement, and a refusal leaves no aborted transaction
+    try:
+        try:
+            row = conn.execute(SYSTEM_IDENTITY_SQL).fetchone()
+            identity = f"system:{row[0]}:database:{row[1]}"
+        except psycopg.errors.InsufficientPrivilege:
+            row = conn.execute(FALLBACK_IDENTITY_SQL).fetchone()
+            identity = "server:" + ":".join(str(part) for part in row)
+            if where not in _fallback_warned:
+                _fallback_warned.add(where)
+                log.warning(
+                    "the login of %s may not call pg_control_system(), so the Redis namespace is derived from the "
+                    "server address, port and database oid instead of the cluster's system identifier: use one "
+                    "spelling of the host everywhere, or GRANT EXECUTE ON FUNCTION pg_control_system() to the login",
+                    where,
+                )
+    finally:
+        if not conn.closed:
+            conn.autocommit = autocommit
+    return "jarvis:" + hashlib.sha256(identity.encode()).hexdigest()[:16]
 
 
 class RedisLink:
     def __init__(
-        self, url: str, *, namespace: str, socket_timeout: float = SOCKET_TIMEOUT, retry_after: float = RETRY_AFTER
+        self,
+        url: str,
+        *,
+        namespace: str,
+        socket_timeout: float = SOCKET_TIMEOUT,
+        retry_after: float = RETRY_AFTER,
+        auth_key: bytes | None = None,
     ) -> None:
+        """`auth_key` signs and checks what goes through Redis; default: JARVIS_CACHE_KEY (created if missing)."""
         self.url = url
         self.namespace = namespace
+        self.auth = Authenticator(auth_key if auth_key is not None else ensure_cache_key(load_settings()))
         self.retry_after = retry_after
         self.client = redis.Redis.from_url(
             url,

@@ -1,30 +1,48 @@
-"""A read-through Redis cache in front of `agent_state`, never serving a value older than a committed write.
+"""A read-through Redis cache in front of `agent_state` that never outranks PostgreSQL.
 
-Writes go to PostgreSQL first; then the key's generation counter is bumped and
-the cached copy dropped. A reader that misses notes the generation, reads
-PostgreSQL, and installs what it read only if the generation did not move in
-between (one Lua script, atomic in Redis). So a slow reader can never put
-back a value some process has since overwritten, in this process or any
-other. If the invalidation itself is lost (Redis down at that moment), the
-writer replays it as soon as Redis answers again, and the TTL bounds how long
-any other view could be stale.
+PostgreSQL is the source of truth; Redis may be written by others. So:
+
+* Every entry is signed (HMAC, `jarvis.cache.auth`) over the exact Redis key
+  and the row it copies. An entry that fails the check (planted, unsigned,
+  moved from another key) is a cache miss, a warning and is removed.
+* Every hit is checked against PostgreSQL before it is served: the entry
+  carries the row's stamp (row id, version and xmin, which change with every
+  write, delete or re-creation), and one small index lookup of that stamp
+  must match. So once PostgreSQL has a newer version, no cached copy of an
+  older one (a lost invalidation, a write that bypassed the cache, a genuine
+  entry replayed by an attacker) is ever served. The cache saves reading and
+  decoding the value, never the question "is this still it?".
+* Writes go to PostgreSQL first; then the key's generation counter is bumped
+  and the cached copy dropped (also when the write failed: it may have
+  committed). A reader that misses notes the generation, reads PostgreSQL and
+  installs what it read only if the generation did not move in between (one
+  Lua script), so a slow reader cannot put back an overwritten value. An
+  invalidation lost to an outage is replayed when Redis answers again.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import threading
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import psycopg
 import redis
 
 from jarvis.cache.link import RedisLink
-from jarvis.db import StateEntry, StateStore
+from jarvis.db import Database, StateEntry, StateStore
+from jarvis.db.engine import unavailable
 from jarvis.db.state import check_key
+
+log = logging.getLogger("jarvis.cache")
 
 CACHE_TTL_MS = 30_000
 GENERATION_TTL_S = 86_400
+ENTRY_PREFIX = b"j1."
+PURPOSE = "state"
 
 INSTALL_IF_GENERATION_UNCHANGED = """
 local current = redis.call('GET', KEYS[2]) or '0'
@@ -35,20 +53,43 @@ end
 return 0
 """
 
+DELETE_IF_UNCHANGED = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
+STAMP_SQL = "SELECT id::text, version, xmin::text FROM public.agent_state WHERE key = %s"
+ROW_SQL = "SELECT id::text, version, xmin::text, value, updated_at FROM public.agent_state WHERE key = %s"
+
+
+@dataclass(frozen=True)
+class _Row:
+    """A row of `agent_state` and its stamp: (id, version, xmin) names exactly one committed state of one row."""
+
+    entry: StateEntry
+    stamp: tuple[str, int, str]
+
 
 class CachedStateStore:
-    """Same interface as `StateStore`; reads are served from Redis when possible."""
+    """Same interface as `StateStore`; reads are served from Redis when PostgreSQL confirms they are current."""
 
     def __init__(self, store: StateStore, link: RedisLink, *, ttl_ms: int = CACHE_TTL_MS) -> None:
         self.store = store
         self.link = link
         self.ttl_ms = ttl_ms
         self._install = link.client.register_script(INSTALL_IF_GENERATION_UNCHANGED)
+        self._delete_if_unchanged = link.client.register_script(DELETE_IF_UNCHANGED)
         self._lost_invalidations: set[str] = set()
         self._lost_lock = threading.Lock()
         link.recoveries.append(self._replay_lost_invalidations)
         self.hits = 0
         self.misses = 0
+        self.rejected = 0
+        """Entries that failed authentication (forged, unsigned, or signed with another key)."""
+        self.outdated = 0
+        """Authentic entries PostgreSQL had moved past (never served)."""
 
     def _value_key(self, key: str) -> str:
         return self.link.key("state", key)
@@ -58,39 +99,61 @@ class CachedStateStore:
 
     def get(self, key: str) -> StateEntry | None:
         check_key(key)
-        cached: Any = self.link.run(lambda r: r.get(self._value_key(key)), None)
-        if cached is not None:
-            self.hits += 1
-            return _decode(key, cached)
+        value_key, generation_key = self._value_key(key), self._generation_key(key)
+        cached: Any = self.link.run(lambda r: r.mget([value_key, generation_key]), None)
+        raw, generation = cached if cached is not None else (None, None)
+        outdated: bytes | None = None
+        if raw is not None:
+            row = self._authentic(key, value_key, raw)
+            if row is not None:
+                if _query(self.store.database, STAMP_SQL, key) == row.stamp:
+                    self.hits += 1
+                    return row.entry
+                self.outdated += 1
+                outdated = raw
         self.misses += 1
-        generation = self.link.run(lambda r: r.get(self._generation_key(key)), None)
-        entry = self.store.get(key)
-        if entry is not None and self.link.available:
+        fresh = self._read(key)
+        if fresh is None and outdated is not None:  # the row is gone, so goes its copy (others are replaced below)
+            stale = outdated
+            self.link.run(lambda r: self._delete_if_unchanged(keys=[value_key], args=[stale], client=r), 0)
+        if fresh is not None and self.link.available:
             seen = generation.decode() if isinstance(generation, bytes) else "0"
+            encoded = self._encode(value_key, fresh)
             self.link.run(
-                lambda r: self._install(
-                    keys=[self._value_key(key), self._generation_key(key)],
-                    args=[seen, _encode(entry), self.ttl_ms],
-                    client=r,
-                ),
+                lambda r: self._install(keys=[value_key, generation_key], args=[seen, encoded, self.ttl_ms], client=r),
                 0,
             )
-        return entry
+        return fresh.entry if fresh is not None else None
+
+    def _read(self, key: str) -> _Row | None:
+        """The row as PostgreSQL has it now, with its stamp."""
+        row = _query(self.store.database, ROW_SQL, key)
+        if row is None:
+            return None
+        row_id, version, xmin, value, updated_at = row
+        return _Row(StateEntry(key=key, value=value, version=version, updated_at=updated_at), (row_id, version, xmin))
 
     def set(self, key: str, value: Any, *, expected_version: int | None = None) -> StateEntry:
-        entry = self.store.set(key, value, expected_version=expected_version)
-        self._invalidate(key)
-        return entry
+        try:
+            return self.store.set(key, value, expected_version=expected_version)
+        finally:
+            self._invalidate(key)  # also after an error: the write may have committed
 
     def delete(self, key: str, *, expected_version: int | None = None) -> bool:
-        deleted = self.store.delete(key, expected_version=expected_version)
-        self._invalidate(key)
-        return deleted
+        try:
+            return self.store.delete(key, expected_version=expected_version)
+        finally:
+            self._invalidate(key)
 
     def list(self, prefix: str = "", *, limit: int = 1000) -> list[StateEntry]:
         return self.store.list(prefix, limit=limit)  # scans are PostgreSQL's job
 
-    def _invalidate(self, key: str) -> None:
+    def invalidate(self, key: str) -> bool:
+        """Drop the cached copy and bump the generation; False when Redis did not answer (replayed later)."""
+        check_key(key)
+        return self._invalidate(key)
+
+    def _invalidate(self, key: str) -> bool:
         def bump(r: redis.Redis) -> bool:
             pipe = r.pipeline(transaction=True)
             pipe.incr(self._generation_key(key))
@@ -99,9 +162,11 @@ class CachedStateStore:
             pipe.execute()
             return True
 
-        if not self.link.run(bump, False):
-            with self._lost_lock:
-                self._lost_invalidations.add(key)
+        if self.link.run(bump, False):
+            return True
+        with self._lost_lock:
+            self._lost_invalidations.add(key)
+        return False
 
     def _replay_lost_invalidations(self) -> None:
         with self._lost_lock:
@@ -109,15 +174,74 @@ class CachedStateStore:
         for key in lost:
             self._invalidate(key)
 
+    def _encode(self, value_key: str, row: _Row) -> bytes:
+        row_id, version, xmin = row.stamp
+        payload = json.dumps(
+            {
+                "v": row.entry.value,
+                "ver": version,
+                "at": row.entry.updated_at.isoformat(),
+                "id": row_id,
+                "xmin": xmin,
+            },
+            ensure_ascii=False,
+            allow_nan=False,
+            separators=(",", ":"),
+        ).encode()
+        return ENTRY_PREFIX + self.link.auth.sign(PURPOSE, value_key, payload).encode() + b"." + payload
 
-def _encode(entry: StateEntry) -> str:
-    return json.dumps(
-        {"v": entry.value, "ver": entry.version, "at": entry.updated_at.isoformat()},
-        ensure_ascii=False,
-        allow_nan=False,
-    )
+    def _authentic(self, key: str, value_key: str, raw: bytes) -> _Row | None:
+        """The entry, if it carries a valid MAC for this very key; otherwise None, a warning, and it is removed."""
+        mac, _, payload = raw.removeprefix(ENTRY_PREFIX).partition(b".")
+        if raw.startswith(ENTRY_PREFIX) and self.link.auth.verify(PURPOSE, value_key, payload, mac):
+            try:
+                data = json.loads(payload)
+                return _Row(
+                    StateEntry(
+                        key=key, value=data["v"], version=data["ver"], updated_at=datetime.fromisoformat(data["at"])
+                    ),
+                    (str(data["id"]), int(data["ver"]), str(data["xmin"])),
+                )
+            except (ValueError, KeyError, TypeError):
+                pass  # signed by us but unreadable: an older format; treat like any bad entry
+        self.rejected += 1
+        log.warning(
+            "Redis cache entry %s failed authentication (forged, unsigned, or signed with another "
+            "JARVIS_CACHE_KEY); ignored and removed, reading PostgreSQL instead",
+            value_key,
+        )
+        self.link.run(lambda r: self._delete_if_unchanged(keys=[value_key], args=[raw], client=r), 0)
+        return None
 
 
-def _decode(key: str, raw: bytes) -> StateEntry:
-    data = json.loads(raw)
-    return StateEntry(key=key, value=data["v"], version=data["ver"], updated_at=datetime.fromisoformat(data["at"]))
+def _query(database: Database, sql: str, key: str) -> Any:
+    """One row of `sql` (one %s: the key) as the database's role, in one round trip; None if there is none.
+
+    The role statement and the query go as one client-bound query string in
+    autocommit, which PostgreSQL runs as one implicit transaction, like the
+    audit trail's hot path: nothing is left in the session.
+    """
+    with database.raw_connection() as proxy:
+        raw = proxy.driver_connection
+        try:
+            prefix: tuple[str, tuple[str, ...]] | None = None
+            if database.role != "owner":
+                if database.role_names is None:
+                    with raw.transaction():
+                        database.roles(raw)
+                prefix = database.role_statement()
+            raw.autocommit = True
+            try:
+                cursor = psycopg.ClientCursor(raw)
+                if prefix is None:
+                    cursor.execute(sql, (key,))
+                else:
+                    cursor.execute(f"{prefix[0]}; {sql}", (*prefix[1], key))
+                    cursor.nextset()
+                return cursor.fetchone()
+            finally:
+                if not raw.closed:
+                    raw.autocommit = False
+        except psycopg.OperationalError as error:
+            proxy.invalidate()  # never hand a broken connection back to the pool
+            raise unavailable(database.url, error) from None

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import typer
 
+from jarvis.cache import CacheKeyError, cache_key_path, ensure_cache_key
 from jarvis.cli.session import ExitCode, console, fail, print_json, settings_or_exit
 from jarvis.witness import WitnessError, generate_key, load_public_key
 
@@ -19,8 +20,16 @@ def init_command(
     force: bool = typer.Option(False, "--force", help="Replace an existing key (its checkpoints need the old .pub)."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
-    """Create the signing key (0600) and its public key (.pub); exit 2 if one exists and --force is not given."""
+    """Create the signing key (0600) and its public key (.pub); exit 2 if one exists and --force is not given.
+
+    Also creates the Redis authentication key (JARVIS_CACHE_KEY) if it is missing; an existing one is kept.
+    """
     settings = settings_or_exit()
+    try:
+        ensure_cache_key(settings)
+    except CacheKeyError as error:
+        fail(str(error), ExitCode.BAD_INPUT)
+    cache_path = cache_key_path(settings)
     private_path = settings.signing_key_path()
     if private_path.exists() and not force:
         fail(
@@ -34,11 +43,19 @@ def init_command(
     except WitnessError as error:
         fail(str(error), ExitCode.BAD_INPUT)
     if as_json:
-        print_json({"private_key": str(private_path), "public_key": str(public_path), "key_id": public_key.key_id})
+        print_json(
+            {
+                "private_key": str(private_path),
+                "public_key": str(public_path),
+                "key_id": public_key.key_id,
+                "cache_key": str(cache_path),
+            }
+        )
         return
     console.print(f"private key  {private_path}", highlight=False, soft_wrap=True)
     console.print(f"public key   {public_path}", highlight=False, soft_wrap=True)
     console.print(f"key id       {public_key.key_id}", highlight=False)
+    console.print(f"cache key    {cache_path}", highlight=False, soft_wrap=True)
     console.print("Keep the private key off the database host and back it up; share the .pub with verifiers.")
 
 

@@ -1,15 +1,37 @@
-"""`jarvis state ...`: the agent's key/value state."""
+"""`jarvis state ...`: the agent's key/value state.
+
+Writes go to PostgreSQL and, when REDIS_URL is set, invalidate the agents'
+Redis cache for that key (a running agent never keeps reading the old value).
+"""
 
 from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import typer
 from rich.table import Table
 
+from jarvis.cache import CachedStateStore, RedisLink, ensure_cache_key, namespace_for
 from jarvis.cli.session import ExitCode, console, fail, opened_database, parse_json_argument, print_json
 from jarvis.cli.views import short_json
-from jarvis.db import StateStore
+from jarvis.db import Database, StateStore
 
 app = typer.Typer(help="The agent's key/value state (JSON values, versioned).", no_args_is_help=True)
+
+
+@contextmanager
+def writable_state(database: Database) -> Iterator[StateStore | CachedStateStore]:
+    """The state store writes go through: with REDIS_URL, the cache in front of it, so each write invalidates."""
+    settings = database.settings
+    if not settings.redis_url:
+        yield StateStore(database)
+        return
+    link = RedisLink(settings.redis_url, namespace=namespace_for(database), auth_key=ensure_cache_key(settings))
+    try:
+        yield CachedStateStore(StateStore(database), link)
+    finally:
+        link.close()
 
 
 @app.command("get")
@@ -35,16 +57,16 @@ def set_command(
 ) -> None:
     """Write a value; with --expect-version it fails (exit 1) if someone else changed it."""
     parsed = parse_json_argument(value, "VALUE")
-    with opened_database("app") as database:
-        entry = StateStore(database).set(key, parsed, expected_version=expect_version)
+    with opened_database("app") as database, writable_state(database) as state:
+        entry = state.set(key, parsed, expected_version=expect_version)
     console.print(f"{key} = version {entry.version}")
 
 
 @app.command("delete")
 def delete_command(key: str) -> None:
     """Remove a key (exit 4 if it did not exist)."""
-    with opened_database("app") as database:
-        deleted = StateStore(database).delete(key)
+    with opened_database("app") as database, writable_state(database) as state:
+        deleted = state.delete(key)
     if not deleted:
         fail(f"no state under key {key!r}", ExitCode.NOT_FOUND)
     console.print(f"deleted {key}")

@@ -118,6 +118,12 @@ class Settings(BaseSettings):
         description="JSONL file of signed checkpoints, kept outside PostgreSQL. "
         "Default: <data dir>/witness/<database>.jsonl (one file per database).",
     )
+    cache_key: Path | None = Field(
+        default=None,
+        validation_alias=AliasChoices("JARVIS_CACHE_KEY", "cache_key"),
+        description="HMAC key (32 random bytes, mode 0600) that authenticates what Jarvis writes to Redis. "
+        "Default: <data dir>/keys/cache.key; `jarvis keys init` or the agent's first start creates it.",
+    )
 
     def signing_key_path(self) -> Path:
         """The private key file (it may not exist yet: `jarvis keys init` makes it)."""
