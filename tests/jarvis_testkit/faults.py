@@ -137,8 +137,15 @@ def dropping_proxy(database_url: str) -> Iterator[tuple[DroppingProxy, str]]:
         proxy.close()
 
 
+RESTART_TIMEOUT = 120
+"""Seconds pg_ctl may wait for the server to stop and to accept connections again (a second on an idle machine)."""
+
+
 def restart_postgres(server: object) -> None:
-    """`pg_ctl restart` on a private pgserver cluster (as the unprivileged user it runs as)."""
+    """`pg_ctl restart` on a private pgserver cluster (as the unprivileged user it runs as).
+
+    Returns once the server accepts connections again (`-w`), however long a loaded machine takes.
+    """
     from pgserver._commands import POSTGRES_BIN_PATH
 
     pgdata = Path(server.pgdata)  # type: ignore[attr-defined]
@@ -148,16 +155,18 @@ def restart_postgres(server: object) -> None:
         "-D",
         str(pgdata),
         "-w",
+        "-t",
+        str(RESTART_TIMEOUT),
         "-m",
         "fast",
         "restart",
         "-l",
         str(pgdata / "log"),
     ]
-    kwargs: dict[str, object] = {}
+    kwargs: dict[str, object] = {"timeout": RESTART_TIMEOUT + 30}
     if user is not None and os.geteuid() == 0:
         kwargs["user"] = pwd.getpwnam(user).pw_uid
-    done = subprocess.run(command, capture_output=True, text=True, timeout=60, **kwargs)  # type: ignore[call-overload]
+    done = subprocess.run(command, capture_output=True, text=True, **kwargs)  # type: ignore[call-overload]
     if done.returncode != 0:
         log = (pgdata / "log").read_text()[-2000:] if (pgdata / "log").exists() else ""
         raise RuntimeError(f"pg_ctl restart failed ({done.returncode}): {done.stdout}{done.stderr}\n{log}")

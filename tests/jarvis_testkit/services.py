@@ -11,6 +11,7 @@ import contextlib
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -107,6 +108,10 @@ def fresh_database(admin_url: str, label: str) -> Iterator[str]:
         drop_database(admin_url, url, drop_roles=True)
 
 
+START_TIMEOUT = 30.0
+"""Seconds a private redis-server gets to answer PING, or to exit (well under a second on an idle machine)."""
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -148,7 +153,7 @@ class RedisServer:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + START_TIMEOUT
         client = redis.Redis.from_url(self.url, socket_timeout=0.5)
         while True:
             try:
@@ -162,9 +167,22 @@ class RedisServer:
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
+            self.thaw()  # a frozen server cannot act on SIGTERM
             self.process.terminate()
-            self.process.wait(timeout=10)
+            self.process.wait(timeout=START_TIMEOUT)
         self.process = None
+
+    def freeze(self) -> None:
+        """SIGSTOP: the server keeps its data and its connections but answers nothing until `thaw()`.
+
+        Unlike a timed `CLIENT PAUSE`, the outage lasts exactly as long as the test needs, however slow the machine.
+        """
+        if self.process is not None:
+            self.process.send_signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGCONT)
 
 
 @contextlib.contextmanager
