@@ -20,7 +20,15 @@ from jarvis.agent.builtin_tools import register_builtin_tools
 from jarvis.agent.plan import Planner, Step
 from jarvis.agent.tools import ToolInputError, ToolRegistry, UnknownToolError
 from jarvis.agent.witnessing import ensure_signing_key, seal_and_sign
-from jarvis.cache import AuditStream, CachedStateStore, CycleLease, CycleLock, RedisLink, namespace_for
+from jarvis.cache import (
+    AuditStream,
+    CachedStateStore,
+    CycleLease,
+    CycleLock,
+    RedisLink,
+    ensure_cache_key,
+    namespace_for,
+)
 from jarvis.config import Settings
 from jarvis.db import Database, MemoryStore, RuntimeSchema, StateStore, open_database
 from jarvis.db.audit import (
@@ -111,7 +119,7 @@ class Agent:
         database = open_database(settings)
         link = None
         if settings.redis_url:
-            link = RedisLink(settings.redis_url, namespace=namespace_for(database.url))
+            link = RedisLink(settings.redis_url, namespace=namespace_for(database), auth_key=ensure_cache_key(settings))
         else:
             log.info("REDIS_URL is unset: running without Redis (no state cache, no live audit stream)")
         agent = cls(database, name=name, listeners=listeners, redis_link=link)

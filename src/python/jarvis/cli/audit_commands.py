@@ -14,7 +14,7 @@ from rich.markup import escape
 
 from jarvis.agent.bundle import BundleError, export_bundle, verify_bundle
 from jarvis.agent.witnessing import checkpoints, seal_and_sign, verify_trail, witness_log_path
-from jarvis.cache import RedisLink, StreamReader, namespace_for
+from jarvis.cache import RedisLink, StreamReader, ensure_cache_key, namespace_for
 from jarvis.cli.session import (
     ExitCode,
     console,
@@ -322,7 +322,7 @@ def tail_command(
     settings = settings_or_exit()
     with opened_database() as database:
         if settings.redis_url and not from_db:
-            link = RedisLink(settings.redis_url, namespace=namespace_for(database.url))
+            link = RedisLink(settings.redis_url, namespace=namespace_for(database), auth_key=ensure_cache_key(settings))
             start_ms = int((time.time() - since_seconds) * 1000)
             reader = StreamReader(link, last_id=f"{start_ms}-0")
             try:
