@@ -256,7 +256,7 @@ class Agent:
     def seal(self) -> None:
         """Seal and sign without waiting: another sealer at work links these rows too, or the next seal will."""
         try:
-            seal_and_sign(self.database, self.database.settings)
+            seal_and_sign(self.database, self.database.settings, redis_link=self.redis)
         except SealerBusyError as busy:
             log.warning("sealing skipped, rows stay queued: %s", busy)
 

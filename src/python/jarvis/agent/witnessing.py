@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 
 from sqlalchemy import text
 
+from jarvis.cache import RedisLink
 from jarvis.config import Settings
 from jarvis.db import Database
 from jarvis.db.audit import ExpectedHead, Problem, SealResult, TrustedHead, VerifyReport, seal, verify
@@ -70,8 +71,19 @@ def ensure_signing_key(settings: Settings) -> None:
         log.info("created the checkpoint signing key at %s (public key %s)", path, settings.public_key_path())
 
 
-def seal_and_sign(database: Database, settings: Settings, *, wait: float = 0.0) -> SealResult:
-    """Seal what is queued, then sign the head and append it to the witness log (when a key exists)."""
+CHECKPOINT_STREAM = "checkpoints"
+"""The Redis stream (under the database's namespace) checkpoints are also published to: a copy for
+watchers, never evidence — verify reads the witness log and checks every signature itself."""
+
+
+def seal_and_sign(
+    database: Database, settings: Settings, *, wait: float = 0.0, redis_link: RedisLink | None = None
+) -> SealResult:
+    """Seal what is queued, then sign the head and append it to the witness log (when a key exists).
+
+    With `redis_link`, the signed checkpoint is also published to Redis; a Redis that is down
+    costs only that copy.
+    """
     result = seal(database, wait=wait)
     key_path = settings.signing_key_path()
     if key_path.exists():
@@ -79,6 +91,12 @@ def seal_and_sign(database: Database, settings: Settings, *, wait: float = 0.0) 
             trail_id(database), result.head_seq, result.head_hash, result.sealed_at
         )
         WitnessLog(witness_log_path(settings, database)).append(checkpoint)
+        if redis_link is not None:
+            stream = redis_link.key(CHECKPOINT_STREAM)
+            redis_link.run(
+                lambda r: r.xadd(stream, {"checkpoint": checkpoint.to_json()}, maxlen=10_000, approximate=True),
+                None,
+            )
     return result
 
 
