@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import redis
 
@@ -20,10 +21,10 @@ def test_a_signed_checkpoint_is_published_to_redis_after_each_seal(
     link = RedisLink(redis_url, namespace=namespace_for(isolated_database), auth_key=ensure_cache_key(witnessed))
     try:
         result = seal_and_sign(isolated_database, witnessed, redis_link=link)
-        entries = redis.Redis.from_url(redis_url).xrange(link.key(CHECKPOINT_STREAM))
+        entries: Any = redis.Redis.from_url(redis_url, decode_responses=True).xrange(link.key(CHECKPOINT_STREAM))
     finally:
         link.close()
-    published = Checkpoint.from_json(entries[-1][1][b"checkpoint"].decode())
+    published = Checkpoint.from_json(str(entries[-1][1]["checkpoint"]))
     assert published.seq == result.head_seq and published.head_hash == result.head_hash.hex()
     assert published.verify(load_public_key(witnessed.public_key_path()))
 
