@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from jarvis.witness import Checkpoint, PublicKey, WitnessError, WitnessLog, load_public_key
-from jarvis.witness._files import fsync_directory
+from jarvis.witness.files import fsync_directory
 
 if TYPE_CHECKING:
     from jarvis.config import Settings

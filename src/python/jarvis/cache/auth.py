@@ -26,7 +26,7 @@ import stat
 from pathlib import Path
 
 from jarvis.config import ConfigError, Settings
-from jarvis.witness._files import ensure_private_directory, write_new_file
+from jarvis.witness.files import ensure_private_directory, write_new_file
 from jarvis.witness.errors import WitnessError
 
 log = logging.getLogger("jarvis.cache")

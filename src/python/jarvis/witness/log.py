@@ -17,7 +17,7 @@ import logging
 import os
 from pathlib import Path
 
-from jarvis.witness._files import ensure_private_directory, fsync_directory, write_all
+from jarvis.witness.files import ensure_private_directory, fsync_directory, write_all
 from jarvis.witness.checkpoint import Checkpoint, canonical_trail
 from jarvis.witness.errors import WitnessError
 
