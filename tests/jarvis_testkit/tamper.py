@@ -202,3 +202,13 @@ def build_trail(database: Database, url: str, agent: str = "victim") -> Trail:
     report = verify(database)
     assert report.ok, report.summary()
     return Trail(url, cycle, decision, tuple(starts), tuple(completions), f"{report.head_seq}:{report.head_hex}")
+
+
+def rewind_seal_head(url: str) -> None:
+    """Set audit_seal_head to the chain's last link, as a careful superuser who cut the tail would."""
+    with superuser_without_triggers(url) as conn:
+        conn.execute(
+            "UPDATE public.audit_seal_head SET (seq, chain_hash) = (SELECT coalesce(max(seq), 0), coalesce("
+            "(SELECT chain_hash FROM public.audit_chain ORDER BY seq DESC LIMIT 1), decode(repeat('00', 32), 'hex')) "
+            "FROM public.audit_chain)"
+        )

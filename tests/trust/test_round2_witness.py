@@ -8,17 +8,29 @@ done, without a traceback.
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
+import pytest
+from sqlalchemy import text
 from typer.testing import CliRunner
 
 from jarvis.agent.bundle import BundleReport, export_bundle, verify_bundle
-from jarvis.agent.witnessing import checkpoints, seal_and_sign, verify_trail
+from jarvis.agent.witnessing import (
+    CheckpointContradictedError,
+    ImplausibleSealTimeError,
+    checkpoints,
+    seal_and_sign,
+    trail_id,
+    verify_trail,
+    witness_log_path,
+)
 from jarvis.cli.main import app
 from jarvis.config import Settings
 from jarvis.db import Database, DatabaseError
 from jarvis.db.audit import ToolCallLog, VerifyReport, seal, verify
+from jarvis.witness import WitnessLog, load_signing_key
 from jarvis_testkit import tamper
 from jarvis_testkit.tamper import Trail, within, without_traceback
 
@@ -44,7 +56,16 @@ def test_a_rewrite_is_not_laundered_by_the_next_checkpoint_at_the_same_position(
     tamper.recompute_chain(trail.url)
     assert not verify_trail(isolated_database, witnessed).ok  # caught so far
 
-    seal_and_sign(isolated_database, witnessed)  # the agent at its next cycle end / shutdown: 7:H'
+    with pytest.raises(CheckpointContradictedError, match="checkpoint 7"):
+        seal_and_sign(isolated_database, witnessed)  # the agent at its next cycle end / shutdown refuses
+    # A checkpoint of the rewritten head signed some other way must not launder it either.
+    with psycopg.connect(trail.url) as conn:
+        head = conn.execute("SELECT chain_hash FROM public.audit_chain WHERE seq = 7").fetchone()
+    assert head is not None
+    forged = load_signing_key(witnessed.signing_key_path()).sign(
+        trail_id(isolated_database), 7, bytes(head[0]), datetime.now(UTC)
+    )
+    WitnessLog(witness_log_path(witnessed, isolated_database)).append(forged)
     entries = checkpoints(witnessed, isolated_database)
     assert [c.seq for c in entries] == [7, 7] and entries[0].head_hash != entries[1].head_hash
 
@@ -129,8 +150,10 @@ def test_checkpoint_sealed_at_year_1_does_not_crash_verify_or_the_bundle(
     catalog check is clean). The agent signed what the database said; every later verify computes
     `sealed_at - 60 s` and overflows."""
     original = replace_sealed_at(trail.url, "0001-01-01 00:00:00+00")
-    seal_and_sign(isolated_database, witnessed)
+    with pytest.raises(ImplausibleSealTimeError):
+        seal_and_sign(isolated_database, witnessed)  # the agent refuses to sign what the database said...
     restore(trail.url, original)
+    sign_by_hand(isolated_database, witnessed, "0001-01-01T00:00:00+00:00")  # ...but one signed anyway must not crash
     ToolCallLog(isolated_database).start("transfer", {"to": "landlord", "usd": 10})
     seal_and_sign(isolated_database, witnessed)
 
@@ -146,12 +169,24 @@ def test_checkpoint_sealed_at_year_9999_does_not_crash_verify(
     isolated_database: Database, trail: Trail, witnessed: Settings
 ) -> None:
     original = replace_sealed_at(trail.url, "9999-12-31 23:59:59.999999+00")
-    seal_and_sign(isolated_database, witnessed)
+    with pytest.raises(ImplausibleSealTimeError):
+        seal_and_sign(isolated_database, witnessed)
     restore(trail.url, original)
+    sign_by_hand(isolated_database, witnessed, "9999-12-31T23:59:59.999999+00:00")
 
     report = without_traceback(lambda: within(10, lambda: verify_trail(isolated_database, witnessed)))
 
     assert not report.ok, report.summary()
+
+
+def sign_by_hand(database: Database, settings: Settings, sealed_at: str) -> None:
+    """A checkpoint of the current head with the given seal time, signed with the real key."""
+    with database.connect() as conn:
+        seq, head = conn.execute(text("SELECT seq, chain_hash FROM public.audit_seal_head")).one()
+    checkpoint = load_signing_key(settings.signing_key_path()).sign(
+        trail_id(database), int(seq), bytes(head), datetime.fromisoformat(sealed_at)
+    )
+    WitnessLog(witness_log_path(settings, database)).append(checkpoint)
 
 
 # --- (c) trail_info, the row every command reads first

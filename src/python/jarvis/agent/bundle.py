@@ -43,7 +43,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from jarvis.witness import Checkpoint, PublicKey, WitnessError, WitnessLog, load_public_key
+from jarvis.witness import Checkpoint, PublicKey, WitnessError, WitnessLog, load_public_key, plausible_seal_time
 from jarvis.witness.files import fsync_directory
 
 if TYPE_CHECKING:
@@ -221,7 +221,7 @@ def _write_bundle(database: Database, entries: list[Checkpoint], out: IO[str], p
                 database.roles(raw)
         with raw.transaction():
             raw.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
-            database.enter_role(raw)
+            database.enter_role(raw, read_only=True)
             raw.execute("SET LOCAL TimeZone = 'UTC'")
             # A row-level security policy would silently leave rows out of the bundle: read them all.
             raw.execute("SET LOCAL row_security = off")
@@ -252,7 +252,7 @@ def _write_bundle(database: Database, entries: list[Checkpoint], out: IO[str], p
                 )
             )
             for table in CHAINED_TABLES:
-                with raw.cursor(name=f"bundle_{table}") as cursor:
+                with raw.cursor(name=f"bundle_{table}_{uuid.uuid4().hex}") as cursor:
                     cursor.itersize = 5_000
                     cursor.execute(
                         f"SELECT x.id, pg_catalog.to_jsonb(x)::text FROM ONLY public.{table} x ORDER BY x.id"
@@ -277,7 +277,7 @@ def _write_bundle(database: Database, entries: list[Checkpoint], out: IO[str], p
                             unreadable += 1
                         out.write(_line({"row": row}))
                         rows += 1
-            with raw.cursor(name="bundle_chain", binary=True) as cursor:
+            with raw.cursor(name=f"bundle_chain_{uuid.uuid4().hex}", binary=True) as cursor:
                 cursor.itersize = 10_000
                 cursor.execute(
                     "SELECT seq, table_name, row_id, row_hash, chain_hash, encoding "
@@ -552,6 +552,8 @@ class _Checker:
     def _link(self, body: dict[str, Any], where: str) -> None:
         _exact_keys(body, {"seq", "table", "row_id", "row_hash", "chain_hash", "encoding"}, set(), where)
         seq = _field(body, "seq", int, where)
+        if not 1 <= seq < 2**63:
+            raise BundleFormatError(f"{where}: chain position {_shown(seq)} is outside 1 … 2^63-1: {_FIX}")
         table = _field(body, "table", str, where)
         if table not in self.tables:
             raise BundleFormatError(
@@ -668,15 +670,16 @@ class _Checker:
                     None,
                     f"bundle line {number} is for trail {checkpoint.trail}, but the bundle is of trail {report.trail}",
                 )
-            else:
-                trusted.append(
-                    TrustedHead(
-                        checkpoint.seq,
-                        bytes.fromhex(checkpoint.head_hash),
-                        datetime.fromisoformat(checkpoint.sealed_at),
-                        label,
-                    )
+            elif not plausible_seal_time(sealed_at := datetime.fromisoformat(checkpoint.sealed_at)):
+                self._problem(
+                    "witness log",
+                    None,
+                    None,
+                    f"bundle line {number}: sealed at {checkpoint.sealed_at}, a time no database clock should "
+                    f"give ({label}): the database's clock or its jarvis_seal was tampered with",
                 )
+            else:
+                trusted.append(TrustedHead(checkpoint.seq, bytes.fromhex(checkpoint.head_hash), sealed_at, label))
         trusted.sort(key=lambda head: head.seq)
         for head in trusted:
             if head.seq > report.head_seq:
@@ -736,7 +739,10 @@ class _Checker:
                 if latest is None:
                     continue
                 created = self.created[index]
-                limit = (latest.sealed_at - self.slack).timestamp()
+                try:
+                    limit = (latest.sealed_at - self.slack).timestamp()
+                except OverflowError:  # a checkpoint dated at the calendar's start: nothing is before it
+                    continue
                 if not math.isnan(created) and created < limit:
                     table, row_id = self._name(index)
                     dated = datetime.fromtimestamp(created, UTC).isoformat(timespec="seconds")

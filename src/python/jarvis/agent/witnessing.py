@@ -21,7 +21,7 @@ from sqlalchemy import text
 
 from jarvis.cache import RedisLink
 from jarvis.config import Settings
-from jarvis.db import Database
+from jarvis.db import Database, NotMigratedError
 from jarvis.db.audit import ExpectedHead, Problem, SealResult, TrustedHead, VerifyReport, seal, verify
 from jarvis.witness import (
     Checkpoint,
@@ -30,10 +30,19 @@ from jarvis.witness import (
     generate_key,
     load_public_key,
     load_signing_key,
+    plausible_seal_time,
     write_public_key,
 )
 
 log = logging.getLogger("jarvis.audit")
+
+
+class CheckpointContradictedError(WitnessError):
+    """The chain no longer holds the newest signed checkpoint: sealing or signing now would launder a rewrite."""
+
+
+class ImplausibleSealTimeError(WitnessError):
+    """The database reported a seal time no honest clock gives: nothing is signed with it."""
 
 
 def witness_log_path(settings: Settings, database: Database) -> Path:
@@ -51,7 +60,31 @@ def witness_log_path(settings: Settings, database: Database) -> Path:
 
 def trail_id(database: Database) -> str:
     with database.connect() as conn:
-        return str(conn.execute(text("SELECT trail_id FROM public.trail_info")).scalar_one())
+        found = conn.execute(text("SELECT trail_id FROM public.trail_info")).scalar()
+    if found is None:
+        raise NotMigratedError(
+            "public.trail_info is empty, so this trail has no identity (its one row was deleted: only a "
+            "superuser can do that); restore it from a backup"
+        )
+    return str(found)
+
+
+def refuse_to_contradict(database: Database, last: Checkpoint | None, trail: str) -> None:
+    """Never sign a head the previous checkpoint contradicts: signing would launder a rewrite."""
+    if last is None or last.trail != trail:
+        return
+    with database.connect() as conn:
+        held = conn.execute(
+            text("SELECT chain_hash FROM ONLY public.audit_chain WHERE seq = :seq"), {"seq": last.seq}
+        ).scalar()
+    if (last.seq == 0 and last.head_hash == bytes(32).hex()) or (
+        held is not None and bytes(held).hex() == last.head_hash
+    ):
+        return
+    raise CheckpointContradictedError(
+        f"refusing to seal or sign: the chain no longer holds checkpoint {last.seq}:{last.head_hash[:12]}… signed "
+        f"{last.signed_at} (history was rewritten or cut). Run `jarvis audit verify`"
+    )
 
 
 def ensure_signing_key(settings: Settings) -> None:
@@ -84,13 +117,20 @@ def seal_and_sign(
     With `redis_link`, the signed checkpoint is also published to Redis; a Redis that is down
     costs only that copy.
     """
-    result = seal(database, wait=wait)
     key_path = settings.signing_key_path()
+    witness = WitnessLog(witness_log_path(settings, database))
+    trail = trail_id(database)
     if key_path.exists():
-        checkpoint = load_signing_key(key_path).sign(
-            trail_id(database), result.head_seq, result.head_hash, result.sealed_at
-        )
-        WitnessLog(witness_log_path(settings, database)).append(checkpoint)
+        refuse_to_contradict(database, witness.last(), trail)  # before linking anything onto a rewritten chain
+    result = seal(database, wait=wait)
+    if key_path.exists():
+        if not plausible_seal_time(result.sealed_at):
+            raise ImplausibleSealTimeError(
+                f"refusing to sign a head sealed at {result.sealed_at.isoformat()}: the database's clock (or its "
+                "jarvis_seal function) is not to be trusted. Run `jarvis audit verify`"
+            )
+        checkpoint = load_signing_key(key_path).sign(trail, result.head_seq, result.head_hash, result.sealed_at)
+        witness.append(checkpoint)
         if redis_link is not None:
             stream = redis_link.key(CHECKPOINT_STREAM)
             redis_link.run(
@@ -137,15 +177,18 @@ def trusted_heads(
                     "(then give each its own JARVIS_WITNESS_LOG)",
                 )
             )
-        else:
-            heads.append(
-                TrustedHead(
-                    checkpoint.seq,
-                    bytes.fromhex(checkpoint.head_hash),
-                    datetime.fromisoformat(checkpoint.sealed_at),
-                    label,
+        elif not plausible_seal_time(sealed_at := datetime.fromisoformat(checkpoint.sealed_at)):
+            problems.append(
+                Problem(
+                    "witness log",
+                    None,
+                    None,
+                    f"{where} entry {number}: sealed at {checkpoint.sealed_at}, a time no database clock "
+                    f"should give ({label}): the database's clock or its jarvis_seal was tampered with",
                 )
             )
+        else:
+            heads.append(TrustedHead(checkpoint.seq, bytes.fromhex(checkpoint.head_hash), sealed_at, label))
     return heads, problems
 
 

@@ -26,8 +26,8 @@ import stat
 from pathlib import Path
 
 from jarvis.config import ConfigError, Settings
-from jarvis.witness.files import ensure_private_directory, write_new_file
 from jarvis.witness.errors import WitnessError
+from jarvis.witness.files import ensure_private_directory, write_new_file
 
 log = logging.getLogger("jarvis.cache")
 

@@ -237,7 +237,8 @@ def _query(database: Database, sql: str, key: str) -> Any:
                     cursor.execute(sql, (key,))
                 else:
                     cursor.execute(f"{prefix[0]}; {sql}", (*prefix[1], key))
-                    cursor.nextset()
+                    while cursor.nextset():  # to the last statement's result
+                        pass
                 return cursor.fetchone()
             finally:
                 if not raw.closed:

@@ -25,6 +25,7 @@ from sqlalchemy import Connection, Engine, create_engine, event, exc
 
 from jarvis.config import Settings, mask_url, redact
 from jarvis.db.embedded import embedded_url, start_embedded_postgres
+from jarvis.db.jsonb import set_max_value_bytes
 from jarvis.db.urls import libpq_url, sqlalchemy_url
 
 log = logging.getLogger("jarvis.db")
@@ -96,40 +97,58 @@ class Database:
                     f"{self.display_url} has no Jarvis schema (or one from before migration 0003). "
                     "Fix: run `jarvis db upgrade` as the database owner."
                 ) from None
+            if row is None:
+                raise NotMigratedError(
+                    f"{self.display_url}: public.trail_info is empty, so this database's roles are unknown "
+                    "(its one row was deleted: only a superuser can do that). Run `jarvis audit verify` as the "
+                    "owner and restore the row from a backup"
+                )
             self._roles = Roles(app=row[0], auditor=row[1], login=row[2], login_is_superuser=bool(row[3]))
         return self._roles
 
-    def role_statement(self) -> tuple[str, tuple[str, ...]]:
-        """The statement that starts a transaction as this database's role (roles must be resolved).
+    def role_statement(self, *, read_only: bool = False) -> tuple[str, tuple[str, ...]]:
+        """The statements that start a transaction as this database's role (roles must be resolved).
 
-        Sent in one query string ahead of another statement, it makes both one implicit
-        transaction: the hot path's role, INSERT and COMMIT cost a single round trip. A
-        superuser login also resets `session_replication_role` for the transaction: behind a
-        pooler, a neighbour on the same login may have left it at `replica` (triggers off).
+        Sent in one query string ahead of another statement, they make one implicit
+        transaction: the hot path's role, INSERT and COMMIT cost a single round trip. They
+        also undo, for this transaction, what a neighbour on a pooled connection may have left
+        in the session: a read-only default, timeouts, a date style, and (for a superuser
+        login) `session_replication_role = replica`, which would silence the triggers.
         """
         roles = self._roles
         assert roles is not None, "resolve roles() first"
         settings = [
             "pg_catalog.set_config('role', %s, true)",
             "pg_catalog.set_config('search_path', %s, true)",
+            "pg_catalog.set_config('statement_timeout', '0', true)",
+            "pg_catalog.set_config('lock_timeout', '0', true)",
+            "pg_catalog.set_config('DateStyle', 'ISO, MDY', true)",
         ]
         if roles.login_is_superuser:  # evaluated left to right: back to the login, triggers on, then the role
             settings[0:0] = [
                 "pg_catalog.set_config('role', 'none', true)",
                 "pg_catalog.set_config('session_replication_role', 'origin', true)",
             ]
-        if self.role == "auditor":
-            settings.append("pg_catalog.set_config('transaction_read_only', 'on', true)")
-        return "SELECT " + ", ".join(settings), (roles.app if self.role == "app" else roles.auditor, SEARCH_PATH)
+        # Read-write must be chosen before the transaction's first snapshot: a statement of its own, first.
+        mode = "off" if self.role == "app" and not read_only else "on"
+        return (
+            f"SET LOCAL transaction_read_only = {mode}; SELECT " + ", ".join(settings),
+            (roles.app if self.role == "app" else roles.auditor, SEARCH_PATH),
+        )
 
-    def enter_role(self, cursor: Any) -> None:
-        """Begin this transaction as the database's app or auditor role; nothing outlives the transaction."""
+    def enter_role(self, connection: Any, *, read_only: bool = False) -> None:
+        """Begin this transaction as the database's app or auditor role; nothing outlives the transaction.
+
+        `read_only` makes even an app-role transaction read-only (verify, export).
+        """
         if self.role == "owner":
+            if read_only:
+                connection.execute("SET LOCAL transaction_read_only = on")
             return
-        self.roles(cursor)
-        sql, params = self.role_statement()
+        self.roles(connection)
+        sql, params = self.role_statement(read_only=read_only)
         try:
-            cursor.execute(sql, params)
+            psycopg.ClientCursor(connection).execute(sql, params)
         except psycopg.errors.InsufficientPrivilege as error:
             raise self.role_not_granted(error) from None
 
@@ -235,6 +254,7 @@ def open_database(settings: Settings, *, url: str | None = None, role: Role = "a
         },
     )
     database = Database(engine=engine, url=url, settings=settings, embedded_server=server, role=role)
+    set_max_value_bytes(settings.max_value_bytes)  # every value this process stores is held to it
     if role != "owner":
 
         def enter_role(conn: Connection) -> None:

@@ -8,7 +8,7 @@ a file the database cannot write, can: a rewritten chain no longer matches it.
 This package knows nothing of the database; callers pass in the chain head.
 """
 
-from jarvis.witness.checkpoint import Checkpoint
+from jarvis.witness.checkpoint import Checkpoint, plausible_seal_time
 from jarvis.witness.errors import WitnessError
 from jarvis.witness.keys import (
     PublicKey,
@@ -32,6 +32,7 @@ __all__ = [
     "key_id",
     "load_public_key",
     "load_signing_key",
+    "plausible_seal_time",
     "public_key_path",
     "write_public_key",
 ]

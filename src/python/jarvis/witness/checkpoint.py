@@ -166,3 +166,11 @@ def _is_signature(value: str) -> bool:
 def _shown(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 80 else text[:77] + "..."
+
+
+def plausible_seal_time(moment: datetime) -> bool:
+    """A time an honest database clock gives and every client can do arithmetic with (years 2000-9998).
+
+    A checkpoint sealed outside it means the database's clock or its sealer was tampered with.
+    """
+    return datetime(2000, 1, 1, tzinfo=UTC) <= moment < datetime(9999, 1, 1, tzinfo=UTC)

@@ -20,9 +20,9 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from jarvis.witness.files import ensure_private_directory, write_new_file
 from jarvis.witness.checkpoint import Checkpoint, canonical_trail, signed_message, utc_timestamp
 from jarvis.witness.errors import WitnessError
+from jarvis.witness.files import ensure_private_directory, write_new_file
 
 HASH_BYTES = 32
 

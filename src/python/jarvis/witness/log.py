@@ -17,14 +17,18 @@ import logging
 import os
 from pathlib import Path
 
-from jarvis.witness.files import ensure_private_directory, fsync_directory, write_all
 from jarvis.witness.checkpoint import Checkpoint, canonical_trail
 from jarvis.witness.errors import WitnessError
+from jarvis.witness.files import ensure_private_directory, fsync_directory, write_all
 
 log = logging.getLogger(__name__)
 
 LOG_MODE = 0o644  # checkpoints are public statements; the directory around them is private
 _TAIL_CHUNK = 64 * 1024
+
+
+TAIL_BYTES = 64 * 1024
+"""Far more than one checkpoint line (about 400 bytes)."""
 
 
 class WitnessLog:
@@ -78,6 +82,29 @@ class WitnessLog:
                 len(lines) + 1,
             )
         return [self._parse(raw, number) for number, raw in enumerate(lines, start=1)]
+
+    def last(self) -> Checkpoint | None:
+        """The last complete checkpoint, reading only the file's tail (a seal must not read the whole log)."""
+        try:
+            fd = os.open(self.path, os.O_RDONLY)
+        except FileNotFoundError:
+            return None
+        except OSError as error:
+            raise WitnessError(f"cannot read the witness log {self.path}: {error.strerror}; check its mode") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH)
+            size = os.fstat(fd).st_size
+            with os.fdopen(fd, "rb", closefd=False) as file:
+                file.seek(max(0, size - TAIL_BYTES))
+                tail = file.read()
+        finally:
+            os.close(fd)
+        complete = tail.split(b"\n")[:-1]  # what follows the last newline is torn (or empty)
+        if size > TAIL_BYTES:
+            complete = complete[1:]  # the window began mid-line
+        if not complete:
+            return None
+        return Checkpoint.from_json(complete[-1].decode("utf-8"), where=f"{self.path} (last line)")
 
     def newest(self, trail: str) -> Checkpoint | None:
         """The checkpoint of `trail` with the highest seq (the last appended of equal ones), or None.

@@ -10,6 +10,7 @@ from jarvis.db.audit.append import (
 from jarvis.db.audit.chain import (
     ExpectedHead,
     Problem,
+    SealConflictError,
     SealerBusyError,
     SealPermissionError,
     SealResult,
@@ -43,6 +44,7 @@ __all__ = [
     "ExpectedHead",
     "PlanningLog",
     "Problem",
+    "SealConflictError",
     "SealPermissionError",
     "SealResult",
     "SealerBusyError",

@@ -119,13 +119,15 @@ def append_row(database: Database, table: Table, values: dict[str, Any]) -> date
                     try:
                         cursor = psycopg.ClientCursor(raw)
                         cursor.execute(f"{role_sql}; {sql}", (*role_params, *params))
-                        cursor.nextset()
+                        while cursor.nextset():  # to the last statement's result: the INSERT's
+                            pass
                         row = cursor.fetchone()
                         if row is None:  # the id exists: a retry of a row that landed, or a reused id
                             cursor.execute(
                                 f"{role_sql}; {_existing_sql(table, tuple(values))}", (*role_params, values["id"])
                             )
-                            cursor.nextset()
+                            while cursor.nextset():
+                                pass
                             row = (_existing_created_at(cursor.fetchone(), table, values),)
                     finally:
                         if not raw.closed:

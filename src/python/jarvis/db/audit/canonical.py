@@ -68,24 +68,52 @@ def _jsonb_key(key: str) -> tuple[int, bytes]:
     return len(encoded), encoded
 
 
+class _Text(str):
+    """Punctuation or an already-encoded key, emitted as is by render_jsonb."""
+
+
 def render_jsonb(value: Any) -> str:
-    """`value` as PostgreSQL prints JSONB: keys by length then bytes, `, ` and `: `, numbers verbatim."""
-    if isinstance(value, _Number):
-        return str.__str__(value)
-    if isinstance(value, str):
-        return json.dumps(value, ensure_ascii=False)
-    if value is True:
-        return "true"
-    if value is False:
-        return "false"
-    if value is None:
-        return "null"
-    if isinstance(value, list):
-        return "[" + ", ".join(render_jsonb(item) for item in value) + "]"
-    if isinstance(value, dict):
-        items = sorted(value.items(), key=lambda item: _jsonb_key(item[0]))
-        return "{" + ", ".join(f"{json.dumps(k, ensure_ascii=False)}: {render_jsonb(v)}" for k, v in items) + "}"
-    raise NotCanonicalError(f"unexpected {type(value).__name__} in a JSON document")
+    """`value` as PostgreSQL prints JSONB: keys by length then bytes, `, ` and `: `, numbers verbatim.
+
+    Iterative, with an explicit stack: a document nested as deep as Jarvis accepts (and far
+    deeper) renders without touching Python's recursion limit.
+    """
+    out: list[str] = []
+    stack: list[Any] = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, _Text):
+            out.append(item)
+        elif isinstance(item, _Number):
+            out.append(str.__str__(item))
+        elif isinstance(item, str):
+            out.append(json.dumps(item, ensure_ascii=False))
+        elif item is True:
+            out.append("true")
+        elif item is False:
+            out.append("false")
+        elif item is None:
+            out.append("null")
+        elif isinstance(item, list):
+            parts: list[Any] = [_Text("[")]
+            for index, element in enumerate(item):
+                if index:
+                    parts.append(_Text(", "))
+                parts.append(element)
+            parts.append(_Text("]"))
+            stack.extend(reversed(parts))
+        elif isinstance(item, dict):
+            parts = [_Text("{")]
+            for index, (key, element) in enumerate(sorted(item.items(), key=lambda pair: _jsonb_key(pair[0]))):
+                if index:
+                    parts.append(_Text(", "))
+                parts.append(_Text(json.dumps(key, ensure_ascii=False) + ": "))
+                parts.append(element)
+            parts.append(_Text("}"))
+            stack.extend(reversed(parts))
+        else:
+            raise NotCanonicalError(f"unexpected {type(item).__name__} in a JSON document")
+    return "".join(out)
 
 
 def canonical_jsonb(table: str, row_json: str) -> bytes:

@@ -237,12 +237,9 @@ EXPECTED_INDEXES: dict[str, dict[str, str]] = {
 EXPECTED_FUNCTIONS: dict[str, tuple[str, bool]] = {
     "jarvis_canonical": ("49c896d66ad4da81d982b9ab211120cd587b4a9a9981a3a9876e80f11d284be7", False),
     "jarvis_check_cycle_reference": ("e99ae2519f06d3ddd669a11c3011a08718bed192f6d2571f3cf584d95a520d14", False),
-    "jarvis_planning_cycles_check_one_open": (
-        "44b946f051b6173bd19420f0fe37abaa14ee8a7b1a051baf71a8dbbc5ca0f5c4",
-        False,
-    ),
+    "jarvis_planning_cycles_check_one_open": ("584b801f1544b986221161d023aa7c72df2f55ea7d58d35bd64554db3e26b568", True),
     "jarvis_planning_cycles_check_parent": ("08da8fcd7547e5b34d7841bc463c8d1856052b78667d6a54bc9a3e0f07f9efc0", False),
-    "jarvis_queue_for_sealing": ("5536ea0994787f43b1b40d22f67b42b9676ab0b45e7b9ee80404eccf298bd796", True),
+    "jarvis_queue_for_sealing": ("3ad68c4e5143ea80c058b8406cb1747c975aff0913c159befb92ee1cc22db1d5", True),
     "jarvis_reject_mutation": ("7ddf847cbc8eb6fe5c1799266e079bf6013f10cf15f0e4afbf3190dc77d3b29e", False),
     "jarvis_seal": ("975c58854fbedf5c56e381f8f425c6554d9de9ad5e8c1e5f298ae95a127757ed", True),
     "jarvis_serial_uuid": ("ccda40a165b32fc8a147959ae8b7861e5303467a4ac1a1b6663739ece3d5e2d7", False),
@@ -367,6 +364,20 @@ def catalog_problems(raw: Any) -> list[tuple[str, str]]:
         "JOIN pg_catalog.pg_namespace n ON n.oid = o.oprnamespace WHERE n.nspname = 'public'"
     ):
         problems.append((f"operator public.{operator}", "is not one of Jarvis's: it could stand in for a built-in"))
+    for kind, name in raw.execute(
+        # PostgreSQL's own objects have oids below 16384; pg_catalog is searched first by every reader.
+        "SELECT 'function', p.oid::regprocedure::text FROM pg_catalog.pg_proc p "
+        "WHERE p.pronamespace = 'pg_catalog'::regnamespace AND p.oid >= 16384 "
+        "UNION ALL SELECT 'operator', o.oid::regoperator::text FROM pg_catalog.pg_operator o "
+        "WHERE o.oprnamespace = 'pg_catalog'::regnamespace AND o.oid >= 16384 "
+        "UNION ALL SELECT 'relation', c.relname::text FROM pg_catalog.pg_class c "
+        "WHERE c.relnamespace = 'pg_catalog'::regnamespace AND c.oid >= 16384 "
+        "UNION ALL SELECT 'type', t.typname::text FROM pg_catalog.pg_type t "
+        "WHERE t.typnamespace = 'pg_catalog'::regnamespace AND t.oid >= 16384"
+    ):
+        problems.append(
+            (f"{kind} pg_catalog.{name}", "was added to pg_catalog: it could stand in for PostgreSQL's own")
+        )
     for source, target in raw.execute(
         "SELECT c.castsource::regtype::text, c.casttarget::regtype::text FROM pg_catalog.pg_cast c "
         "WHERE c.oid >= 16384 AND (c.castsource::regtype::text = ANY(%s::text[]) "

@@ -52,6 +52,10 @@ class SealerBusyError(DatabaseError):
     """Another session holds the sealer's lock; the message names it."""
 
 
+class SealConflictError(DatabaseError):
+    """The chain and its seal head disagree (tampering): the sealer refuses to link more."""
+
+
 class SealPermissionError(DatabaseError):
     """This login may read the trail but not seal it (an auditor)."""
 
@@ -81,6 +85,11 @@ def seal(database: Database, *, wait: float = 0.0) -> SealResult:
                     text("SELECT linked, head_seq, head_hash, sealed_at FROM public.jarvis_seal(:n)"),
                     {"n": SEAL_BATCH},
                 ).one()
+        except exc.IntegrityError as error:
+            raise SealConflictError(
+                f"sealing was refused: {str(error.orig).strip().splitlines()[0]}. The seal head (audit_seal_head) "
+                "disagrees with the chain, which only a superuser can cause: run `jarvis audit verify`"
+            ) from None
         except exc.OperationalError as error:
             if isinstance(error.orig, psycopg.errors.LockNotAvailable):
                 raise SealerBusyError(
@@ -223,7 +232,7 @@ def verify(
                 database.roles(raw)
         with raw.transaction():
             raw.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
-            database.enter_role(raw)
+            database.enter_role(raw, read_only=True)
             hardened_reading(raw)
             problems = catalog_problems(raw)
             report.problems.extend(Problem(obj, None, None, why) for obj, why in problems)
@@ -236,6 +245,18 @@ def verify(
                 rows[table] = _load_rows(raw, table, legacy, report)
             pending = {(t, i) for t, i in raw.execute("SELECT table_name, row_id FROM ONLY public.audit_pending")}
             _check_chain(raw, rows, report, expect, sorted(trusted, key=lambda h: h.seq), backdate_slack)
+            seal_head = raw.execute("SELECT seq, chain_hash FROM ONLY public.audit_seal_head").fetchone()
+            if seal_head is None or (int(seal_head[0]), bytes(seal_head[1])) != (report.head_seq, report.head_hash):
+                shown = f"{seal_head[0]}:{bytes(seal_head[1]).hex()[:12]}…" if seal_head else "missing"
+                report.problems.append(
+                    Problem(
+                        "audit_seal_head",
+                        None,
+                        None,
+                        f"is {shown}, but the chain's head is {report.head_seq}:{report.head_hex[:12]}… "
+                        "(rewound or edited: sealing fails until it matches)",
+                    )
+                )
             for table, leftover in rows.items():
                 for row_id in leftover:
                     if (table, row_id) not in pending:
@@ -269,7 +290,7 @@ class _RawJsonb(TextLoader):
 def _load_rows(raw: Any, table: str, legacy: set[tuple[str, uuid.UUID]], report: VerifyReport) -> dict[uuid.UUID, _Row]:
     found: dict[uuid.UUID, _Row] = {}
     try:
-        with raw.transaction(), raw.cursor(name=f"verify_{table}") as cursor:
+        with raw.transaction(), raw.cursor(name=f"verify_{table}_{uuid.uuid4().hex}") as cursor:
             cursor.adapters.register_loader("jsonb", _RawJsonb)
             cursor.itersize = 5_000
             cursor.execute(
@@ -327,7 +348,9 @@ def _check_chain(
 ) -> None:
     previous = GENESIS
     expected_seen = False
-    by_seq = {head.seq: head for head in trusted}
+    by_seq: dict[int, list[TrustedHead]] = {}
+    for head in trusted:  # every one: a later checkpoint at the same position must not launder an earlier
+        by_seq.setdefault(head.seq, []).append(head)
     latest: TrustedHead | None = None  # the newest checkpoint before the current link
     upcoming = iter(trusted)
     next_head = next(upcoming, None)
@@ -356,7 +379,7 @@ def _check_chain(
         else:
             report.rows_checked += 1
         if actual is not None and next_head is not None and math.isfinite(actual.created_at):
-            if actual.created_at > (next_head.sealed_at + slack).timestamp():
+            if actual.created_at > _shifted(next_head.sealed_at, slack):
                 report.problems.append(
                     Problem(
                         table,
@@ -367,7 +390,7 @@ def _check_chain(
                     )
                 )
         if actual is not None and latest is not None:
-            limit = (latest.sealed_at - slack).timestamp()
+            limit = _shifted(latest.sealed_at, -slack)
             if actual.created_at < limit:
                 dated = _when(actual.created_at)
                 report.problems.append(
@@ -380,8 +403,7 @@ def _check_chain(
                         "transaction for longer than a minute",
                     )
                 )
-        head = by_seq.get(seq)
-        if head is not None:
+        for head in by_seq.get(seq, ()):
             report.checkpoints_checked += 1
             if head.hash != previous:
                 report.problems.append(
@@ -403,6 +425,14 @@ def _check_chain(
         report.expected_head_found = expected_seen
 
 
+def _shifted(moment: datetime, delta: timedelta) -> float:
+    """`moment + delta` as epoch seconds, saturating instead of overflowing at the calendar's ends."""
+    try:
+        return (moment + delta).timestamp()
+    except OverflowError:
+        return math.inf if delta > timedelta(0) else -math.inf
+
+
 def _when(epoch: float) -> str:
     try:
         return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds")
@@ -411,7 +441,7 @@ def _when(epoch: float) -> str:
 
 
 def _stream_chain(raw: Any) -> Iterator[tuple[int, str, uuid.UUID, bytes, bytes, int]]:
-    with raw.cursor(name="verify_chain", binary=True) as cursor:
+    with raw.cursor(name=f"verify_chain_{uuid.uuid4().hex}", binary=True) as cursor:
         cursor.itersize = 10_000
         cursor.execute(
             "SELECT seq, table_name, row_id, row_hash, chain_hash, encoding FROM ONLY public.audit_chain ORDER BY seq"

@@ -70,17 +70,17 @@ def find_dangling(
             text(
                 """
                 SELECT 'tool_calls' AS tbl, s.id, s.tool_name AS name, s.created_at, s.cycle_id,
-                       (SELECT p.agent FROM ONLY planning_cycles p WHERE p.id = s.cycle_id) AS agent
-                  FROM ONLY tool_calls s
+                       (SELECT p.agent FROM ONLY public.planning_cycles p WHERE p.id = s.cycle_id) AS agent
+                  FROM ONLY public.tool_calls s
                  WHERE s.parent_id IS NULL AND s.created_at < now() - :age
-                   AND NOT EXISTS (SELECT 1 FROM ONLY tool_calls c WHERE c.parent_id = s.id)
+                   AND NOT EXISTS (SELECT 1 FROM ONLY public.tool_calls c WHERE c.parent_id = s.id)
                    AND (CAST(:agent AS text) IS NULL
-                        OR s.cycle_id IN (SELECT id FROM ONLY planning_cycles WHERE agent = :agent))
+                        OR s.cycle_id IN (SELECT id FROM ONLY public.planning_cycles WHERE agent = :agent))
                 UNION ALL
                 SELECT 'planning_cycles', s.id, s.agent, s.created_at, NULL, s.agent
-                  FROM ONLY planning_cycles s
+                  FROM ONLY public.planning_cycles s
                  WHERE s.parent_id IS NULL AND s.created_at < now() - :age
-                   AND NOT EXISTS (SELECT 1 FROM ONLY planning_cycles c WHERE c.parent_id = s.id)
+                   AND NOT EXISTS (SELECT 1 FROM ONLY public.planning_cycles c WHERE c.parent_id = s.id)
                    AND (CAST(:agent AS text) IS NULL OR s.agent = :agent)
                  ORDER BY 4
                 """

@@ -30,7 +30,7 @@ def _plain(value: Any) -> Any:
 def export_rows(database: Database, *, since: datetime | None = None) -> Iterator[dict[str, Any]]:
     """Every audit row (optionally from `since` on), oldest first, tagged with its table."""
     selects = " UNION ALL ".join(
-        f"SELECT '{table}' AS tbl, created_at, id, to_jsonb(t) AS row FROM ONLY {table} t "
+        f"SELECT '{table}' AS tbl, created_at, id, to_jsonb(t) AS row FROM ONLY public.{table} t "
         "WHERE CAST(:since AS timestamptz) IS NULL OR created_at >= :since"
         for table in AUDIT_TABLES
     )
@@ -48,8 +48,8 @@ def tool_call_spans(database: Database, *, include_content: bool = False) -> Ite
         result = conn.execution_options(yield_per=1000).execute(
             text(
                 "SELECT s.id, s.tool_name, s.input, s.created_at AS started_at, s.cycle_id, c.status, c.output, "
-                "c.error, c.created_at AS ended_at FROM ONLY tool_calls s "
-                "LEFT JOIN ONLY tool_calls c ON c.parent_id = s.id "
+                "c.error, c.created_at AS ended_at FROM ONLY public.tool_calls s "
+                "LEFT JOIN ONLY public.tool_calls c ON c.parent_id = s.id "
                 "WHERE s.parent_id IS NULL ORDER BY s.created_at, s.id"
             )
         )

@@ -135,8 +135,8 @@ class PlanningLog:
         with self.database.connect() as conn:
             found: uuid.UUID | None = conn.execute(
                 text(
-                    "SELECT s.id FROM ONLY planning_cycles s WHERE s.agent = :agent AND s.parent_id IS NULL "
-                    "AND NOT EXISTS (SELECT 1 FROM ONLY planning_cycles c WHERE c.parent_id = s.id) "
+                    "SELECT s.id FROM ONLY public.planning_cycles s WHERE s.agent = :agent AND s.parent_id IS NULL "
+                    "AND NOT EXISTS (SELECT 1 FROM ONLY public.planning_cycles c WHERE c.parent_id = s.id) "
                     "ORDER BY s.created_at DESC LIMIT 1"
                 ),
                 {"agent": self.agent},
@@ -150,8 +150,8 @@ class PlanningLog:
             rows = conn.execute(
                 text(
                     "SELECT s.id, s.agent, s.goals, coalesce(c.status, 'started') AS status, s.created_at, "
-                    "c.created_at AS closed_at, c.outcomes FROM ONLY planning_cycles s "
-                    "LEFT JOIN ONLY planning_cycles c ON c.parent_id = s.id "
+                    "c.created_at AS closed_at, c.outcomes FROM ONLY public.planning_cycles s "
+                    "LEFT JOIN ONLY public.planning_cycles c ON c.parent_id = s.id "
                     f"WHERE s.parent_id IS NULL {where} ORDER BY s.created_at DESC LIMIT :limit"
                 ),
                 {"agent": agent or self.agent, "limit": limit},
@@ -167,19 +167,19 @@ class PlanningLog:
                     SELECT created_at, 'planning_cycles' AS tbl, id,
                            CASE WHEN parent_id IS NULL THEN 'cycle.opened' ELSE 'cycle.closed' END AS kind,
                            status, agent AS name, coalesce(goals, outcomes) AS detail
-                      FROM ONLY planning_cycles WHERE id = :cycle OR parent_id = :cycle
+                      FROM ONLY public.planning_cycles WHERE id = :cycle OR parent_id = :cycle
                     UNION ALL
                     SELECT created_at, 'decision_log', id, 'decision', NULL, decision, reasoning
-                      FROM ONLY decision_log WHERE cycle_id = :cycle
+                      FROM ONLY public.decision_log WHERE cycle_id = :cycle
                     UNION ALL
                     SELECT t.created_at, 'tool_calls', t.id,
                            CASE WHEN t.parent_id IS NULL THEN 'tool.started' ELSE 'tool.' || t.status END,
                            t.status, t.tool_name,
                            CASE WHEN t.parent_id IS NULL THEN t.input
                                 WHEN t.error IS NOT NULL THEN to_jsonb(t.error) ELSE t.output END
-                      FROM ONLY tool_calls t
+                      FROM ONLY public.tool_calls t
                      WHERE t.cycle_id = :cycle
-                        OR t.parent_id IN (SELECT id FROM ONLY tool_calls WHERE cycle_id = :cycle)
+                        OR t.parent_id IN (SELECT id FROM ONLY public.tool_calls WHERE cycle_id = :cycle)
                     ORDER BY 1, 3
                     """
                 ),

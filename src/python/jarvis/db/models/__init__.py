@@ -1,5 +1,6 @@
 """One module per table; importing this package registers them all on `Base.metadata`."""
 
+from jarvis.db.models.agent_cycle_guard import AgentCycleGuard
 from jarvis.db.models.agent_state import AgentState
 from jarvis.db.models.audit_chain import AuditChainLink, AuditPending, AuditSealHead
 from jarvis.db.models.decision import Decision
@@ -10,6 +11,7 @@ from jarvis.db.models.tool_call import ToolCall
 from jarvis.db.models.trail_info import TrailInfo
 
 __all__ = [
+    "AgentCycleGuard",
     "AgentState",
     "AuditChainLink",
     "AuditPending",

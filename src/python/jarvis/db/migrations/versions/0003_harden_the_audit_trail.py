@@ -86,11 +86,14 @@ END $$"""
         for table in TWO_ROW_TABLES
     },
     "jarvis_planning_cycles_check_one_open": f"""
-CREATE OR REPLACE FUNCTION public.jarvis_planning_cycles_check_one_open() RETURNS trigger LANGUAGE plpgsql {SAFE_PATH}
-AS $$
+CREATE OR REPLACE FUNCTION public.jarvis_planning_cycles_check_one_open() RETURNS trigger LANGUAGE plpgsql
+SECURITY DEFINER {SAFE_PATH} AS $$
 BEGIN
   IF NEW.parent_id IS NULL THEN
-    PERFORM pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('jarvis.planning_cycle:' || NEW.agent));
+    -- Openers of one agent's cycles queue on a row lock only this function may take (an advisory
+    -- lock is open to every role: a SELECT-only session could hold it and hang the agent).
+    INSERT INTO public.agent_cycle_guard (agent) VALUES (NEW.agent) ON CONFLICT (agent) DO NOTHING;
+    PERFORM 1 FROM public.agent_cycle_guard g WHERE g.agent = NEW.agent FOR UPDATE;
     IF EXISTS (
       SELECT 1 FROM public.planning_cycles s
       WHERE s.agent = NEW.agent AND s.parent_id IS NULL AND s.id <> NEW.id
@@ -127,6 +130,10 @@ END $$""",
 CREATE OR REPLACE FUNCTION public.jarvis_queue_for_sealing() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER
 {SAFE_PATH} AS $$
 BEGIN
+  IF TG_TABLE_SCHEMA <> 'public' THEN  -- attached to someone else's table: queue nothing
+    RAISE EXCEPTION 'jarvis_queue_for_sealing only serves Jarvis''s own tables, not %.%', TG_TABLE_SCHEMA, TG_TABLE_NAME
+      USING ERRCODE = 'insufficient_privilege';
+  END IF;
   IF TG_TABLE_NAME = 'schema_changes' THEN
     INSERT INTO public.audit_pending (table_name, row_id)
       SELECT 'schema_changes', public.jarvis_serial_uuid(n.id) FROM new_rows n;
@@ -212,6 +219,25 @@ BEGIN
 END $$""",
 }
 
+ONE_OPEN_CYCLE_0002 = """
+CREATE OR REPLACE FUNCTION public.jarvis_planning_cycles_check_one_open() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  IF NEW.parent_id IS NULL THEN
+    PERFORM pg_advisory_xact_lock(hashtext('jarvis.planning_cycle:' || NEW.agent));
+    IF EXISTS (
+      SELECT 1 FROM planning_cycles s
+      WHERE s.agent = NEW.agent AND s.parent_id IS NULL AND s.id <> NEW.id
+        AND NOT EXISTS (SELECT 1 FROM planning_cycles c WHERE c.parent_id = s.id)
+    ) THEN
+      RAISE EXCEPTION 'agent % already has an open planning cycle', NEW.agent
+        USING ERRCODE = 'unique_violation', HINT = 'Close it (or mark it abandoned) before opening another.';
+    END IF;
+  END IF;
+  RETURN NEW;
+END $$
+"""
+"""What 0002 installed, restored on downgrade (the guard table it no longer needs goes away)."""
+
 LEGACY_FUNCTIONS = (
     "jarvis_reject_mutation",
     "jarvis_planning_cycles_check_parent",
@@ -259,6 +285,7 @@ def upgrade() -> None:
         "(SELECT chain_hash FROM public.audit_chain ORDER BY seq DESC LIMIT 1), decode(repeat('00', 32), 'hex')) "
         "FROM public.audit_chain"
     )
+    op.execute("CREATE TABLE public.agent_cycle_guard (agent text PRIMARY KEY)")
     op.execute(
         "CREATE TABLE public.trail_info (one boolean PRIMARY KEY DEFAULT true CHECK (one), "
         "trail_id uuid NOT NULL DEFAULT gen_random_uuid(), app_role text NOT NULL, auditor_role text NOT NULL, "
@@ -349,6 +376,21 @@ END $$"""
         f"GRANT USAGE, CREATE ON SCHEMA agent_ext TO {app}",
         "REVOKE EXECUTE ON FUNCTION public.jarvis_seal(integer) FROM PUBLIC",
         f"GRANT EXECUTE ON FUNCTION public.jarvis_seal(integer) TO {app}",
+        # Trigger functions need EXECUTE only to be attached: nobody else may attach them to a table.
+        *(
+            f"REVOKE EXECUTE ON FUNCTION public.{name}() FROM PUBLIC"
+            for name in (
+                "jarvis_reject_mutation",
+                "jarvis_stamp_created_at",
+                "jarvis_planning_cycles_check_parent",
+                "jarvis_tool_calls_check_parent",
+                "jarvis_planning_cycles_check_one_open",
+                "jarvis_check_cycle_reference",
+                "jarvis_queue_for_sealing",
+            )
+        ),
+        # Clusters made before PostgreSQL 15 still let everyone create objects in public.
+        "REVOKE CREATE ON SCHEMA public FROM PUBLIC",
     ):
         op.execute(_fail_loudly_grant(statement, grant_hint))
     for table in CHAINED_TABLES:
@@ -427,6 +469,8 @@ END $$"""
     op.execute("DROP TRIGGER schema_changes_queue_for_sealing ON public.schema_changes")
     op.execute("ALTER TABLE public.schema_changes ALTER COLUMN created_at SET DEFAULT now()")
     op.execute("DROP TABLE public.trail_info")
+    op.execute(ONE_OPEN_CYCLE_0002)
+    op.execute("DROP TABLE public.agent_cycle_guard")
     op.execute("DROP TABLE public.audit_seal_head")
     op.execute("DROP INDEX public.ix_audit_pending_queued_at")
     for name in (
