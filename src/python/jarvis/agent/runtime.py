@@ -19,7 +19,12 @@ from sqlalchemy import Connection, text
 from jarvis.agent.builtin_tools import register_builtin_tools
 from jarvis.agent.plan import Planner, Step
 from jarvis.agent.tools import ToolInputError, ToolRegistry, UnknownToolError
-from jarvis.agent.witnessing import ensure_signing_key, seal_and_sign
+from jarvis.agent.witnessing import (
+    CheckpointContradictedError,
+    ImplausibleSealTimeError,
+    ensure_signing_key,
+    seal_and_sign,
+)
 from jarvis.cache import (
     AuditStream,
     CachedStateStore,
@@ -41,6 +46,7 @@ from jarvis.db.audit import (
     close_dangling,
 )
 from jarvis.db.audit.tool_calls import CANCELLATIONS, describe_error
+from jarvis.db.jsonb import ValueTooLargeError, ensure_jsonb
 from jarvis.db.migrate import upgrade_to_head
 
 log = logging.getLogger("jarvis.agent")
@@ -239,7 +245,7 @@ class Agent:
         so one outage never wedges the agent on its own open cycle.
         """
         result.status = "failed"
-        outcomes = {**self._outcomes(result), "error": describe_error(error)}
+        outcomes = fitted({**self._outcomes(result), "error": describe_error(error)})
         try:
             self.planning.close_cycle(result.cycle_id, "failed", outcomes)
         except CycleClosedError:
@@ -259,6 +265,8 @@ class Agent:
             seal_and_sign(self.database, self.database.settings, redis_link=self.redis)
         except SealerBusyError as busy:
             log.warning("sealing skipped, rows stay queued: %s", busy)
+        except (CheckpointContradictedError, ImplausibleSealTimeError) as tampering:
+            log.error("the audit trail was tampered with; rows stay queued, nothing is signed: %s", tampering)
 
     @staticmethod
     def _outcomes(result: CycleResult, interrupted: str | None = None) -> dict[str, Any]:
@@ -270,7 +278,7 @@ class Agent:
             outcomes["fencing_token"] = result.fencing_token
         if interrupted:
             outcomes["interrupted"] = interrupted
-        return outcomes
+        return fitted(outcomes)
 
     def shutdown(self) -> None:
         """Seal what is queued, release the instance lock, dispose the pool. Safe to call twice."""
@@ -297,3 +305,39 @@ class Agent:
 
     def __exit__(self, *exc: object) -> None:
         self.shutdown()
+
+
+TRUNCATED = "shortened to fit JARVIS_MAX_VALUE_BYTES; every decision and tool call is in decision_log and tool_calls"
+
+
+def fitted(outcomes: dict[str, Any]) -> dict[str, Any]:
+    """Cycle outcomes that fit JARVIS_MAX_VALUE_BYTES, so a cycle can always be closed.
+
+    Each step's decision and error are already recorded in full (decision_log, tool_calls); when all of
+    them together are too large for one value, the outcomes keep each step's tool, result and call id,
+    and if even that is too large, the counts.
+    """
+    try:
+        ensure_jsonb(outcomes, what="cycle outcomes")
+        return outcomes
+    except ValueTooLargeError:
+        pass
+    steps = outcomes.get("steps", [])
+    compact = {
+        **outcomes,
+        "steps": [{k: step[k] for k in ("tool", "ok", "tool_call_id") if k in step} for step in steps],
+        "truncated": TRUNCATED,
+    }
+    for key in ("error", "interrupted"):
+        if key in compact:
+            compact[key] = str(compact[key])[:500]
+    try:
+        ensure_jsonb(compact, what="cycle outcomes")
+        return compact
+    except ValueTooLargeError:
+        pass
+    counts = {k: v for k, v in compact.items() if k in ("failed_steps", "fencing_token")}
+    for key in ("error", "interrupted"):  # at most 600 bytes even if every character needs a \u escape
+        if key in compact:
+            counts[key] = compact[key][:100]
+    return {**counts, "step_count": len(steps), "truncated": TRUNCATED}

@@ -14,8 +14,9 @@ import typer
 from jarvis.agent import Agent, Plan, ScriptedPlanner, Step, StepOutcome, load_plan, parse_plan
 from jarvis.agent.builtin_tools import BUILTIN_TOOL_INPUTS
 from jarvis.agent.witnessing import verify_trail
-from jarvis.cli.session import ExitCode, console, errors, reported_errors, settings_or_exit
-from jarvis.cli.views import timeline_table, verify_line
+from jarvis.cli.session import ExitCode, console, errors, fail, reported_errors, settings_or_exit
+from jarvis.cli.views import safe, short_json, timeline_table, verify_line
+from jarvis.db.jsonb import InvalidJsonError, check_text
 
 
 class Interrupted(KeyboardInterrupt):
@@ -47,22 +48,29 @@ def run_plan(plan: Plan, *, agent_name: str, show_timeline: bool) -> None:
         with console.status("starting: database, migrations, dangling work from earlier runs…"):
             agent = Agent.start(settings, name=agent_name)
         try:
-            console.print(f"agent [bold]{agent_name}[/bold] on {agent.database.display_url}", highlight=False)
+            console.print(
+                f"agent [bold]{safe(agent_name)}[/bold] on {safe(agent.database.display_url)}", highlight=False
+            )
             for dangling in agent.closed_at_start:
                 console.print(
-                    f"[magenta]closed dangling {dangling.table} {dangling.id} ({dangling.name}) "
-                    "as abandoned[/magenta]"
+                    f"[magenta]closed dangling {safe(dangling.table)} {dangling.id} ({safe(dangling.name)}) "
+                    "as abandoned[/magenta]",
+                    highlight=False,
                 )
             for number, cycle in enumerate(plan.cycles, start=1):
-                console.rule(f"cycle {number}/{len(plan.cycles)}: {', '.join(map(str, cycle.goals))}")
+                goals = ", ".join(short_json(goal, 200) for goal in cycle.goals)
+                console.rule(f"cycle {number}/{len(plan.cycles)}: {safe(short_json(goals, 200))}")
 
                 total = len(cycle.steps)
 
                 def on_step(index: int, step: Step, outcome: StepOutcome, total: int = total) -> None:
+                    # Plan and tool text is untrusted: shown, never obeyed as markup (`[/INST]`, a fake
+                    # "[green]OK…"), never breaking the line.
                     mark = "[green]✓[/green]" if outcome.ok else "[red]✗[/red]"
-                    detail = "" if outcome.ok else f" [red]{outcome.error}[/red]"
+                    detail = "" if outcome.ok else f" [red]{safe(outcome.error)}[/red]"
                     console.print(
-                        f"  {mark} step {index + 1}/{total} {step.tool}: {step.decision}{detail}", highlight=False
+                        f"  {mark} step {index + 1}/{total} {safe(step.tool)}: {safe(step.decision)}{detail}",
+                        highlight=False,
                     )
 
                 result = agent.run_cycle(cycle.goals, ScriptedPlanner(cycle), on_step=on_step)
@@ -90,19 +98,37 @@ def run_command(
     timeline: bool = typer.Option(True, "--timeline/--no-timeline", help="Print each cycle's timeline."),
 ) -> None:
     """Run a plan file: one planning cycle per entry, every tool call audited."""
-    settings_or_exit()
+    settings = settings_or_exit()
+    check_agent_name(agent_name)
     with reported_errors():
-        plan = load_plan(plan_file, BUILTIN_TOOL_INPUTS)  # checked before anything starts
+        # The whole plan is checked before anything starts: every value as it will be stored.
+        plan = load_plan(
+            plan_file,
+            BUILTIN_TOOL_INPUTS,
+            max_bytes=settings.max_plan_bytes,
+            max_value_bytes=settings.max_value_bytes,
+        )
     run_plan(plan, agent_name=agent_name, show_timeline=timeline)
+
+
+def check_agent_name(agent_name: str) -> None:
+    try:
+        check_text(agent_name, "--agent")
+    except InvalidJsonError as error:
+        fail(str(error), ExitCode.BAD_INPUT)
+    if not agent_name.strip():
+        fail("--agent must not be empty", ExitCode.BAD_INPUT)
 
 
 def demo_command(
     agent_name: str = typer.Option("demo", "--agent", help="The agent's name."),
 ) -> None:
     """The whole system in one command: embedded PostgreSQL, migrations, an example plan, a verified trail."""
+    settings = settings_or_exit()
+    check_agent_name(agent_name)
     source = resources.files("jarvis.agent").joinpath("plans/demo.yaml").read_text(encoding="utf-8")
     with reported_errors():
-        plan = parse_plan(source, "demo.yaml", BUILTIN_TOOL_INPUTS)
+        plan = parse_plan(source, "demo.yaml", BUILTIN_TOOL_INPUTS, max_value_bytes=settings.max_value_bytes)
     run_plan(plan, agent_name=agent_name, show_timeline=True)
     console.print(
         "[dim]run it again: the trail grows, nothing is wiped. "

@@ -10,7 +10,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import typer
-from rich.markup import escape
 
 from jarvis.agent.bundle import BundleError, export_bundle, verify_bundle
 from jarvis.agent.witnessing import checkpoints, seal_and_sign, verify_trail, witness_log_path
@@ -25,7 +24,7 @@ from jarvis.cli.session import (
     reported_errors,
     settings_or_exit,
 )
-from jarvis.cli.views import cycles_table, short_json, styled, timeline_table, verify_line
+from jarvis.cli.views import cycles_table, printable, safe, short_json, styled, timeline_table, verify_line
 from jarvis.db import RoleNotGrantedError, open_database
 from jarvis.db.audit import ExpectedHead, PlanningLog, SealPermissionError, find_dangling
 from jarvis.db.audit.dangling import DanglingStart, running_agents, sweep_dangling
@@ -35,6 +34,7 @@ from jarvis.db.migrate import require_head
 app = typer.Typer(help="The tamper-evident audit trail.", no_args_is_help=True)
 
 TAIL_OVERLAP = timedelta(seconds=5)
+MAX_SECONDS = 100 * 365 * 86_400  # --older-than / --since: a century (a date before year 1 is an overflow)
 
 
 @app.command("show")
@@ -133,7 +133,7 @@ def verify_command(
     else:
         console.print(verify_line(report), highlight=False, soft_wrap=True)
         for problem in report.problems[1:]:
-            console.print(f"  also: {escape(str(problem))}", highlight=False, soft_wrap=True)
+            console.print(f"  also: {safe(str(problem))}", highlight=False, soft_wrap=True)
     if not report.ok:
         raise typer.Exit(int(ExitCode.FAILED))
 
@@ -169,9 +169,9 @@ def _verify_bundle(
         )
     else:
         colour = "green" if report.ok else "bold red"
-        console.print(f"[{colour}]{escape(report.summary())}[/{colour}]", highlight=False, soft_wrap=True)
+        console.print(f"[{colour}]{safe(report.summary())}[/{colour}]", highlight=False, soft_wrap=True)
         for problem in report.problems[1:]:
-            console.print(f"  also: {escape(str(problem))}", highlight=False, soft_wrap=True)
+            console.print(f"  also: {safe(str(problem))}", highlight=False, soft_wrap=True)
     if not report.ok:
         raise typer.Exit(int(ExitCode.FAILED))
 
@@ -190,17 +190,20 @@ def checkpoints_command(
         print_json([vars(entry) for entry in entries])
         return
     for entry in entries:
+        line = f"{entry.seq}:{entry.head_hash} sealed {entry.sealed_at} signed {entry.signed_at} key {entry.key_id}"
         console.print(
-            f"{entry.seq}:{entry.head_hash} sealed {entry.sealed_at} signed {entry.signed_at} key {entry.key_id}",
+            printable(line),
             highlight=False,
             markup=False,
         )
-    console.print(f"{len(entries)} checkpoint(s) in {where}", highlight=False, markup=False)
+    console.print(f"{len(entries)} checkpoint(s) in {printable(where)}", highlight=False, markup=False)
 
 
 @app.command("dangling")
 def dangling_command(
-    older_than: float = typer.Option(60.0, "--older-than", min=0, help="Seconds since the start row was written."),
+    older_than: float = typer.Option(
+        60.0, "--older-than", min=0, max=MAX_SECONDS, help="Seconds since the start row was written."
+    ),
     close: bool = typer.Option(False, "--close", help="Append 'abandoned' completions for them."),
     force: bool = typer.Option(
         False, "--force", help="With --close: close running agents' work too (each fails when it records an outcome)."
@@ -234,19 +237,19 @@ def dangling_command(
         print_json([{**vars(d), "running": d.agent in running} for d in found])
         for line, shown in ((skipped_line, skipped), (forced_line, forced)):
             if shown:
-                errors.print(escape(line), highlight=False)
+                errors.print(safe(line), highlight=False)
         return
     for item in found:
         note = f" (agent {item.agent} is running)" if item.agent in running else ""
         console.print(
-            escape(f"{item.table} {item.id} {item.name} started {item.started_at.isoformat(timespec='seconds')}{note}"),
+            safe(f"{item.table} {item.id} {item.name} started {item.started_at.isoformat(timespec='seconds')}{note}"),
             highlight=False,
         )
     verb = "closed as abandoned" if close else "dangling"
     console.print(f"{len(found)} {verb} (older than {older_than:g} s)")
     for line, shown in ((skipped_line, skipped), (forced_line, forced)):
         if shown:
-            console.print(f"[yellow]{escape(line)}[/yellow]", highlight=False)
+            console.print(f"[yellow]{safe(line)}[/yellow]", highlight=False)
 
 
 @app.command("export")
@@ -312,8 +315,12 @@ def tail_command(
     from_db: bool = typer.Option(False, "--from-db", help="Replay from PostgreSQL instead of the Redis stream."),
     follow: bool = typer.Option(True, "--follow/--no-follow", help="Keep waiting for new events."),
     as_json: bool = typer.Option(False, "--json", help="One JSON event per line."),
-    since_seconds: float = typer.Option(300.0, "--since", min=0, help="Start with events from the last N seconds."),
-    interval: float = typer.Option(1.0, "--interval", min=0.05, help="Seconds between polls / blocking reads."),
+    since_seconds: float = typer.Option(
+        300.0, "--since", min=0, max=MAX_SECONDS, help="Start with events from the last N seconds."
+    ),
+    interval: float = typer.Option(
+        1.0, "--interval", min=0.05, max=3600, help="Seconds between polls / blocking reads."
+    ),
 ) -> None:
     """Follow the audit trail live, like tail -f (Ctrl-C to stop).
 
@@ -361,9 +368,9 @@ def _print_stream_event(stream_id: str, fields: dict[str, str], as_json: bool) -
         sys.stdout.write(json.dumps({"stream_id": stream_id, **fields}, ensure_ascii=False) + "\n")
         sys.stdout.flush()
         return
-    console.print(
-        f"{fields.get('created_at', '')[11:23]} {fields.get('kind', ''):<20} "
-        f"{fields.get('tool_name', '')} {styled(fields.get('status'))} {fields.get('row_id', '')}",
+    console.print(  # every field comes from Redis: shown, never obeyed as markup
+        f"{safe(fields.get('created_at', '')[11:23])} {safe(fields.get('kind', '')):<20} "
+        f"{safe(fields.get('tool_name', ''))} {styled(fields.get('status'))} {safe(fields.get('row_id', ''))}",
         highlight=False,
     )
 
@@ -374,8 +381,9 @@ def _print_event(row: dict[str, object], as_json: bool) -> None:
         sys.stdout.flush()
         return
     name = row.get("tool_name") or row.get("decision") or row.get("agent") or ""
-    console.print(
+    detail = short_json(row.get("output") or row.get("input") or row.get("error") or "", 50)
+    console.print(  # names and values come from the database: shown, never obeyed as markup
         f"{str(row['created_at'])[11:23]} {row['table']:<16} {styled(str(row.get('status') or ''))} "
-        f"{name} {short_json(row.get('output') or row.get('input') or row.get('error') or '', 50)}",
+        f"{safe(short_json(name, 80))} {safe(detail)}",
         highlight=False,
     )

@@ -7,9 +7,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import typer
+from alembic.util.exc import CommandError
 from sqlalchemy import text
 
 from jarvis.cli.session import ExitCode, console, fail, print_json, reported_errors, settings_or_exit
+from jarvis.cli.views import printable
 from jarvis.config import Settings
 from jarvis.db import Database, Roles, open_database
 from jarvis.db.migrate import current_revision, downgrade, downgrade_plan, head_revision, history, upgrade
@@ -25,19 +27,28 @@ def upgrade_command(revision: str = typer.Argument("head", help="Target revision
     Run it as the database owner; it prints the database's own roles, for the logins you create.
     """
     settings = settings_or_exit()
+    if not revision.strip():
+        fail("REVISION is empty; use head, or a revision `jarvis db history` lists", ExitCode.BAD_INPUT)
     with reported_errors():
         database = open_database(settings, role="owner")
         try:
             before = current_revision(database)
-            upgrade(database, revision)
+            try:
+                upgrade(database, revision)
+            except CommandError as error:
+                fail(f"cannot upgrade to {revision!r}: {error}. `jarvis db history` lists them", ExitCode.BAD_INPUT)
             after = current_revision(database)
             roles = database_roles(database)
         finally:
             database.shutdown()
     if before == after:
-        console.print(f"already at {after} ({database.display_url})", highlight=False)
+        console.print(printable(f"already at {after} ({database.display_url})"), highlight=False, markup=False)
     else:
-        console.print(f"upgraded {before or 'empty database'} -> {after} ({database.display_url})", highlight=False)
+        console.print(
+            printable(f"upgraded {before or 'empty database'} -> {after} ({database.display_url})"),
+            highlight=False,
+            markup=False,
+        )
     if roles is not None:
         console.print(
             f"roles: {roles.app} (the agent: SELECT, INSERT), {roles.auditor} (auditors: SELECT only); "
@@ -117,7 +128,7 @@ def downgrade_command(
             after = current_revision(database)
         finally:
             database.shutdown()
-    console.print(f"downgraded to {after or 'base (empty)'}")
+    console.print(printable(f"downgraded to {after or 'base (empty)'}"), markup=False)
 
 
 def default_export_path(settings: Settings, database: str) -> Path:
@@ -139,7 +150,9 @@ def current_command(as_json: bool = typer.Option(False, "--json", help="Machine-
     if as_json:
         print_json({"current": current, "head": head, "up_to_date": current == head})
     else:
-        console.print(f"{current or 'none'} ({'up to date' if current == head else f'head is {head}'})")
+        console.print(
+            printable(f"{current or 'none'} ({'up to date' if current == head else f'head is {head}'})"), markup=False
+        )
 
 
 @app.command("history")

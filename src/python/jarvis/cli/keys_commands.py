@@ -52,10 +52,10 @@ def init_command(
             }
         )
         return
-    console.print(f"private key  {private_path}", highlight=False, soft_wrap=True)
-    console.print(f"public key   {public_path}", highlight=False, soft_wrap=True)
+    console.print(f"private key  {private_path}", highlight=False, markup=False, soft_wrap=True)
+    console.print(f"public key   {public_path}", highlight=False, markup=False, soft_wrap=True)
     console.print(f"key id       {public_key.key_id}", highlight=False)
-    console.print(f"cache key    {cache_path}", highlight=False, soft_wrap=True)
+    console.print(f"cache key    {cache_path}", highlight=False, markup=False, soft_wrap=True)
     console.print("Keep the private key off the database host and back it up; share the .pub with verifiers.")
 
 
@@ -73,5 +73,5 @@ def show_command(as_json: bool = typer.Option(False, "--json", help="Machine-rea
     if as_json:
         print_json({"public_key": str(public_path), "key_id": public_key.key_id})
         return
-    console.print(f"public key   {public_path}", highlight=False, soft_wrap=True)
+    console.print(f"public key   {public_path}", highlight=False, markup=False, soft_wrap=True)
     console.print(f"key id       {public_key.key_id}", highlight=False)

@@ -3,19 +3,60 @@
 from __future__ import annotations
 
 import signal
+import sys
+from collections.abc import Sequence
+from typing import Any
 
 import typer
 from rich.table import Table
+from typer._click import exceptions as click_errors  # the click typer vendors: what its parser raises
+from typer.core import TyperGroup
 
 from jarvis.agent.health import run_health_checks
 from jarvis.cli import audit_commands, db_commands, keys_commands, memory_commands, state_commands
 from jarvis.cli.agent_commands import demo_command, run_command
-from jarvis.cli.session import ExitCode, console, errors, print_json
+from jarvis.cli.session import ExitCode, console, errors, print_error, print_json
+from jarvis.cli.views import plain, safe
 from jarvis.config import ConfigError, load_settings, mask_url, setting_sources
 from jarvis.config.settings import env_var_name
 
+
+class OneLineUsageErrors(TyperGroup):
+    """A bad option value, a missing argument, an unknown command: one `error:` line and exit 2.
+
+    The same shape as every other input error (typer would draw a multi-line panel); the message
+    quotes what was typed, so it is escaped like any untrusted text.
+    """
+
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        windows_expand_args: bool = True,
+        **extra: Any,
+    ) -> Any:
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, False, windows_expand_args, **extra)
+        try:
+            result = super().main(args, prog_name, complete_var, False, windows_expand_args, **extra)
+        except click_errors.NoArgsIsHelpError as shown:  # the help is already printed
+            sys.exit(shown.exit_code)
+        except click_errors.ClickException as error:
+            context = getattr(error, "ctx", None)
+            hint = f" (see `{context.command_path} --help`)" if context is not None else ""
+            print_error(f"{error.format_message()}{hint}")
+            sys.exit(error.exit_code)
+        except typer.Abort:
+            errors.print("aborted", style="yellow")
+            sys.exit(1)
+        sys.exit(result if isinstance(result, int) else 0)
+
+
 app = typer.Typer(
     name="jarvis",
+    cls=OneLineUsageErrors,
     help="Jarvis: state, memory and a tamper-evident audit trail for an autonomous agent.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -38,7 +79,8 @@ def config_command(as_json: bool = typer.Option(False, "--json", help="Machine-r
     try:
         settings = load_settings()
     except ConfigError as exc:
-        errors.print(f"[red]{exc}[/red]", highlight=False)
+        shown = "\n".join(safe(line) for line in str(exc).split("\n"))
+        errors.print(f"[red]{shown}[/red]", highlight=False)
         raise typer.Exit(int(ExitCode.BAD_INPUT)) from None
     sources = setting_sources()
     rows = []
@@ -52,7 +94,7 @@ def config_command(as_json: bool = typer.Option(False, "--json", help="Machine-r
         return
     table = Table("variable", "value", "source", title="Jarvis settings", title_justify="left")
     for row in rows:
-        table.add_row(row["variable"], str(row["value"]), row["source"])
+        table.add_row(row["variable"], plain(row["value"]), row["source"])
     console.print(table)
 
 
@@ -66,7 +108,7 @@ def doctor_command(as_json: bool = typer.Option(False, "--json", help="Machine-r
         table = Table("check", "status", "detail", "fix", title="jarvis doctor", title_justify="left")
         for check in checks:
             style = STATUS_STYLE[check.status]
-            table.add_row(check.name, f"[{style}]{check.status}[/{style}]", check.detail, check.fix)
+            table.add_row(plain(check.name), plain(check.status, style), plain(check.detail), plain(check.fix))
         console.print(table)
     if any(check.status == "fail" for check in checks):
         raise typer.Exit(int(ExitCode.FAILED))

@@ -6,6 +6,7 @@ import typer
 from rich.table import Table
 
 from jarvis.cli.session import ExitCode, console, fail, opened_database, parse_json_argument, print_json
+from jarvis.cli.views import plain, printable, short_json
 from jarvis.db import Fact, MemoryStore
 
 app = typer.Typer(help="Facts the agent remembers (JSON bodies, by subject).", no_args_is_help=True)
@@ -19,7 +20,7 @@ def add_command(subject: str, body: str = typer.Argument(..., help="A JSON objec
         fail("BODY must be a JSON object, e.g. '{\"usd\": 3000}'", ExitCode.BAD_INPUT)
     with opened_database("app") as database:
         fact = MemoryStore(database).add(subject, parsed)
-    console.print(f"remembered fact {fact.id} about {subject}")
+    console.print(f"remembered fact {fact.id} about {printable(subject)}", markup=False, highlight=False)
 
 
 @app.command("search")
@@ -46,7 +47,7 @@ def search_command(
 @app.command("stale")
 def stale_command(
     subject: str = typer.Option(None, "--subject", help="Mark every fact about this subject."),
-    fact_id: int = typer.Option(None, "--id", help="Mark one fact."),
+    fact_id: int = typer.Option(None, "--id", min=1, max=2**63 - 1, help="Mark one fact."),
 ) -> None:
     """Mark facts as no longer true (they stay in memory, flagged)."""
     if (subject is None) == (fact_id is None):
@@ -71,8 +72,8 @@ def _print_facts(facts: list[Fact], as_json: bool) -> None:
     for fact in facts:
         table.add_row(
             str(fact.id),
-            fact.subject,
-            str(fact.body),
+            plain(fact.subject),
+            plain(short_json(fact.body, 500)),
             "yes" if fact.is_stale else "",
             fact.created_at.isoformat(timespec="seconds"),
         )

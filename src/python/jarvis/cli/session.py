@@ -16,6 +16,8 @@ from contextlib import contextmanager
 from enum import IntEnum
 from typing import Any, NoReturn
 
+import psycopg
+import sqlalchemy.exc
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
@@ -23,6 +25,7 @@ from rich.logging import RichHandler
 from jarvis.agent import AgentAlreadyRunningError, PlanError, ToolInputError, UnknownToolError
 from jarvis.agent.bundle import BundleError
 from jarvis.cache import CycleLockHeldError
+from jarvis.cli.views import printable, safe
 from jarvis.config import ConfigError, Settings, load_settings, redact
 from jarvis.db import (
     Database,
@@ -38,6 +41,7 @@ from jarvis.db import (
 )
 from jarvis.db.audit import AuditAppendError, SealerBusyError, SealPermissionError
 from jarvis.db.embedded import EmbeddedPostgresUnavailable
+from jarvis.db.jsonb import MAX_DEPTH
 from jarvis.db.migrate import MigrationError, require_head
 from jarvis.db.migrations.guard import AuditTrailGuardError
 from jarvis.witness import WitnessError
@@ -56,10 +60,10 @@ class ExitCode(IntEnum):
 
 
 class RedactingFilter(logging.Filter):
-    """No log line ever shows a password from a URL."""
+    """No log line ever shows a password from a URL, or lets a logged value break the line or drive the terminal."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        record.msg = redact(record.getMessage())
+        record.msg = printable(redact(record.getMessage()))
         record.args = None
         return True
 
@@ -73,9 +77,21 @@ def configure_logging(settings: Settings | None) -> None:
         logging.getLogger(name).setLevel(level if name == "jarvis" else "WARNING")
 
 
-def fail(message: str, code: ExitCode) -> NoReturn:
-    errors.print(f"[bold red]error:[/bold red] {redact(message)}", highlight=False, soft_wrap=True)
+def fail(message: str, code: ExitCode, *, multiline: bool = False) -> NoReturn:
+    """Print `message` as `error: …` on stderr and exit with `code`.
+
+    The message is untrusted (it may quote a plan, a key, a value): its markup is shown, never obeyed,
+    and its control characters are escaped, so it stays one line. `multiline` keeps the line breaks of
+    a message built as several lines (a configuration report), each line escaped.
+    """
+    print_error(message, multiline=multiline)
     raise typer.Exit(int(code))
+
+
+def print_error(message: str, *, multiline: bool = False) -> None:
+    lines = redact(message).split("\n") if multiline else [redact(message)]
+    text = "\n".join(safe(line) for line in lines)
+    errors.print(f"[bold red]error:[/bold red] {text}", highlight=False, soft_wrap=True)
 
 
 ERROR_CODES: list[tuple[type[BaseException], ExitCode]] = [
@@ -116,7 +132,11 @@ def reported_errors() -> Iterator[None]:
     except Exception as error:
         for kind, code in ERROR_CODES:
             if isinstance(error, kind):
-                fail(str(error), code)
+                fail(str(error), code, multiline=isinstance(error, ConfigError))
+        refused = error.orig if isinstance(error, sqlalchemy.exc.DataError) else error
+        if isinstance(refused, psycopg.errors.DataError):  # SQLSTATE class 22: a value the server cannot take
+            reason = str(refused).strip().splitlines()[0] if str(refused).strip() else type(refused).__name__
+            fail(f"PostgreSQL refused a value: {reason}. Nothing was written", ExitCode.BAD_INPUT)
         raise
 
 
@@ -125,18 +145,26 @@ def settings_or_exit() -> Settings:
         settings = load_settings()
     except ConfigError as error:
         configure_logging(None)
-        fail(str(error), ExitCode.BAD_INPUT)
+        fail(str(error), ExitCode.BAD_INPUT, multiline=True)
     configure_logging(settings)
     return settings
 
 
 def parse_json_argument(raw: str, what: str) -> Any:
+    shown = repr(raw) if len(raw) <= 200 else f"{raw[:200]!r}… ({len(raw):,} characters)"
     try:
         return json.loads(raw)
     except json.JSONDecodeError as error:
         fail(
-            f"{what} is not valid JSON ({error.msg} at column {error.colno}): {raw!r}. "
+            f"{what} is not valid JSON ({error.msg} at column {error.colno}): {shown}. "
             "Quote it for the shell, e.g. '{\"usd\": 12.5}' or '\"text\"'",
+            ExitCode.BAD_INPUT,
+        )
+    except ValueError as error:  # e.g. an integer of more than 4300 digits
+        fail(f"{what} cannot be read as JSON ({error}): {shown}", ExitCode.BAD_INPUT)
+    except RecursionError:
+        fail(
+            f"{what} is nested too deeply to parse (JSON values may nest at most {MAX_DEPTH} levels): {shown}",
             ExitCode.BAD_INPUT,
         )
 

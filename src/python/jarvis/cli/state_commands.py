@@ -14,7 +14,7 @@ from rich.table import Table
 
 from jarvis.cache import CachedStateStore, RedisLink, ensure_cache_key, namespace_for
 from jarvis.cli.session import ExitCode, console, fail, opened_database, parse_json_argument, print_json
-from jarvis.cli.views import short_json
+from jarvis.cli.views import plain, printable, short_json
 from jarvis.db import Database, StateStore
 
 app = typer.Typer(help="The agent's key/value state (JSON values, versioned).", no_args_is_help=True)
@@ -53,13 +53,15 @@ def get_command(
 def set_command(
     key: str,
     value: str = typer.Argument(..., help="A JSON value, e.g. '{\"usd\": 12.5}', 42 or '\"text\"'."),
-    expect_version: int = typer.Option(None, "--expect-version", help="Compare-and-set: fail unless at this version."),
+    expect_version: int = typer.Option(
+        None, "--expect-version", min=0, max=2**31 - 1, help="Compare-and-set: fail unless at this version."
+    ),
 ) -> None:
     """Write a value; with --expect-version it fails (exit 1) if someone else changed it."""
     parsed = parse_json_argument(value, "VALUE")
     with opened_database("app") as database, writable_state(database) as state:
         entry = state.set(key, parsed, expected_version=expect_version)
-    console.print(f"{key} = version {entry.version}")
+    console.print(f"{printable(key)} = version {entry.version}", markup=False, highlight=False)
 
 
 @app.command("delete")
@@ -69,7 +71,7 @@ def delete_command(key: str) -> None:
         deleted = state.delete(key)
     if not deleted:
         fail(f"no state under key {key!r}", ExitCode.NOT_FOUND)
-    console.print(f"deleted {key}")
+    console.print(f"deleted {printable(key)}", markup=False, highlight=False)
 
 
 @app.command("list")
@@ -86,6 +88,9 @@ def list_command(
     table = Table("key", "version", "updated", "value")
     for entry in entries:
         table.add_row(
-            entry.key, str(entry.version), entry.updated_at.isoformat(timespec="seconds"), short_json(entry.value, 60)
+            plain(entry.key),
+            str(entry.version),
+            entry.updated_at.isoformat(timespec="seconds"),
+            plain(short_json(entry.value, 60)),
         )
     console.print(table)

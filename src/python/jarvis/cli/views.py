@@ -1,33 +1,73 @@
-"""Rich renderings of audit data shared by several commands."""
+"""Rich renderings of audit data shared by several commands, and the one way untrusted text reaches Rich.
+
+Everything that comes from a plan, a tool, the database, Redis or the command line is untrusted:
+Rich would obey `[green]…[/green]` in it (or crash on a stray `[/INST]`), and a terminal would obey
+its control characters. `safe()` makes such text inert inside a markup string; `plain()` makes it a
+Text that is never parsed as markup. Both show control characters, line breaks, bidi overrides and
+lone surrogates as escapes, so untrusted text stays on its own line and cannot fake another.
+"""
 
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from jarvis.db.audit import CycleSummary, TimelineEntry, VerifyReport
 
 STATUS_STYLE = {"succeeded": "green", "failed": "red", "cancelled": "yellow", "abandoned": "magenta", "started": "cyan"}
 
 
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff\ud800-\udfff]")
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _shown(match: re.Match[str]) -> str:
+    char = match.group()
+    code = ord(char)
+    return _NAMED.get(char) or (f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+
+
+def printable(text: object) -> str:
+    """`text` on one line, with every character that could move the cursor or hide text shown as an escape."""
+    return _UNPRINTABLE.sub(_shown, str(text))
+
+
+def safe(text: object) -> str:
+    """Untrusted text to put inside a Rich markup string: printable, its [brackets] shown, never obeyed."""
+    return escape(printable(text))
+
+
+def plain(text: object, style: str = "") -> Text:
+    """Untrusted text as a table cell or a line of its own: printable, never parsed as markup."""
+    return Text(printable(text), style=style)
+
+
 def short_json(value: Any, limit: int = 70) -> str:
+    """A one-line, printable preview of a JSON value, at most `limit` characters before escaping."""
     text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    return printable(text if len(text) <= limit else text[: limit - 1] + "…")
 
 
 def styled(status: str | None) -> str:
+    """A status for a markup string, in its colour (any status from the database is escaped)."""
     if not status:
         return ""
     style = STATUS_STYLE.get(status, "white")
-    return f"[{style}]{status}[/{style}]"
+    return f"[{style}]{safe(status)}[/{style}]"
+
+
+def status_cell(status: str | None) -> Text:
+    return plain(status or "", STATUS_STYLE.get(status or "", "white"))
 
 
 def timeline_table(cycle: CycleSummary, entries: list[TimelineEntry]) -> Table:
     table = Table(
-        title=f"cycle {cycle.id} · {short_json(cycle.goals, 60)} · {styled(cycle.status)}",
+        title=f"cycle {cycle.id} · {escape(short_json(cycle.goals, 60))} · {styled(cycle.status)}",
         title_justify="left",
         expand=True,
     )
@@ -39,10 +79,10 @@ def timeline_table(cycle: CycleSummary, entries: list[TimelineEntry]) -> Table:
     for entry in entries:
         table.add_row(
             entry.at.strftime("%H:%M:%S.%f")[:-3],
-            entry.kind,
-            entry.name or "",
-            styled(entry.status),
-            short_json(entry.detail, 200),
+            plain(entry.kind),
+            plain(entry.name or ""),
+            status_cell(entry.status),
+            plain(short_json(entry.detail, 200)),
         )
     return table
 
@@ -54,14 +94,14 @@ def cycles_table(cycles: list[CycleSummary]) -> Table:
     for cycle in cycles:
         table.add_row(
             str(cycle.id),
-            cycle.agent,
+            plain(cycle.agent),
             cycle.started_at.isoformat(timespec="seconds"),
-            styled(cycle.status),
-            short_json(cycle.goals, 50),
+            status_cell(cycle.status),
+            plain(short_json(cycle.goals, 50)),
         )
     return table
 
 
 def verify_line(report: VerifyReport) -> str:
     colour = "green" if report.ok else "bold red"
-    return f"[{colour}]{escape(report.summary())}[/{colour}]"
+    return f"[{colour}]{safe(report.summary())}[/{colour}]"

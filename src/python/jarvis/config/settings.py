@@ -93,6 +93,21 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("JARVIS_LOG_LEVEL", "log_level"),
         description="DEBUG, INFO, WARNING or ERROR.",
     )
+    max_value_bytes: int = Field(
+        default=1024 * 1024,
+        ge=1024,
+        le=256 * 1024 * 1024,
+        validation_alias=AliasChoices("JARVIS_MAX_VALUE_BYTES", "max_value_bytes"),
+        description="Largest JSON value stored (state, memory, tool input/output, goals, decisions), "
+        "in bytes of compact JSON; larger ones are refused before anything is written.",
+    )
+    max_plan_bytes: int = Field(
+        default=2 * 1024 * 1024,
+        ge=1024,
+        le=256 * 1024 * 1024,
+        validation_alias=AliasChoices("JARVIS_MAX_PLAN_BYTES", "max_plan_bytes"),
+        description="Largest plan file `jarvis run` reads, in bytes.",
+    )
 
     production: bool = Field(
         default=False,
