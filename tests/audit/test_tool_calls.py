@@ -128,3 +128,23 @@ def test_uuid7_ids_are_time_ordered_and_version_7() -> None:
     ids = [uuid7() for _ in range(10_000)]
     assert ids == sorted(ids) and len(set(ids)) == len(ids)
     assert all(i.version == 7 for i in ids)
+
+
+def test_an_interruption_right_after_the_start_row_commits_still_records_cancelled(database: Database) -> None:
+    """A signal between the start row's commit and the body (here: raised by a listener) is not 'abandoned'."""
+
+    def interrupted(event: AuditEvent) -> None:
+        if event.kind == "tool_call.started":
+            raise KeyboardInterrupt
+
+    log = ToolCallLog(database, listeners=[interrupted])
+    with pytest.raises(KeyboardInterrupt), log.record("transfer", {"usd": 1}):
+        pytest.fail("the body must not run")  # pragma: no cover
+    with database.connect() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT s.id, c.status FROM tool_calls s JOIN tool_calls c ON c.parent_id = s.id "
+                "WHERE s.tool_name = 'transfer' AND s.input = '{\"usd\": 1}'::jsonb"
+            )
+        ).all()
+    assert [row.status for row in rows] == ["cancelled"]

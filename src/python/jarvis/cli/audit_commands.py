@@ -12,7 +12,14 @@ from pathlib import Path
 import typer
 
 from jarvis.agent.bundle import BundleError, export_bundle, verify_bundle
-from jarvis.agent.witnessing import checkpoints, seal_and_sign, verify_trail, witness_log_path
+from jarvis.agent.witnessing import (
+    CheckpointContradictedError,
+    ImplausibleSealTimeError,
+    checkpoints,
+    seal_and_sign,
+    verify_trail,
+    witness_log_path,
+)
 from jarvis.cache import RedisLink, StreamReader, ensure_cache_key, namespace_for
 from jarvis.cli.session import (
     ExitCode,
@@ -108,6 +115,8 @@ def verify_command(
             try:
                 require_head(sealer)
                 seal_and_sign(sealer, settings, wait=settings.seal_wait)
+            except (CheckpointContradictedError, ImplausibleSealTimeError) as tampering:
+                errors.print(f"not sealed: {tampering}", style="yellow", markup=False, highlight=False)
             except RoleNotGrantedError:
                 raise SealPermissionError(
                     "this login may read the audit trail but not seal it. "

@@ -21,6 +21,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, ParamSpec, TypeVar
 
+from sqlalchemy import text
+
 from jarvis.db.audit.append import (
     AuditAppendError,
     AuditEvent,
@@ -169,7 +171,17 @@ class ToolCallLog:
     @contextmanager
     def record(self, tool_name: str, input: Any, *, cycle_id: uuid.UUID | None = None) -> Iterator[ActiveCall]:
         """Write-ahead start row, run the body, then one outcome row; exceptions propagate unchanged."""
-        call = ActiveCall(self.start(tool_name, input, cycle_id=cycle_id))
+        call_id = uuid7()
+        try:
+            call = ActiveCall(self.start(tool_name, input, cycle_id=cycle_id, call_id=call_id))
+        except CANCELLATIONS as interruption:
+            # Interrupted around the start row's commit (a signal between the commit and the body): if the
+            # row landed, it gets its `cancelled` outcome now instead of an `abandoned` one later.
+            if self._landed(call_id):
+                self.record_completion(
+                    ToolCallStart(call_id, tool_name, cycle_id), "cancelled", error=describe_error(interruption)
+                )
+            raise
         try:
             yield call
         except CANCELLATIONS as interruption:
@@ -179,6 +191,13 @@ class ToolCallLog:
             self.record_completion(call.start, "failed", error=describe_error(failure))
             raise
         self._append_completion(call.start, "succeeded", call.output, None)
+
+    def _landed(self, call_id: uuid.UUID) -> bool:
+        with self.database.connect() as conn:
+            return (
+                conn.execute(text("SELECT 1 FROM ONLY public.tool_calls WHERE id = :id"), {"id": call_id}).first()
+                is not None
+            )
 
     def audited(self, tool_name: str | None = None) -> Callable[[Callable[P, R]], Callable[P, R]]:
         """Decorator: every call of the function is recorded; its arguments are the input, its result the output."""
