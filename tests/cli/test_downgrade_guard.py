@@ -85,6 +85,24 @@ def test_library_and_plain_alembic_downgrades_are_refused_too(trail_url: str, tm
     assert counts(trail_url) == before
 
 
+def test_plain_alembic_downgrade_is_refused_unless_destruction_is_passed_with_x(
+    trail_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What `alembic downgrade base` from the repository root runs: env.py's own engine, from DATABASE_URL."""
+    from alembic import command
+    from alembic.config import Config
+
+    from jarvis.db.migrate import MIGRATIONS_DIR
+
+    monkeypatch.setenv("DATABASE_URL", trail_url)
+    before = counts(trail_url)
+    plain = Config()
+    plain.set_main_option("script_location", str(MIGRATIONS_DIR))
+    with pytest.raises(AuditTrailGuardError, match="audit_chain"):
+        command.downgrade(plain, "base")
+    assert counts(trail_url) == before
+
+
 def test_destroying_the_trail_exports_a_bundle_that_verifies_offline_first(trail_url: str, tmp_path: Path) -> None:
     export = tmp_path / "export" / "trail.jsonl"
     export.parent.mkdir()
