@@ -53,6 +53,14 @@ class NotMigratedError(DatabaseError):
     """The database has no Jarvis schema (or one too old to know its roles)."""
 
 
+SESSION_LEFTOVERS = (
+    psycopg.errors.ReadOnlySqlTransaction,
+    psycopg.errors.QueryCanceled,
+    psycopg.errors.LockNotAvailable,
+)
+"""What a lean role statement can fail on because of settings a pooled neighbour left in the session."""
+
+
 class RoleNotGrantedError(DatabaseError):
     """The login is not a member of the role a command needs (an auditor login asked to write)."""
 
@@ -78,6 +86,7 @@ class Database:
     role: Role = "app"
     _closed: bool = field(default=False, repr=False)
     _roles: Roles | None = field(default=None, repr=False)
+    _role_statements: dict[tuple[bool, bool], tuple[str, tuple[str, ...]]] = field(default_factory=dict, repr=False)
 
     @property
     def role_names(self) -> Roles | None:
@@ -106,7 +115,7 @@ class Database:
             self._roles = Roles(app=row[0], auditor=row[1], login=row[2], login_is_superuser=bool(row[3]))
         return self._roles
 
-    def role_statement(self, *, read_only: bool = False) -> tuple[str, tuple[str, ...]]:
+    def role_statement(self, *, read_only: bool = False, lean: bool = False) -> tuple[str, tuple[str, ...]]:
         """The statements that start a transaction as this database's role (roles must be resolved).
 
         Sent in one query string ahead of another statement, they make one implicit
@@ -114,16 +123,27 @@ class Database:
         also undo, for this transaction, what a neighbour on a pooled connection may have left
         in the session: a read-only default, timeouts, a date style, and (for a superuser
         login) `session_replication_role = replica`, which would silence the triggers.
+
+        `lean` keeps only what decides who writes and how names resolve (role, search path,
+        triggers on): the append hot path sends that, and resends the full form when the
+        session's leftovers made the statement fail (`SESSION_LEFTOVERS`).
         """
+        key = (read_only, lean)
+        cached = self._role_statements.get(key)
+        if cached is not None:
+            return cached
         roles = self._roles
         assert roles is not None, "resolve roles() first"
         settings = [
             "pg_catalog.set_config('role', %s, true)",
             "pg_catalog.set_config('search_path', %s, true)",
-            "pg_catalog.set_config('statement_timeout', '0', true)",
-            "pg_catalog.set_config('lock_timeout', '0', true)",
-            "pg_catalog.set_config('DateStyle', 'ISO, MDY', true)",
         ]
+        if not lean:
+            settings += [
+                "pg_catalog.set_config('statement_timeout', '0', true)",
+                "pg_catalog.set_config('lock_timeout', '0', true)",
+                "pg_catalog.set_config('DateStyle', 'ISO, MDY', true)",
+            ]
         if roles.login_is_superuser:  # evaluated left to right: back to the login, triggers on, then the role
             settings[0:0] = [
                 "pg_catalog.set_config('role', 'none', true)",
@@ -131,10 +151,13 @@ class Database:
             ]
         # Read-write must be chosen before the transaction's first snapshot: a statement of its own, first.
         mode = "off" if self.role == "app" and not read_only else "on"
-        return (
-            f"SET LOCAL transaction_read_only = {mode}; SELECT " + ", ".join(settings),
+        prefix = "" if lean else f"SET LOCAL transaction_read_only = {mode}; "
+        statement = (
+            prefix + "SELECT " + ", ".join(settings),
             (roles.app if self.role == "app" else roles.auditor, SEARCH_PATH),
         )
+        self._role_statements[key] = statement
+        return statement
 
     def enter_role(self, connection: Any, *, read_only: bool = False) -> None:
         """Begin this transaction as the database's app or auditor role; nothing outlives the transaction.

@@ -16,7 +16,7 @@ from psycopg.types.json import Jsonb
 from sqlalchemy import Table, exc
 from sqlalchemy.dialects.postgresql import JSONB
 
-from jarvis.db.engine import Database, DatabaseUnavailableError
+from jarvis.db.engine import SESSION_LEFTOVERS, Database, DatabaseUnavailableError
 
 log = logging.getLogger("jarvis.audit")
 
@@ -114,21 +114,15 @@ def append_row(database: Database, table: Table, values: dict[str, Any]) -> date
                     if database.role_names is None:
                         with raw.transaction():
                             database.roles(raw)
-                    role_sql, role_params = database.role_statement()
                     raw.autocommit = True
                     try:
                         cursor = psycopg.ClientCursor(raw)
-                        cursor.execute(f"{role_sql}; {sql}", (*role_params, *params))
-                        while cursor.nextset():  # to the last statement's result: the INSERT's
-                            pass
-                        row = cursor.fetchone()
-                        if row is None:  # the id exists: a retry of a row that landed, or a reused id
-                            cursor.execute(
-                                f"{role_sql}; {_existing_sql(table, tuple(values))}", (*role_params, values["id"])
-                            )
-                            while cursor.nextset():
-                                pass
-                            row = (_existing_created_at(cursor.fetchone(), table, values),)
+                        try:
+                            row = _insert(cursor, database, table, values, sql, params, lean=True)
+                        except (*SESSION_LEFTOVERS, psycopg.DataError):
+                            # A pooled neighbour's settings (read-only default, timeouts, date style) broke the
+                            # lean statement: undo them all and try once more (a landed row is found by its id).
+                            row = _insert(cursor, database, table, values, sql, params, lean=False)
                     finally:
                         if not raw.closed:
                             raw.autocommit = False
@@ -154,6 +148,23 @@ def append_row(database: Database, table: Table, values: dict[str, Any]) -> date
             )
             time.sleep(delay)
     raise AssertionError("unreachable")
+
+
+def _insert(
+    cursor: Any, database: Database, table: Table, values: dict[str, Any], sql: str, params: list[Any], *, lean: bool
+) -> tuple[datetime]:
+    """The role statement and the INSERT in one implicit transaction; the stored row's created_at."""
+    role_sql, role_params = database.role_statement(lean=lean)
+    cursor.execute(f"{role_sql}; {sql}", (*role_params, *params))
+    while cursor.nextset():  # to the last statement's result: the INSERT's
+        pass
+    row = cursor.fetchone()
+    if row is None:  # the id exists: a retry of a row that landed, or a reused id
+        cursor.execute(f"{role_sql}; {_existing_sql(table, tuple(values))}", (*role_params, values["id"]))
+        while cursor.nextset():
+            pass
+        return (_existing_created_at(cursor.fetchone(), table, values),)
+    return (row[0],)
 
 
 @functools.cache
