@@ -20,14 +20,12 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-import os
 import secrets
-import stat
 from pathlib import Path
 
 from jarvis.config import ConfigError, Settings
 from jarvis.witness.errors import WitnessError
-from jarvis.witness.files import ensure_private_directory, write_new_file
+from jarvis.witness.files import ensure_private_directory, read_private_file, write_new_file
 
 log = logging.getLogger("jarvis.cache")
 
@@ -62,27 +60,14 @@ def generate_cache_key(path: Path, *, overwrite: bool = False) -> Path:
 
 def load_cache_key(path: Path) -> bytes:
     """Read the key, refusing a file that group or others can access, or one of the wrong size."""
-    path = Path(path)
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except FileNotFoundError:
-        raise CacheKeyError(f"no cache key at {path}; run `jarvis keys init` to create it (JARVIS_CACHE_KEY)") from None
-    except OSError as error:
-        raise CacheKeyError(f"cannot read the cache key {path}: {error.strerror}; check its owner and mode") from None
-    try:
-        info = os.fstat(fd)  # the file actually opened, so a swap of the name in between cannot slip past
-        if not stat.S_ISREG(info.st_mode):
-            raise CacheKeyError(f"cache key {path} is not a regular file; point JARVIS_CACHE_KEY at the key file")
-        mode = stat.S_IMODE(info.st_mode)
-        if mode & 0o077:
-            raise CacheKeyError(
-                f"cache key {path} is accessible by group or others (mode {mode:04o}); run `chmod 600 {path}` "
-                "(and consider it exposed: delete it and run `jarvis keys init` for a new one)"
-            )
-        with os.fdopen(fd, "rb", closefd=False) as file:
-            data = file.read(KEY_BYTES + 1)
-    finally:
-        os.close(fd)
+    data = read_private_file(
+        path,
+        what="cache key",
+        setting="JARVIS_CACHE_KEY",
+        renew="delete it and run `jarvis keys init` for a new one",
+        error=CacheKeyError,
+        limit=KEY_BYTES + 1,
+    )
     if len(data) != KEY_BYTES:
         raise CacheKeyError(
             f"cache key {path} holds {len(data)} bytes, not {KEY_BYTES}; delete it and run `jarvis keys init`"

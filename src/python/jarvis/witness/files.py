@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import stat
 from pathlib import Path
 
 from jarvis.witness.errors import WitnessError
@@ -89,3 +90,35 @@ def write_new_file(path: Path, data: bytes, mode: int, *, overwrite: bool) -> No
         temp.unlink(missing_ok=True)
         raise
     fsync_directory(directory)
+
+
+def read_private_file(
+    path: Path, *, what: str, setting: str, renew: str, error: type[Exception], limit: int = -1
+) -> bytes:
+    """Read a secret, refusing a missing file, a non-file, or one that group or others can access.
+
+    The checks are made on the file actually opened (fstat), not the name, so a swap in
+    between cannot slip past. `what` names it in messages ("signing key"), `setting` is the
+    variable that points at it, `renew` how to make a new one; errors are raised as `error`.
+    """
+    path = Path(path)
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        raise error(f"no {what} at {path}; run `jarvis keys init` to create it ({setting})") from None
+    except OSError as failure:
+        raise error(f"cannot read the {what} {path}: {failure.strerror}; check its owner and mode") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise error(f"{what} {path} is not a regular file; point {setting} at the key file")
+        mode = stat.S_IMODE(info.st_mode)
+        if mode & 0o077:
+            raise error(
+                f"{what} {path} is accessible by group or others (mode {mode:04o}); run `chmod 600 {path}` "
+                f"(and consider it exposed: {renew})"
+            )
+        with os.fdopen(fd, "rb", closefd=False) as file:
+            return file.read(limit)
+    finally:
+        os.close(fd)

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import os
-import stat
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -22,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from jarvis.witness.checkpoint import Checkpoint, canonical_trail, signed_message, utc_timestamp
 from jarvis.witness.errors import WitnessError
-from jarvis.witness.files import ensure_private_directory, write_new_file
+from jarvis.witness.files import ensure_private_directory, read_private_file, write_new_file
 
 HASH_BYTES = 32
 
@@ -156,28 +154,13 @@ def generate_key(private_path: Path, *, overwrite: bool = False) -> Path:
 
 def load_signing_key(path: Path) -> SigningKey:
     """Read a private key written by generate_key, refusing one that group or others can access."""
-    path = Path(path)
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except FileNotFoundError:
-        raise WitnessError(f"no signing key at {path}; run `jarvis keys init` to create one") from None
-    except OSError as error:
-        raise WitnessError(f"cannot read the signing key {path}: {error.strerror}; check its owner and mode") from None
-    try:
-        # Check the file actually opened (fstat), not the name, so a swap in between cannot slip past.
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise WitnessError(f"signing key {path} is not a regular file; point JARVIS_SIGNING_KEY at the key file")
-        mode = stat.S_IMODE(info.st_mode)
-        if mode & 0o077:
-            raise WitnessError(
-                f"signing key {path} is accessible by group or others (mode {mode:04o}); run `chmod 600 {path}` "
-                "(and consider the key exposed: a new one is `jarvis keys init --force`)"
-            )
-        with os.fdopen(fd, "rb", closefd=False) as file:
-            data = file.read()
-    finally:
-        os.close(fd)
+    data = read_private_file(
+        path,
+        what="signing key",
+        setting="JARVIS_SIGNING_KEY",
+        renew="a new one is `jarvis keys init --force`",
+        error=WitnessError,
+    )
     try:
         key = serialization.load_pem_private_key(data, password=None)
     except TypeError:
