@@ -117,6 +117,17 @@ def test_destroying_the_trail_exports_a_bundle_that_verifies_offline_first(trail
     assert "OK" in out
 
 
+def test_a_destroyed_trails_witness_log_is_retired_so_a_new_trail_starts_clean(trail_url: str, tmp_path: Path) -> None:
+    export = tmp_path / "trail.jsonl"
+    code, out = jarvis(
+        trail_url, tmp_path, "db", "downgrade", "base", "--destroy-audit-trail", "--export-to", str(export)
+    )
+    assert code == 0 and "moved the destroyed trail's witness log to" in out.replace("\n", ""), out
+    code, out = jarvis(trail_url, tmp_path, "demo")
+    assert code == 0, out
+    assert "OK:" in out and "TAMPERED" not in out
+
+
 def test_a_failing_export_leaves_everything_in_place(trail_url: str, tmp_path: Path) -> None:
     before = counts(trail_url)
     blocker = tmp_path / "a-file"

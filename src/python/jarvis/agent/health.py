@@ -115,6 +115,15 @@ def _role_checks(conn: Connection, login: str, roles: Roles) -> list[HealthCheck
         can_become_app = True
     except exc.DBAPIError:
         can_become_app = False
+    if not can_become_app and _can_become(conn, roles.auditor):
+        return [
+            HealthCheck(
+                "login role",
+                "warn",
+                f"{login} is a read-only auditor login ({roles.auditor}): audit verify, show and export work",
+                f"the agent and `state set` need the app role: GRANT {roles.app} TO <the agent's login>",
+            )
+        ]
     if not can_become_app:
         return [
             HealthCheck(
@@ -177,6 +186,16 @@ def _role_checks(conn: Connection, login: str, roles: Roles) -> list[HealthCheck
             f"{roles.app} may SELECT and INSERT the audit tables, nothing more; {roles.auditor} may only read",
         ),
     ]
+
+
+def _can_become(conn: Connection, role: str) -> bool:
+    try:
+        with conn.begin_nested() as attempt:
+            conn.execute(text("SELECT pg_catalog.set_config('role', :r, true)"), {"r": role})
+            attempt.rollback()
+        return True
+    except exc.DBAPIError:
+        return False
 
 
 def _redis_check(settings: Settings) -> HealthCheck:

@@ -88,20 +88,30 @@ def refuse_to_contradict(database: Database, last: Checkpoint | None, trail: str
 
 
 def ensure_signing_key(settings: Settings) -> None:
-    """Make the checkpoint key on first use, so the zero-config default is witnessed too."""
+    """Make the checkpoint key on first use at its default place, then check it can sign.
+
+    Only the default path is created on the fly, so the zero-config default is witnessed too;
+    a JARVIS_SIGNING_KEY that names a missing file is a mistake to report, never a new key (which
+    would sign this database's witness log with a key nobody trusts). A key that cannot be used
+    (wrong mode, not a key) stops the agent before it does anything, not after its work.
+    """
     path = settings.signing_key_path()
     if not path.exists():
+        if settings.signing_key is not None:
+            raise WitnessError(
+                f"no signing key at {path} (JARVIS_SIGNING_KEY); correct the path, or run `jarvis keys init` "
+                "to create a key there"
+            )
         try:
             generate_key(path)
+            log.info("created the checkpoint signing key at %s (public key %s)", path, settings.public_key_path())
         except WitnessError:
             if not path.exists():
                 raise
-            # Another process made it at the same moment; its public key may not be written yet.
-            public = settings.public_key_path()
-            if not public.exists():
-                write_public_key(load_signing_key(path), public)
-            return
-        log.info("created the checkpoint signing key at %s (public key %s)", path, settings.public_key_path())
+    key = load_signing_key(path)
+    public = settings.public_key_path()
+    if not public.exists():  # another process made the key at the same moment and has not written this yet
+        write_public_key(key, public)
 
 
 CHECKPOINT_STREAM = "checkpoints"
@@ -121,7 +131,14 @@ def seal_and_sign(
     witness = WitnessLog(witness_log_path(settings, database))
     trail = trail_id(database)
     if key_path.exists():
-        refuse_to_contradict(database, witness.last(), trail)  # before linking anything onto a rewritten chain
+        last = witness.last()
+        refuse_to_contradict(database, last, trail)  # before linking anything onto a rewritten chain
+        key = load_signing_key(key_path)
+        if last is not None and last.trail == trail and last.key_id != key.key_id:
+            raise WitnessError(
+                f"refusing to sign: {witness.path} was signed by key {last.key_id}, but JARVIS_SIGNING_KEY "
+                f"({key_path}) is key {key.key_id}; point it at the key that signed this log"
+            )
     result = seal(database, wait=wait)
     if key_path.exists():
         if not plausible_seal_time(result.sealed_at):
@@ -129,7 +146,7 @@ def seal_and_sign(
                 f"refusing to sign a head sealed at {result.sealed_at.isoformat()}: the database's clock (or its "
                 "jarvis_seal function) is not to be trusted. Run `jarvis audit verify`"
             )
-        checkpoint = load_signing_key(key_path).sign(trail, result.head_seq, result.head_hash, result.sealed_at)
+        checkpoint = key.sign(trail, result.head_seq, result.head_hash, result.sealed_at)
         witness.append(checkpoint)
         if redis_link is not None:
             stream = redis_link.key(CHECKPOINT_STREAM)
@@ -156,10 +173,8 @@ def trusted_heads(
         return [], [Problem("witness log", None, None, str(error))]
     if not entries:
         return [], []
-    try:
-        trusted_key = load_public_key(public_key or settings.public_key_path())
-    except WitnessError as error:
-        return [], [Problem("witness log", None, None, f"{len(entries)} checkpoint(s) cannot be checked: {error}")]
+    # A missing or unreadable public key is a setting to fix (exit 2), not evidence of tampering.
+    trusted_key = load_public_key(public_key or settings.public_key_path())
     trail = trail_id(database)
     heads: list[TrustedHead] = []
     for number, checkpoint in enumerate(entries, start=1):
@@ -199,4 +214,9 @@ def verify_trail(
     heads, problems = trusted_heads(settings, database, public_key)
     report = verify(database, expect=expect, trusted=heads)
     report.problems.extend(problems)
+    if not heads and not problems and report.head_seq:
+        report.notes.append(
+            f"no signed checkpoint in {witness_log_path(settings, database)}: only the chain itself was checked "
+            "(a consistent rewrite of all of it would not show; check JARVIS_WITNESS_LOG)"
+        )
     return report

@@ -10,6 +10,7 @@ import typer
 from alembic.util.exc import CommandError
 from sqlalchemy import text
 
+from jarvis.agent.witnessing import witness_log_path
 from jarvis.cli.session import ExitCode, console, fail, print_json, reported_errors, settings_or_exit
 from jarvis.cli.views import printable
 from jarvis.config import Settings
@@ -110,6 +111,12 @@ def downgrade_command(
                     "(the export is written and must succeed first)",
                     ExitCode.BAD_INPUT,
                 )
+            if destroyed and not owns_the_tables(database):
+                fail(
+                    "only the owner of the Jarvis tables (the login that ran `jarvis db upgrade`) may destroy the "
+                    "trail; nothing was exported or changed",
+                    ExitCode.BAD_INPUT,
+                )
             if destroyed:
                 name = database_name(database.url)
                 if sys.stdin.isatty():
@@ -126,9 +133,34 @@ def downgrade_command(
                 console.print(f"exported the trail to {path} ({summary})", highlight=False, markup=False)
             downgrade(database, revision, destroy_audit_trail=destroy_audit_trail)
             after = current_revision(database)
+            if destroyed:
+                retire_witness_log(settings, database)
         finally:
             database.shutdown()
     console.print(printable(f"downgraded to {after or 'base (empty)'}"), markup=False)
+
+
+def owns_the_tables(database: Database) -> bool:
+    with database.connect() as conn:
+        return bool(
+            conn.execute(
+                text(
+                    "SELECT pg_catalog.pg_has_role(current_user, c.relowner, 'USAGE') FROM pg_catalog.pg_class c "
+                    "WHERE c.oid = CAST('public.tool_calls' AS regclass)"
+                )
+            ).scalar()
+        )
+
+
+def retire_witness_log(settings: Settings, database: Database) -> None:
+    """The destroyed trail's checkpoints stay (renamed, beside the export) but no longer speak for this database:
+    a new trail started here would otherwise be reported as a replaced one."""
+    log = witness_log_path(settings, database)
+    if log.exists():
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        retired = log.with_name(f"{log.stem}.destroyed-{stamp}{log.suffix}")
+        log.rename(retired)
+        console.print(f"moved the destroyed trail's witness log to {retired}", highlight=False, markup=False)
 
 
 def default_export_path(settings: Settings, database: str) -> Path:

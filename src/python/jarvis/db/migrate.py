@@ -54,19 +54,31 @@ class MigrationError(DatabaseError):
     """A migration was refused by PostgreSQL (usually a missing privilege); the message says what to grant."""
 
 
+@contextmanager
+def _refusals(database: Database, doing: str) -> Iterator[None]:
+    """A statement PostgreSQL refused (usually a missing privilege) becomes one line that says what to do."""
+    try:
+        yield
+    except exc.DBAPIError as error:
+        if isinstance(error, exc.OperationalError):
+            raise
+        orig = error.orig
+        diag = getattr(orig, "diag", None)
+        hint = getattr(diag, "message_hint", None)
+        first = str(orig).strip().splitlines()[0] if orig is not None else str(error)
+        raise MigrationError(
+            f"could not {doing} {database.display_url}: {first}"
+            + (
+                f". Fix: {hint}"
+                if hint
+                else ". Fix: run it as the database's owner (the login that ran `jarvis db upgrade`)"
+            )
+        ) from None
+
+
 def upgrade(database: Database, revision: str = "head") -> None:
-    with _reachable(database), _ALEMBIC:
-        try:
-            command.upgrade(alembic_config(database), revision)
-        except exc.DBAPIError as error:
-            orig = error.orig
-            diag = getattr(orig, "diag", None)
-            hint = getattr(diag, "message_hint", None)
-            first = str(orig).strip().splitlines()[0] if orig is not None else str(error)
-            raise MigrationError(
-                f"could not migrate {database.display_url}: {first}"
-                + (f". Fix: {hint}" if hint else ". Fix: run `jarvis db upgrade` as the database's owner")
-            ) from None
+    with _reachable(database), _ALEMBIC, _refusals(database, "migrate"):
+        command.upgrade(alembic_config(database), revision)
 
 
 def upgrade_to_head(settings: Settings, *, url: str | None = None) -> None:
@@ -97,7 +109,7 @@ def downgrade(database: Database, revision: str = "-1", *, destroy_audit_trail: 
     """Downgrade; a step that would drop or rewrite audit rows is refused unless `destroy_audit_trail`."""
     config = alembic_config(database)
     config.attributes[DESTROY_FLAG] = destroy_audit_trail
-    with _reachable(database), _ALEMBIC:
+    with _reachable(database), _ALEMBIC, _refusals(database, "downgrade"):
         command.downgrade(config, revision)
 
 
@@ -146,7 +158,7 @@ def _row_counts(database: Database, tables: tuple[str, ...]) -> dict[str, int]:
 
 
 def current_revision(database: Database) -> str | None:
-    with database.connect() as conn:
+    with _refusals(database, "read the migration version of"), database.connect() as conn:
         return MigrationContext.configure(conn).get_current_revision()
 
 

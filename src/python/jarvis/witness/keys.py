@@ -186,7 +186,8 @@ def load_public_key(path: Path) -> PublicKey:
         data = path.read_bytes()
     except FileNotFoundError:
         raise WitnessError(
-            f"no public key at {path}; run `jarvis keys init`, or copy the signer's .pub file here"
+            f"no public key at {path}: copy the signer's .pub file here, or name it with --public-key "
+            "(a key made here with `jarvis keys init` is not the signer's and would report every checkpoint)"
         ) from None
     except OSError as error:
         raise WitnessError(f"cannot read the public key {path}: {error.strerror}; check its owner and mode") from None

@@ -181,6 +181,8 @@ class VerifyReport:
     checkpoints_checked: int = 0
     problems: list[Problem] = field(default_factory=list)
     expected_head_found: bool | None = None
+    notes: list[str] = field(default_factory=list)
+    """What a person should know although nothing is wrong (e.g. no checkpoint was there to check)."""
 
     @property
     def ok(self) -> bool:
@@ -193,6 +195,7 @@ class VerifyReport:
     def summary(self) -> str:
         if self.ok:
             extra = f"; {self.pending} row(s) waiting to be sealed" if self.pending else ""
+            extra += "".join(f"; {note}" for note in self.notes)
             return (
                 f"OK: {self.rows_checked} audit rows verified; head {self.head_seq}:{self.head_hex}; "
                 f"{self.checkpoints_checked} signed checkpoint(s) matched{extra}"

@@ -444,9 +444,14 @@ DO $$
 DECLARE t record;
 BEGIN
   IF EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = '{LEGACY_ROLE}') THEN
+    GRANT USAGE, CREATE ON SCHEMA agent_ext TO {LEGACY_ROLE};
     FOR t IN SELECT c.relname FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
               WHERE n.nspname = 'agent_ext' AND c.relkind = 'r' AND c.relowner = '{app}'::regrole LOOP
-      EXECUTE format('ALTER TABLE agent_ext.%I OWNER TO {LEGACY_ROLE}', t.relname);
+      IF pg_catalog.pg_has_role('{LEGACY_ROLE}', 'MEMBER') THEN
+        EXECUTE format('ALTER TABLE agent_ext.%I OWNER TO {LEGACY_ROLE}', t.relname);
+      ELSE  -- an owner who is not a superuser cannot give tables to a role it is not in: share them instead
+        EXECUTE format('GRANT ALL ON agent_ext.%I TO {LEGACY_ROLE}', t.relname);
+      END IF;
     END LOOP;
     GRANT USAGE ON SCHEMA public TO {LEGACY_ROLE};
     GRANT SELECT, INSERT, UPDATE, DELETE ON public.agent_state, public.memory_facts TO {LEGACY_ROLE};
