@@ -59,3 +59,11 @@ def test_verify_expecting_a_head_after_the_tail_was_cut_exits_1(trail: Trail, la
 
     assert code == 1, output  # ...that the published head contradicts
     assert "TAMPERED" in output and "expected head" in output and "Traceback" not in output, output
+
+
+def test_a_real_head_given_with_the_wrong_position_names_where_it_is(trail: Trail, tmp_path: Path) -> None:
+    seq, head = trail.head.split(":")
+    code, output = verify_cli(trail.url, tmp_path, "--expect", f"{int(seq) + 1}:{head}")
+
+    assert code == 1, output
+    assert f"is at chain position {seq}, not {int(seq) + 1}" in output, output

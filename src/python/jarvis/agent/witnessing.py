@@ -146,6 +146,8 @@ def seal_and_sign(
                 f"refusing to sign a head sealed at {result.sealed_at.isoformat()}: the database's clock (or its "
                 "jarvis_seal function) is not to be trusted. Run `jarvis audit verify`"
             )
+        # Signed even when the head has not moved: "nothing else existed at this time" is what lets a later
+        # checkpoint expose a row backdated into the gap.
         checkpoint = key.sign(trail, result.head_seq, result.head_hash, result.sealed_at)
         witness.append(checkpoint)
         if redis_link is not None:

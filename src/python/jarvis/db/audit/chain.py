@@ -412,8 +412,19 @@ def _check_chain(
                 report.problems.append(
                     Problem("audit_chain", None, seq, f"{head.label} does not match the chain: history was rewritten")
                 )
-        if expect is not None and previous == expect.hash and (expect.seq is None or expect.seq == seq):
-            expected_seen = True
+        if expect is not None and previous == expect.hash:
+            if expect.seq is None or expect.seq == seq:
+                expected_seen = True
+            else:
+                report.problems.append(
+                    Problem(
+                        "audit_chain",
+                        None,
+                        seq,
+                        f"the expected head {expect.hash.hex()[:12]}… is at chain position {seq}, not {expect.seq}",
+                    )
+                )
+                expected_seen = True  # found: the position is the problem, named above
     report.head_hash = previous
     for head in trusted:
         if head.seq > report.head_seq:
