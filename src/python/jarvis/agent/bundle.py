@@ -210,90 +210,75 @@ def _write_bundle(database: Database, entries: list[Checkpoint], out: IO[str], p
         canonical_jsonb,
         canonical_python_from_json,
     )
+    from jarvis.db.audit.chain import row_uuid, rows_as_stored, verifying_snapshot
     from jarvis.db.base import CHAINED_TABLES
 
     rows = links = unreadable = 0
-    with database.connect() as conn:
-        raw = conn.connection.driver_connection
-        assert raw is not None
-        if database.role_names is None:
-            with raw.transaction():
-                database.roles(raw)
-        with raw.transaction():
-            raw.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
-            database.enter_role(raw, read_only=True)
-            raw.execute("SET LOCAL TimeZone = 'UTC'")
-            # A row-level security policy would silently leave rows out of the bundle: read them all.
-            raw.execute("SET LOCAL row_security = off")
-            trail = str(raw.execute("SELECT trail_id FROM public.trail_info").fetchone()[0])
-            head = raw.execute(
-                "SELECT seq, chain_hash FROM ONLY public.audit_chain ORDER BY seq DESC LIMIT 1"
-            ).fetchone()
-            head_seq, head_hash = (int(head[0]), bytes(head[1])) if head else (0, _GENESIS)
-            legacy = {
-                (t, i)
-                for t, i in raw.execute(
-                    "SELECT table_name, row_id FROM ONLY public.audit_chain WHERE encoding = %s", (ENCODING_PYTHON,)
-                )
-            }
-            pending = {(t, i) for t, i in raw.execute("SELECT table_name, row_id FROM ONLY public.audit_pending")}
-            out.write(
-                _line(
-                    {
-                        "format": FORMAT,
-                        "version": VERSION,
-                        "trail": trail,
-                        "exported_at": datetime.now(UTC).isoformat(timespec="microseconds"),
-                        "head_seq": head_seq,
-                        "head_hash": head_hash.hex(),
-                        "pending": len(pending),
-                        "checkpoints": len(entries),
-                    }
-                )
+    # Read exactly as verify reads (as stored: no row-security filter, no foreign cast or operator).
+    with verifying_snapshot(database) as raw:
+        trail = str(raw.execute("SELECT trail_id FROM public.trail_info").fetchone()[0])
+        head = raw.execute("SELECT seq, chain_hash FROM ONLY public.audit_chain ORDER BY seq DESC LIMIT 1").fetchone()
+        head_seq, head_hash = (int(head[0]), bytes(head[1])) if head else (0, _GENESIS)
+        legacy = {
+            (t, i)
+            for t, i in raw.execute(
+                "SELECT table_name, row_id FROM ONLY public.audit_chain WHERE encoding = %s", (ENCODING_PYTHON,)
             )
-            for table in CHAINED_TABLES:
-                with raw.cursor(name=f"bundle_{table}_{uuid.uuid4().hex}") as cursor:
-                    cursor.itersize = 5_000
-                    cursor.execute(
-                        f"SELECT x.id, pg_catalog.to_jsonb(x)::text FROM ONLY public.{table} x ORDER BY x.id"
-                    )
-                    for key, row_json in cursor:
-                        row_id = key if isinstance(key, uuid.UUID) else uuid.UUID(int=int(key))
-                        if (table, row_id) in pending:
-                            continue  # not sealed yet: nothing vouches for it
-                        encoding = ENCODING_PYTHON if (table, row_id) in legacy else ENCODING_JSONB
-                        row: dict[str, Any] = {"table": table, "id": str(row_id), "encoding": encoding}
-                        try:
-                            if encoding == ENCODING_JSONB:
-                                content = canonical_jsonb(table, row_json)
-                            elif table in AUDIT_COLUMNS:
-                                content = canonical_python_from_json(table, row_json)
-                            else:
-                                raise NotCanonicalError(f"encoding {encoding} is not defined for {table}")
-                            row["canonical"] = content.decode("utf-8")
-                        except NotCanonicalError as error:
-                            row["canonical"] = None
-                            row["problem"] = str(error)
-                            unreadable += 1
-                        out.write(_line({"row": row}))
-                        rows += 1
-            with raw.cursor(name=f"bundle_chain_{uuid.uuid4().hex}", binary=True) as cursor:
-                cursor.itersize = 10_000
-                cursor.execute(
-                    "SELECT seq, table_name, row_id, row_hash, chain_hash, encoding "
-                    "FROM ONLY public.audit_chain ORDER BY seq"
-                )
-                for seq, table, row_id, row_hash, chain_hash, encoding in cursor:
-                    link = {
-                        "seq": int(seq),
-                        "table": table,
-                        "row_id": str(row_id),
-                        "row_hash": bytes(row_hash).hex(),
-                        "chain_hash": bytes(chain_hash).hex(),
-                        "encoding": int(encoding),
-                    }
-                    out.write(_line({"link": link}))
-                    links += 1
+        }
+        pending = {(t, i) for t, i in raw.execute("SELECT table_name, row_id FROM ONLY public.audit_pending")}
+        out.write(
+            _line(
+                {
+                    "format": FORMAT,
+                    "version": VERSION,
+                    "trail": trail,
+                    "exported_at": datetime.now(UTC).isoformat(timespec="microseconds"),
+                    "head_seq": head_seq,
+                    "head_hash": head_hash.hex(),
+                    "pending": len(pending),
+                    "checkpoints": len(entries),
+                }
+            )
+        )
+        for table in CHAINED_TABLES:
+            with rows_as_stored(raw, table, "pg_catalog.to_jsonb(x)", order_by_id=True) as cursor:
+                for key, row_json in cursor:
+                    row_id = row_uuid(key)
+                    if (table, row_id) in pending:
+                        continue  # not sealed yet: nothing vouches for it
+                    encoding = ENCODING_PYTHON if (table, row_id) in legacy else ENCODING_JSONB
+                    row: dict[str, Any] = {"table": table, "id": str(row_id), "encoding": encoding}
+                    try:
+                        if encoding == ENCODING_JSONB:
+                            content = canonical_jsonb(table, row_json)
+                        elif table in AUDIT_COLUMNS:
+                            content = canonical_python_from_json(table, row_json)
+                        else:
+                            raise NotCanonicalError(f"encoding {encoding} is not defined for {table}")
+                        row["canonical"] = content.decode("utf-8")
+                    except NotCanonicalError as error:
+                        row["canonical"] = None
+                        row["problem"] = str(error)
+                        unreadable += 1
+                    out.write(_line({"row": row}))
+                    rows += 1
+        with raw.cursor(name=f"bundle_chain_{uuid.uuid4().hex}", binary=True) as cursor:
+            cursor.itersize = 10_000
+            cursor.execute(
+                "SELECT seq, table_name, row_id, row_hash, chain_hash, encoding "
+                "FROM ONLY public.audit_chain ORDER BY seq"
+            )
+            for seq, table, row_id, row_hash, chain_hash, encoding in cursor:
+                link = {
+                    "seq": int(seq),
+                    "table": table,
+                    "row_id": str(row_id),
+                    "row_hash": bytes(row_hash).hex(),
+                    "chain_hash": bytes(chain_hash).hex(),
+                    "encoding": int(encoding),
+                }
+                out.write(_line({"link": link}))
+                links += 1
     for checkpoint in entries:
         out.write(_line({"checkpoint": dataclasses.asdict(checkpoint)}))
     return BundleSummary(path, trail, rows, links, len(entries), head_seq, head_hash.hex(), len(pending), unreadable)

@@ -108,13 +108,7 @@ def _postgres_checks(settings: Settings) -> list[HealthCheck]:
 
 def _role_checks(conn: Connection, login: str, roles: Roles) -> list[HealthCheck]:
     """The login must be able to become the app role, which must have what it needs and nothing more."""
-    try:  # really try: membership alone is not enough (PostgreSQL 16: GRANT ... WITH SET FALSE)
-        with conn.begin_nested() as attempt:
-            conn.execute(text("SELECT pg_catalog.set_config('role', :r, true)"), {"r": roles.app})
-            attempt.rollback()
-        can_become_app = True
-    except exc.DBAPIError:
-        can_become_app = False
+    can_become_app = _can_become(conn, roles.app)
     if not can_become_app and _can_become(conn, roles.auditor):
         return [
             HealthCheck(
@@ -189,6 +183,7 @@ def _role_checks(conn: Connection, login: str, roles: Roles) -> list[HealthCheck
 
 
 def _can_become(conn: Connection, role: str) -> bool:
+    """Really try: membership alone is not enough (PostgreSQL 16: GRANT ... WITH SET FALSE)."""
     try:
         with conn.begin_nested() as attempt:
             conn.execute(text("SELECT pg_catalog.set_config('role', :r, true)"), {"r": role})

@@ -287,7 +287,7 @@ def catalog_definitions(raw: Any) -> dict[str, dict[str, dict[str, str]]]:
 def catalog_problems(raw: Any) -> list[tuple[str, str]]:
     """(object, what is wrong) for every deviation from what the migrations installed.
 
-    Run it with search_path = pg_catalog, pg_temp (`chain.hardened_reading`): the definitions
+    Run it with search_path = pg_catalog, pg_temp (`chain.verifying_snapshot` sets it): the definitions
     are printed relative to it, and no operator outside pg_catalog can answer these queries.
     """
     raw.execute("SET LOCAL search_path = pg_catalog, pg_temp")  # no operator of public's may answer

@@ -16,6 +16,7 @@ import math
 import re
 import uuid
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -227,6 +228,50 @@ def verify(
     dated well before it was backdated.
     """
     report = VerifyReport()
+    with verifying_snapshot(database) as raw:
+        problems = catalog_problems(raw)
+        report.problems.extend(Problem(obj, None, None, why) for obj, why in problems)
+        legacy = {
+            (t, i) for t, i in raw.execute("SELECT table_name, row_id FROM ONLY public.audit_chain WHERE encoding = 1")
+        }
+        rows: dict[str, dict[uuid.UUID, _Row]] = {}
+        for table in CHAINED_TABLES:
+            rows[table] = _load_rows(raw, table, legacy, report)
+        pending = {(t, i) for t, i in raw.execute("SELECT table_name, row_id FROM ONLY public.audit_pending")}
+        _check_chain(raw, rows, report, expect, sorted(trusted, key=lambda h: h.seq), backdate_slack)
+        seal_head = raw.execute("SELECT seq, chain_hash FROM ONLY public.audit_seal_head").fetchone()
+        if seal_head is None or (int(seal_head[0]), bytes(seal_head[1])) != (report.head_seq, report.head_hash):
+            shown = f"{seal_head[0]}:{bytes(seal_head[1]).hex()[:12]}…" if seal_head else "missing"
+            report.problems.append(
+                Problem(
+                    "audit_seal_head",
+                    None,
+                    None,
+                    f"is {shown}, but the chain's head is {report.head_seq}:{report.head_hex[:12]}… "
+                    "(rewound or edited: sealing fails until it matches)",
+                )
+            )
+        for table, leftover in rows.items():
+            for row_id in leftover:
+                if (table, row_id) not in pending:
+                    report.problems.append(
+                        Problem(table, row_id, None, "row is not in the chain (written with the triggers bypassed)")
+                    )
+        for table, row_id in pending:
+            if table in rows and row_id not in rows[table]:
+                report.problems.append(Problem(table, row_id, None, "queued row was deleted before it was sealed"))
+        report.pending = len(pending)
+    return report
+
+
+@contextmanager
+def verifying_snapshot(database: Database) -> Iterator[Any]:
+    """One REPEATABLE READ READ ONLY transaction that reads rows as stored (verify, bundle export).
+
+    `row_security = off` makes a query that a policy would filter fail instead; a
+    search_path without `public` means no operator or function a superuser put there can
+    stand in for PostgreSQL's own (pg_temp is never searched for either).
+    """
     with database.connect() as conn:
         raw = conn.connection.driver_connection
         assert raw is not None
@@ -236,72 +281,42 @@ def verify(
         with raw.transaction():
             raw.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
             database.enter_role(raw, read_only=True)
-            hardened_reading(raw)
-            problems = catalog_problems(raw)
-            report.problems.extend(Problem(obj, None, None, why) for obj, why in problems)
-            legacy = {
-                (t, i)
-                for t, i in raw.execute("SELECT table_name, row_id FROM ONLY public.audit_chain WHERE encoding = 1")
-            }
-            rows: dict[str, dict[uuid.UUID, _Row]] = {}
-            for table in CHAINED_TABLES:
-                rows[table] = _load_rows(raw, table, legacy, report)
-            pending = {(t, i) for t, i in raw.execute("SELECT table_name, row_id FROM ONLY public.audit_pending")}
-            _check_chain(raw, rows, report, expect, sorted(trusted, key=lambda h: h.seq), backdate_slack)
-            seal_head = raw.execute("SELECT seq, chain_hash FROM ONLY public.audit_seal_head").fetchone()
-            if seal_head is None or (int(seal_head[0]), bytes(seal_head[1])) != (report.head_seq, report.head_hash):
-                shown = f"{seal_head[0]}:{bytes(seal_head[1]).hex()[:12]}…" if seal_head else "missing"
-                report.problems.append(
-                    Problem(
-                        "audit_seal_head",
-                        None,
-                        None,
-                        f"is {shown}, but the chain's head is {report.head_seq}:{report.head_hex[:12]}… "
-                        "(rewound or edited: sealing fails until it matches)",
-                    )
-                )
-            for table, leftover in rows.items():
-                for row_id in leftover:
-                    if (table, row_id) not in pending:
-                        report.problems.append(
-                            Problem(table, row_id, None, "row is not in the chain (written with the triggers bypassed)")
-                        )
-            for table, row_id in pending:
-                if table in rows and row_id not in rows[table]:
-                    report.problems.append(Problem(table, row_id, None, "queued row was deleted before it was sealed"))
-            report.pending = len(pending)
-    return report
-
-
-def hardened_reading(raw: Any) -> None:
-    """What every verifying reader sets: rows as stored, names the way PostgreSQL ships them.
-
-    `row_security = off` makes a query that a policy would filter fail instead; a
-    search_path without `public` means no operator or function a superuser put there can
-    stand in for PostgreSQL's own (pg_temp is never searched for either); jsonb is loaded
-    as the server's own text output, never through a cast someone may have replaced.
-    """
-    raw.execute("SET LOCAL TimeZone = 'UTC'")
-    raw.execute("SET LOCAL row_security = off")
-    raw.execute("SET LOCAL search_path = pg_catalog, pg_temp")
+            raw.execute("SET LOCAL TimeZone = 'UTC'")
+            raw.execute("SET LOCAL row_security = off")
+            raw.execute("SET LOCAL search_path = pg_catalog, pg_temp")
+            yield raw
 
 
 class _RawJsonb(TextLoader):
     """jsonb exactly as the server's output function wrote it: no cast, no parsing here."""
 
 
+@contextmanager
+def rows_as_stored(raw: Any, table: str, columns: str, *, order_by_id: bool = False) -> Iterator[Any]:
+    """A server-side cursor over `SELECT x.id, <columns> FROM ONLY public.<table> x`, jsonb as the server's text.
+
+    A random name, so a cursor a pooled neighbour left under the same name cannot collide;
+    jsonb through a loader, never a `::text` cast someone may have replaced.
+    """
+    with raw.cursor(name=f"jarvis_{table}_{uuid.uuid4().hex}") as cursor:
+        cursor.adapters.register_loader("jsonb", _RawJsonb)
+        cursor.itersize = 5_000
+        cursor.execute(f"SELECT x.id, {columns} FROM ONLY public.{table} x" + (" ORDER BY x.id" if order_by_id else ""))
+        yield cursor
+
+
+def row_uuid(key: Any) -> uuid.UUID:
+    """A chained row's id: uuids as they are, schema_changes' bigints as `jarvis_serial_uuid` maps them."""
+    return key if isinstance(key, uuid.UUID) else uuid.UUID(int=int(key) % 2**64)
+
+
 def _load_rows(raw: Any, table: str, legacy: set[tuple[str, uuid.UUID]], report: VerifyReport) -> dict[uuid.UUID, _Row]:
     found: dict[uuid.UUID, _Row] = {}
     try:
-        with raw.transaction(), raw.cursor(name=f"verify_{table}_{uuid.uuid4().hex}") as cursor:
-            cursor.adapters.register_loader("jsonb", _RawJsonb)
-            cursor.itersize = 5_000
-            cursor.execute(
-                f"SELECT x.id, pg_catalog.date_part('epoch', x.created_at), pg_catalog.to_jsonb(x) "
-                f"FROM ONLY public.{table} x"
-            )
+        columns = "pg_catalog.date_part('epoch', x.created_at), pg_catalog.to_jsonb(x)"
+        with raw.transaction(), rows_as_stored(raw, table, columns) as cursor:
             for key, created_at, row_json in cursor:
-                row_id = key if isinstance(key, uuid.UUID) else uuid.UUID(int=int(key) % 2**64)
+                row_id = row_uuid(key)
                 found[row_id] = _row(table, row_id, created_at, row_json, legacy, found, report)
     except psycopg.errors.InsufficientPrivilege as error:  # row security would filter it: never read partially
         report.problems.append(Problem(table, None, None, f"cannot be read as stored: {str(error).splitlines()[0]}"))
