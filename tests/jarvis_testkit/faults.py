@@ -13,12 +13,62 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
+WRITES = (b"INSERT INTO", b"jarvis_append_")
+"""What a write's SQL text contains: a plain INSERT, or a call of an audit table's append function."""
+
+SSL_OR_GSS_REQUEST = (80877103, 80877104)
+
+
+@dataclass
+class WriteSpotter:
+    """Reads the client's side of the protocol and says which chunks carry a write.
+
+    A prepared statement's text crosses the wire once (Parse); later executions
+    only name it (Bind), so the spotter remembers which statement names are writes.
+    """
+
+    buffer: bytes = b""
+    startup_done: bool = False
+    write_statements: set[bytes] = field(default_factory=set)
+
+    def carries_write(self, data: bytes) -> bool:
+        self.buffer += data
+        found = False
+        while True:
+            if not self.startup_done:  # untyped messages: SSL/GSS requests, then the startup packet
+                if len(self.buffer) < 8:
+                    return found
+                length = int.from_bytes(self.buffer[:4], "big")
+                if len(self.buffer) < length:
+                    return found
+                code = int.from_bytes(self.buffer[4:8], "big")
+                self.startup_done = code not in SSL_OR_GSS_REQUEST
+                self.buffer = self.buffer[length:]
+                continue
+            if len(self.buffer) < 5:
+                return found
+            kind, length = self.buffer[:1], int.from_bytes(self.buffer[1:5], "big")
+            if len(self.buffer) < 1 + length:
+                return found
+            body, self.buffer = self.buffer[5 : 1 + length], self.buffer[1 + length :]
+            if kind == b"Q":
+                found |= any(write in body for write in WRITES)
+            elif kind == b"P":
+                name, rest = body.split(b"\0", 1)
+                if any(write in rest.split(b"\0", 1)[0] for write in WRITES):
+                    self.write_statements.add(name)  # preparing alone writes nothing: its Bind will
+                else:
+                    self.write_statements.discard(name)
+            elif kind == b"B":
+                statement = body.split(b"\0", 2)[1]
+                found |= statement in self.write_statements
+
 
 @dataclass
 class DroppingProxy:
     """A TCP proxy in front of PostgreSQL that can cut a connection at the worst moment.
 
-    `drop_after_commit()`: the next INSERT is forwarded, the server commits it and
+    `drop_after_commit()`: the next INSERT (or append call) is forwarded, the server commits it and
     answers, and the answer is thrown away with the connection, so the client
     cannot know whether its row landed. `drop_before_send()`: the next INSERT
     never reaches the server.
@@ -75,9 +125,10 @@ class DroppingProxy:
             return False
 
     def _pump_to_server(self, client: socket.socket, server: socket.socket, armed: threading.Event) -> None:
+        spotter = WriteSpotter()
         try:
             while data := client.recv(65536):
-                if b"INSERT INTO" in data and self.mode is not None:
+                if spotter.carries_write(data) and self.mode is not None:
                     if self._take_mode("before_send"):
                         break
                     if self.mode == "after_commit":
@@ -95,8 +146,9 @@ class DroppingProxy:
             while data := server.recv(65536):
                 if armed.is_set():
                     held += data
-                    # ReadyForQuery ('Z') after the INSERT: the implicit transaction has committed.
-                    if b"INSERT 0 1" in held and b"Z\x00\x00\x00\x05" in held.split(b"INSERT 0 1", 1)[1]:
+                    # ReadyForQuery ('Z') after the write: the implicit transaction has committed.
+                    done = next((tag for tag in (b"INSERT 0 1", b"SELECT 1") if tag in held), None)
+                    if done is not None and b"Z\x00\x00\x00\x05" in held.split(done, 1)[1]:
                         if self._take_mode("after_commit"):
                             break
                     continue

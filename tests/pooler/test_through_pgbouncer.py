@@ -370,3 +370,20 @@ def test_jarvis_writes_through_the_pooler_as_the_app_role(
         # The neighbour's own session state is still its own: Jarvis' role ended with each transaction.
         assert neighbour.execute("SELECT current_user").fetchone() == ("pg_write_all_data",)
     assert server_rows(isolated_database_url, "SELECT count(*) FROM public.tool_calls WHERE status = 'x'") == [(0,)]
+
+
+def test_nothing_is_prepared_through_the_pooler(
+    single_connection_bouncer: PgBouncer, isolated_database_url: str
+) -> None:
+    """Behind PgBouncer a named prepared statement would outlive Jarvis' transaction on a shared connection."""
+    through = single_connection_bouncer.url_for(isolated_database_url)
+    database = open_database(load_settings(database_url=through), url=through)
+    try:
+        log = ToolCallLog(database)
+        for n in range(8):  # well past psycopg's automatic threshold (5)
+            with log.record("probe", {"n": n}) as call:
+                call.succeed({"n": n})
+    finally:
+        database.shutdown()
+    with psycopg.connect(through, autocommit=True, prepare_threshold=None) as neighbour:  # the one server connection
+        assert neighbour.execute("SELECT count(*) FROM pg_catalog.pg_prepared_statements").fetchone() == (0,)

@@ -144,10 +144,14 @@ def _role_checks(conn: Connection, login: str, roles: Roles) -> list[HealthCheck
             {"role": roles.app, "table": f"public.{table}", "privilege": privilege},
         ).scalar()
     ]
-    if not conn.execute(
-        text("SELECT has_function_privilege(:role, 'public.jarvis_seal(integer)', 'EXECUTE')"), {"role": roles.app}
-    ).scalar():
-        missing.append("EXECUTE on jarvis_seal")
+    missing += [
+        f"EXECUTE on {function}"
+        for function in ("jarvis_seal", *(f"jarvis_append_{table}" for table in AUDIT_TABLES))
+        if not conn.execute(
+            text("SELECT to_regproc(:f) IS NOT NULL AND has_function_privilege(:role, to_regproc(:f)::oid, 'EXECUTE')"),
+            {"role": roles.app, "f": f"public.{function}"},
+        ).scalar()
+    ]
     excess = [
         f"{privilege} on {table}"
         for table in (*AUDIT_TABLES, "schema_changes", "audit_chain", "audit_pending")

@@ -217,32 +217,11 @@ class CachedStateStore:
 def _query(database: Database, sql: str, key: str) -> Any:
     """One row of `sql` (one %s: the key) as the database's role, in one round trip; None if there is none.
 
-    The role statement and the query go as one client-bound query string in
-    autocommit, which PostgreSQL runs as one implicit transaction, like the
-    audit trail's hot path: nothing is left in the session.
+    Like the audit trail's hot path: the role statement and the query run as
+    one implicit transaction in one round trip, and nothing is left in the session.
     """
-    with database.raw_connection() as proxy:
-        raw = proxy.driver_connection
-        try:
-            prefix: tuple[str, tuple[str, ...]] | None = None
-            if database.role != "owner":
-                if database.role_names is None:
-                    with raw.transaction():
-                        database.roles(raw)
-                prefix = database.role_statement()
-            raw.autocommit = True
-            try:
-                cursor = psycopg.ClientCursor(raw)
-                if prefix is None:
-                    cursor.execute(sql, (key,))
-                else:
-                    cursor.execute(f"{prefix[0]}; {sql}", (*prefix[1], key))
-                    while cursor.nextset():  # to the last statement's result
-                        pass
-                return cursor.fetchone()
-            finally:
-                if not raw.closed:
-                    raw.autocommit = False
-        except psycopg.OperationalError as error:
-            proxy.invalidate()  # never hand a broken connection back to the pool
-            raise unavailable(database.url, error) from None
+    try:
+        with database.autocommit_cursor() as cursor:
+            return database.fetch_one(cursor, sql, (key,))
+    except psycopg.OperationalError as error:
+        raise unavailable(database.url, error) from None

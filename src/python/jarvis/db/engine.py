@@ -5,8 +5,16 @@ application role (or its read-only auditor role) and a fixed `search_path`
 (pg_temp last), so even a superuser URL writes through a role that cannot
 UPDATE, DELETE or TRUNCATE the audit tables, and nothing lives in the
 session: a transaction-pooling PgBouncer hands connections between clients
-without leaking a role, a search path or a prepared statement. Migrations
-(`jarvis db upgrade`) connect as the owner, without it.
+without leaking a role or a search path. Migrations (`jarvis db upgrade`)
+connect as the owner, without it. Audit appends need no role statement: they
+call a function only the app role may execute (see jarvis.db.audit.append).
+
+Named prepared statements are session state too, so only the audit hot path
+prepares its one statement, and only on a connection that talks to PostgreSQL
+directly: at connect, the backend PID the server announced must equal what
+`pg_backend_pid()` returns. A pooler answers the startup with a key of its
+own, so behind PgBouncer (or any proxy) nothing is prepared and a
+neighbour's `PREPARE _pg3_0` cannot stand in for Jarvis' statement.
 """
 
 from __future__ import annotations
@@ -15,7 +23,7 @@ import atexit
 import logging
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -86,7 +94,7 @@ class Database:
     role: Role = "app"
     _closed: bool = field(default=False, repr=False)
     _roles: Roles | None = field(default=None, repr=False)
-    _role_statements: dict[tuple[bool, bool], tuple[str, tuple[str, ...]]] = field(default_factory=dict, repr=False)
+    _role_statements: dict[bool, tuple[str, tuple[str, ...]]] = field(default_factory=dict, repr=False)
 
     @property
     def role_names(self) -> Roles | None:
@@ -115,20 +123,16 @@ class Database:
             self._roles = Roles(app=row[0], auditor=row[1], login=row[2], login_is_superuser=bool(row[3]))
         return self._roles
 
-    def role_statement(self, *, read_only: bool = False, lean: bool = False) -> tuple[str, tuple[str, ...]]:
-        """The statements that start a transaction as this database's role (roles must be resolved).
+    def role_statement(self, *, read_only: bool = False) -> tuple[str, tuple[str, ...]]:
+        """The statement that starts a transaction as this database's role (roles must be resolved).
 
-        Sent in one query string ahead of another statement, they make one implicit
-        transaction: the hot path's role, INSERT and COMMIT cost a single round trip. They
-        also undo, for this transaction, what a neighbour on a pooled connection may have left
-        in the session: a read-only default, timeouts, a date style, and (for a superuser
-        login) `session_replication_role = replica`, which would silence the triggers.
-
-        `lean` keeps only what decides who writes and how names resolve (role, search path,
-        triggers on): the append hot path sends that, and resends the full form when the
-        session's leftovers made the statement fail (`SESSION_LEFTOVERS`).
+        Sent right after `transaction_mode_statement()` and before the transaction's own
+        statements, in one round trip (a ClientCursor query string, or a pipeline). It also
+        undoes, for this transaction, what a neighbour on a pooled connection may have left in
+        the session: timeouts, a date style, and (for a superuser login)
+        `session_replication_role = replica`, which would silence the triggers.
         """
-        key = (read_only, lean)
+        key = read_only
         cached = self._role_statements.get(key)
         if cached is not None:
             return cached
@@ -137,27 +141,29 @@ class Database:
         settings = [
             "pg_catalog.set_config('role', %s, true)",
             "pg_catalog.set_config('search_path', %s, true)",
+            "pg_catalog.set_config('statement_timeout', '0', true)",
+            "pg_catalog.set_config('lock_timeout', '0', true)",
+            "pg_catalog.set_config('DateStyle', 'ISO, MDY', true)",
         ]
-        if not lean:
-            settings += [
-                "pg_catalog.set_config('statement_timeout', '0', true)",
-                "pg_catalog.set_config('lock_timeout', '0', true)",
-                "pg_catalog.set_config('DateStyle', 'ISO, MDY', true)",
-            ]
         if roles.login_is_superuser:  # evaluated left to right: back to the login, triggers on, then the role
             settings[0:0] = [
                 "pg_catalog.set_config('role', 'none', true)",
                 "pg_catalog.set_config('session_replication_role', 'origin', true)",
             ]
-        # Read-write must be chosen before the transaction's first snapshot: a statement of its own, first.
-        mode = "off" if self.role == "app" and not read_only else "on"
-        prefix = "" if lean else f"SET LOCAL transaction_read_only = {mode}; "
         statement = (
-            prefix + "SELECT " + ", ".join(settings),
+            "SELECT " + ", ".join(settings),
             (roles.app if self.role == "app" else roles.auditor, SEARCH_PATH),
         )
         self._role_statements[key] = statement
         return statement
+
+    def transaction_mode_statement(self, *, read_only: bool = False) -> str:
+        """Read-write only for the app role's writing transactions; sent first, before any snapshot.
+
+        It undoes a neighbour's `default_transaction_read_only` for the transaction.
+        """
+        mode = "off" if self.role == "app" and not read_only else "on"
+        return f"SET LOCAL transaction_read_only = {mode}"
 
     def enter_role(self, connection: Any, *, read_only: bool = False) -> None:
         """Begin this transaction as the database's app or auditor role; nothing outlives the transaction.
@@ -171,7 +177,9 @@ class Database:
         self.roles(connection)
         sql, params = self.role_statement(read_only=read_only)
         try:
-            psycopg.ClientCursor(connection).execute(sql, params)
+            psycopg.ClientCursor(connection).execute(
+                f"{self.transaction_mode_statement(read_only=read_only)}; {sql}", params
+            )
         except psycopg.errors.InsufficientPrivilege as error:
             raise self.role_not_granted(error) from None
 
@@ -209,6 +217,49 @@ class Database:
             yield proxy
         finally:
             proxy.close()  # back to the pool (or discarded, if invalidated)
+
+    @contextmanager
+    def autocommit_cursor(self) -> Iterator[psycopg.Cursor[Any]]:
+        """A cursor on a pooled connection in autocommit, for one-round-trip statements (`fetch_one`).
+
+        The database's roles are resolved first; a connection that failed is never reused.
+        """
+        with self.raw_connection() as proxy:
+            raw: psycopg.Connection[Any] = proxy.driver_connection
+            try:
+                if self.role != "owner" and self._roles is None:
+                    with raw.transaction():
+                        self.roles(raw)
+                raw.autocommit = True
+                try:
+                    yield raw.cursor(binary=True)
+                finally:
+                    if not raw.closed:
+                        raw.autocommit = False
+            except psycopg.OperationalError:
+                proxy.invalidate()
+                raise
+
+    def fetch_one(
+        self, cursor: psycopg.Cursor[Any], sql: str, params: Sequence[Any], *, in_role: bool = True
+    ) -> tuple[Any, ...] | None:
+        """`sql`'s first row, in one implicit transaction and one round trip.
+
+        `in_role`: the transaction's mode and role statement go first, in one pipeline before a
+        single Sync, so PostgreSQL runs them and `sql` as one transaction and nothing outlives it
+        in the session. Without it, `sql` runs bare (the append functions need no role), and is
+        prepared when the connection is direct (see the module's note).
+        """
+        if not in_role or self.role == "owner":
+            cursor.execute(sql, params, prepare=True)  # prepared on a direct connection only
+        else:
+            role_sql, role_params = self.role_statement()
+            with cursor.connection.pipeline():
+                cursor.execute(self.transaction_mode_statement())  # first: before the first snapshot
+                cursor.execute(role_sql, role_params)
+                cursor.execute(sql, params)
+        row: tuple[Any, ...] | None = cursor.fetchone()
+        return row
 
     @contextmanager
     def _checkout(self) -> Iterator[None]:
@@ -269,10 +320,11 @@ def open_database(settings: Settings, *, url: str | None = None, role: Role = "a
         pool_timeout=settings.connect_timeout,
         pool_recycle=int(settings.pool_idle_timeout),
         pool_pre_ping=False,  # replaced by _ping_if_idle: same safety, no round trip on the hot path
+        pool_use_lifo=True,  # the most recently used connection: its backend's caches are warm
         connect_args={
             "connect_timeout": max(1, math.ceil(settings.connect_timeout)),
             "application_name": "jarvis",
-            # Named prepared statements are session state: behind a transaction pooler they collide.
+            # Never prepared automatically: `_allow_prepared_if_direct` lets the hot path ask for it.
             "prepare_threshold": None,
         },
     )
@@ -285,6 +337,7 @@ def open_database(settings: Settings, *, url: str | None = None, role: Role = "a
             database.enter_role(raw)
 
         event.listen(engine, "begin", enter_role)
+    event.listen(engine, "connect", _allow_prepared_if_direct)
     event.listen(engine, "checkout", _ping_if_idle)
     event.listen(engine, "checkin", _note_last_use)
     atexit.register(database.shutdown)
@@ -296,6 +349,23 @@ def open_database(settings: Settings, *, url: str | None = None, role: Role = "a
 
 PING_AFTER_IDLE = 1.0
 """Seconds of idleness after which a pooled connection is pinged before use (survives server restarts)."""
+
+
+PREPARE_ONLY_WHEN_ASKED = 2**62
+"""A prepare threshold no statement reaches: only `execute(..., prepare=True)` prepares."""
+
+
+def _allow_prepared_if_direct(dbapi_connection: Any, _record: Any) -> None:
+    """On a direct connection, let `execute(..., prepare=True)` prepare; behind a pooler, never.
+
+    PostgreSQL announces its backend PID at startup (BackendKeyData); a pooler
+    sends a made-up key instead, because the server behind it changes.
+    """
+    announced = dbapi_connection.info.backend_pid
+    row = dbapi_connection.execute("SELECT pg_catalog.pg_backend_pid()").fetchone()
+    dbapi_connection.rollback()
+    if row is not None and row[0] == announced:
+        dbapi_connection.prepare_threshold = PREPARE_ONLY_WHEN_ASKED
 
 
 def _note_last_use(_dbapi_connection: Any, record: Any) -> None:

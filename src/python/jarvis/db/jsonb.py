@@ -169,6 +169,8 @@ class _Walk:
         """The bytes of `text` as a JSON string, once it is known to be storable and to fit."""
         if self.size + len(text) + 2 > self.limit:  # a character is at least one byte
             raise too_large(self.what, self.limit, self.size + len(text) + 2)
+        if text.isascii() and text.isprintable() and '"' not in text and "\\" not in text:
+            return len(text) + 2  # nothing to escape, one byte a character: the common case, without encoding
         problem = text_problem(text)
         if problem is not None:
             raise InvalidJsonError(f"{self.what} at {self.path(depth)}{suffix}: {problem}")

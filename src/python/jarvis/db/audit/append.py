@@ -14,6 +14,7 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 from sqlalchemy import Table, exc
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import JSONB
 
 from jarvis.db.engine import SESSION_LEFTOVERS, Database, DatabaseUnavailableError
@@ -64,12 +65,29 @@ class AuditRuleViolation(AuditAppendError):
         self.constraint = constraint
 
 
+_SQL_TYPES = {"UUID": "uuid", "TEXT": "text", "JSONB": "jsonb", "INTEGER": "int4"}
+
+LEFTOVERS_TO_UNDO = (
+    *SESSION_LEFTOVERS,
+    psycopg.errors.ObjectNotInPrerequisiteState,  # session_replication_role is not origin
+    psycopg.errors.InsufficientPrivilege,  # a role left set that may not append (or the login may not)
+    psycopg.DataError,
+)
+"""What the bare append can fail on because of a session a pooled neighbour left behind."""
+
+
 @functools.cache
-def _insert_sql(table: Table, columns: tuple[str, ...]) -> str:
-    return (
-        f"INSERT INTO public.{table.name} ({', '.join(columns)}) VALUES ({', '.join(['%s'] * len(columns))}) "
-        "ON CONFLICT (id) DO NOTHING RETURNING created_at"
+def _append_sql(table: Table, columns: tuple[str, ...]) -> str:
+    """The call of the table's append function (migration 0004), arguments by name.
+
+    Every name is schema-qualified, casts included: a neighbour's search path, or a temp
+    table named like a type, cannot change what this statement means.
+    """
+    dialect = postgresql.dialect()  # type: ignore[no-untyped-call]
+    arguments = ", ".join(
+        f"p_{name} => %s::pg_catalog.{_SQL_TYPES[table.c[name].type.compile(dialect=dialect)]}" for name in columns
     )
+    return f"SELECT public.jarvis_append_{table.name}({arguments})"
 
 
 @functools.cache
@@ -98,44 +116,30 @@ def append_row(database: Database, table: Table, values: dict[str, Any]) -> date
     turns a landed row into a no-op, and the stored row is compared with ours
     so a reused id is an error, never silently accepted.
 
-    This is the hot path, so it speaks psycopg directly: the role statement and
-    the INSERT go as one query string (client-side bound, autocommit), which
-    PostgreSQL runs as one implicit transaction: one round trip, one commit,
-    and nothing left in the session. The row and its sealing-queue entry
-    commit together.
+    This is the hot path: one statement in autocommit, one round trip, one
+    commit. It calls the table's append function (SECURITY DEFINER, executable
+    by the app role only, plan cached in the server session), which inserts
+    the row with every trigger firing; the row and its sealing-queue entry
+    commit together, and nothing is left in the session. When a pooled
+    neighbour's leftovers (a role, read-only default, timeouts, triggers off)
+    make it fail, it is sent again after the full role statement, which undoes
+    them for its transaction; a row that landed is found by its id.
     """
-    sql = _insert_sql(table, tuple(values))
+    sql = _append_sql(table, tuple(values))
     params = _adapted(table, values)
     for attempt, delay in enumerate((*RETRY_DELAYS, None)):
         try:
-            with database.raw_connection() as proxy:
-                raw = proxy.driver_connection
+            with database.autocommit_cursor() as cursor:
                 try:
-                    if database.role_names is None:
-                        with raw.transaction():
-                            database.roles(raw)
-                    raw.autocommit = True
                     try:
-                        cursor = psycopg.ClientCursor(raw)
-                        try:
-                            row = _insert(cursor, database, table, values, sql, params, lean=True)
-                        except (*SESSION_LEFTOVERS, psycopg.DataError):
-                            # A pooled neighbour's settings (read-only default, timeouts, date style) broke the
-                            # lean statement: undo them all and try once more (a landed row is found by its id).
-                            row = _insert(cursor, database, table, values, sql, params, lean=False)
-                    finally:
-                        if not raw.closed:
-                            raw.autocommit = False
-                except psycopg.OperationalError:
-                    proxy.invalidate()  # never hand a broken connection back to the pool
-                    raise
+                        return _insert(cursor, database, table, values, sql, params, in_role=False)
+                    except LEFTOVERS_TO_UNDO:
+                        return _insert(cursor, database, table, values, sql, params, in_role=True)
                 except psycopg.IntegrityError as error:
                     first_line = str(error).splitlines()[0]
                     raise AuditRuleViolation(f"{table.name}: {first_line}", error.diag.constraint_name) from None
                 except psycopg.errors.InsufficientPrivilege as error:
                     raise database.role_not_granted(error) from None
-            created_at: datetime = row[0]
-            return created_at
         except (psycopg.OperationalError, exc.OperationalError, exc.InterfaceError, DatabaseUnavailableError) as error:
             if delay is None:
                 raise
@@ -151,20 +155,22 @@ def append_row(database: Database, table: Table, values: dict[str, Any]) -> date
 
 
 def _insert(
-    cursor: Any, database: Database, table: Table, values: dict[str, Any], sql: str, params: list[Any], *, lean: bool
-) -> tuple[datetime]:
-    """The role statement and the INSERT in one implicit transaction; the stored row's created_at."""
-    role_sql, role_params = database.role_statement(lean=lean)
-    cursor.execute(f"{role_sql}; {sql}", (*role_params, *params))
-    while cursor.nextset():  # to the last statement's result: the INSERT's
-        pass
-    row = cursor.fetchone()
-    if row is None:  # the id exists: a retry of a row that landed, or a reused id
-        cursor.execute(f"{role_sql}; {_existing_sql(table, tuple(values))}", (*role_params, values["id"]))
-        while cursor.nextset():
-            pass
-        return (_existing_created_at(cursor.fetchone(), table, values),)
-    return (row[0],)
+    cursor: psycopg.Cursor[Any],
+    database: Database,
+    table: Table,
+    values: dict[str, Any],
+    sql: str,
+    params: list[Any],
+    *,
+    in_role: bool,
+) -> datetime:
+    """The append, bare or after the full role statement; the stored row's created_at."""
+    row = database.fetch_one(cursor, sql, params, in_role=in_role)
+    if row is None or row[0] is None:  # the id exists: a retry of a row that landed, or a reused id
+        stored = database.fetch_one(cursor, _existing_sql(table, tuple(values)), [values["id"]], in_role=True)
+        return _existing_created_at(stored, table, values)
+    created_at: datetime = row[0]
+    return created_at
 
 
 @functools.cache
