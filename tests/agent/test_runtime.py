@@ -15,7 +15,7 @@ from jarvis.agent.plan import Step
 from jarvis.cache import RedisLink, namespace_for
 from jarvis.config import Settings
 from jarvis.db import Database, open_database
-from jarvis.db.audit import append
+from jarvis.db.audit import AuditQueries, CycleSummary, append
 from jarvis.db.jsonb import InvalidJsonError
 from jarvis_testkit.faults import DroppingProxy, dropping_proxy
 from jarvis_testkit.trail import seal_and_verify
@@ -28,6 +28,10 @@ def plan(*steps: dict[str, object]) -> CyclePlan:
 @pytest.fixture
 def agent(isolated_database: Database) -> Agent:
     return Agent(isolated_database, name="runtime-test")
+
+
+def latest_cycle(agent: Agent) -> CycleSummary:
+    return AuditQueries(agent.database).cycles(agent=agent.name, limit=1)[0]
 
 
 def count(database: Database, table: str) -> int:
@@ -44,7 +48,7 @@ def test_a_failing_tool_fails_its_step_and_the_cycle_records_it(agent: Agent) ->
     assert result.status == "failed"
     assert [s.ok for s in result.steps] == [False, True]
     assert result.steps[0].error == "ToolFailedError: on purpose"
-    closed = agent.planning.cycles(limit=1)[0]
+    closed = latest_cycle(agent)
     assert closed.outcomes["failed_steps"] == 1 and closed.status == "failed"
     assert seal_and_verify(agent.database).ok
 
@@ -86,7 +90,7 @@ def test_with_redis_the_cycle_records_its_fencing_token(isolated_database: Datab
     second = agent.run_cycle(cycle.goals, ScriptedPlanner(cycle))
     assert first.fencing_token is not None and second.fencing_token is not None
     assert second.fencing_token > first.fencing_token
-    outcomes = agent.planning.cycles(limit=1)[0].outcomes
+    outcomes = latest_cycle(agent).outcomes
     assert outcomes["fencing_token"] == second.fencing_token
 
 
@@ -118,7 +122,7 @@ def test_a_planner_that_raises_closes_its_cycle_as_failed_and_the_next_cycle_run
     # Issue #12 item 9: only cancellations closed the cycle; the next run_cycle raised CycleAlreadyOpenError.
     with pytest.raises(RuntimeError, match="the model returned garbage"):
         agent.run_cycle(["g"], ExplodingPlanner(RuntimeError("the model returned garbage")))
-    failed = agent.planning.cycles(limit=1)[0]
+    failed = latest_cycle(agent)
     assert failed.status == "failed"
     assert failed.outcomes["error"] == "RuntimeError: the model returned garbage"
     assert [step["ok"] for step in failed.outcomes["steps"]] == [True]
@@ -133,7 +137,7 @@ def test_an_append_the_database_refuses_closes_the_cycle_as_failed(agent: Agent)
     bad = Step(decision="say \x00", tool="clock")
     with pytest.raises(InvalidJsonError):
         agent.run_cycle(["g"], ExplodingPlanner(second=bad))
-    failed = agent.planning.cycles(limit=1)[0]
+    failed = latest_cycle(agent)
     assert failed.status == "failed" and "InvalidJsonError" in failed.outcomes["error"]
     assert agent.run_cycle(["g"], ExplodingPlanner()).status == "succeeded"
 
@@ -180,7 +184,8 @@ def test_an_append_that_exhausts_its_retries_does_not_wedge_the_agent(
             proxy.outage(False)
             after = agent.run_cycle(["g"], ExplodingPlanner())  # before the fix: CycleAlreadyOpenError
             assert after.status == "succeeded"
-            closed = next(c for c in agent.planning.cycles(limit=2) if c.id == stuck)
+            closed = AuditQueries(database).cycle(stuck)
+            assert closed is not None
             assert closed.status == "failed" and "OperationalError" in closed.outcomes["error"]
             assert seal_and_verify(database).ok
         finally:

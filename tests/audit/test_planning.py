@@ -7,7 +7,7 @@ import uuid
 import pytest
 
 from jarvis.db import Database
-from jarvis.db.audit import CycleAlreadyOpenError, CycleClosedError, PlanningLog, ToolCallLog
+from jarvis.db.audit import AuditQueries, CycleAlreadyOpenError, CycleClosedError, PlanningLog, ToolCallLog
 
 
 def test_timeline_lists_start_decisions_tool_calls_and_completion_in_order(database: Database) -> None:
@@ -19,7 +19,7 @@ def test_timeline_lists_start_decisions_tool_calls_and_completion_in_order(datab
         call.succeed({"usd": 3000})
     planning.record_decision(cycle, "hold", {"because": "too expensive"})
     planning.close_cycle(cycle, "succeeded", {"held": True})
-    kinds = [entry.kind for entry in planning.timeline(cycle)]
+    kinds = [entry.kind for entry in AuditQueries(database).timeline(cycle)]
     assert kinds == ["cycle.opened", "decision", "tool.started", "tool.succeeded", "decision", "cycle.closed"]
 
 
@@ -64,6 +64,6 @@ def test_cycles_lists_newest_first_with_status(database: Database) -> None:
     first = planning.open_cycle(["1"])
     planning.close_cycle(first, "succeeded", {"n": 1})
     second = planning.open_cycle(["2"])
-    summaries = planning.cycles()
+    summaries = AuditQueries(database).cycles(agent="lister")
     assert [(s.id, s.status) for s in summaries] == [(second, "started"), (first, "succeeded")]
     assert planning.open_cycle_id() == second

@@ -18,7 +18,7 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from jarvis.db import Database
-from jarvis.db.audit import PlanningLog, VerifyReport, verify
+from jarvis.db.audit import AuditQueries, PlanningLog, VerifyReport, verify
 from jarvis.db.audit.export import export_rows
 from jarvis_testkit import tamper
 from jarvis_testkit.roles import database_roles
@@ -33,7 +33,7 @@ def problems(report: VerifyReport) -> list[str]:
 
 def shown_decision(database: Database, trail: Trail) -> tuple[str, object]:
     """(decision, reasoning) of the trail's decision as `jarvis audit show` prints it."""
-    entries = [e for e in PlanningLog(database, agent="victim").timeline(trail.cycle) if e.kind == "decision"]
+    entries = [e for e in AuditQueries(database).timeline(trail.cycle) if e.kind == "decision"]
     assert len(entries) == 1, entries
     return str(entries[0].name), entries[0].detail
 

@@ -14,7 +14,7 @@ import pytest
 from psycopg.types.json import Jsonb
 
 from jarvis.db import Database
-from jarvis.db.audit import PlanningLog, VerifyReport, seal, verify
+from jarvis.db.audit import AuditQueries, VerifyReport, seal, verify
 from jarvis.db.audit.export import export_rows, tool_call_spans
 from jarvis_testkit import tamper
 from jarvis_testkit.tamper import Trail, without_traceback
@@ -52,7 +52,7 @@ def test_row_rewritten_in_place_with_the_original_kept_in_an_inheritance_child_i
     # Readers read FROM ONLY too: the child's copy is neither shown nor counted twice.
     exported = [row for row in export_rows(isolated_database) if row["table"] == "decision_log"]
     assert [row["id"] for row in exported] == [str(trail.decision)]
-    timeline = PlanningLog(isolated_database, agent="victim").timeline(trail.cycle)
+    timeline = AuditQueries(isolated_database).timeline(trail.cycle)
     assert sum(1 for entry in timeline if entry.kind == "decision") == 1
 
 

@@ -16,6 +16,7 @@ from jarvis.agent.builtin_tools import BUILTIN_TOOL_INPUTS
 from jarvis.agent.witnessing import verify_trail
 from jarvis.cli.session import ExitCode, console, errors, fail, reported_errors, settings_or_exit
 from jarvis.cli.views import safe, short_json, timeline_table, verify_line
+from jarvis.db.audit import AuditQueries
 from jarvis.db.jsonb import InvalidJsonError, check_text
 
 
@@ -57,6 +58,7 @@ def run_plan(plan: Plan, *, agent_name: str, show_timeline: bool) -> None:
                     "as abandoned[/magenta]",
                     highlight=False,
                 )
+            queries = AuditQueries(agent.database)
             for number, cycle in enumerate(plan.cycles, start=1):
                 goals = ", ".join(short_json(goal, 200) for goal in cycle.goals)
                 console.rule(f"cycle {number}/{len(plan.cycles)}: {safe(short_json(goals, 200))}")
@@ -76,8 +78,9 @@ def run_plan(plan: Plan, *, agent_name: str, show_timeline: bool) -> None:
                 result = agent.run_cycle(cycle.goals, ScriptedPlanner(cycle), on_step=on_step)
                 any_failed |= result.status != "succeeded"
                 if show_timeline:
-                    summary = next(c for c in agent.planning.cycles(limit=5) if c.id == result.cycle_id)
-                    console.print(timeline_table(summary, agent.planning.timeline(result.cycle_id)))
+                    summary = queries.cycle(result.cycle_id)
+                    if summary is not None:  # just closed by this process: always there
+                        console.print(timeline_table(summary, queries.timeline(result.cycle_id)))
             with console.status("verifying the audit trail…"):
                 report = verify_trail(agent.database, agent.database.settings)
             console.print(verify_line(report), highlight=False, soft_wrap=True)

@@ -33,7 +33,7 @@ from jarvis.cli.session import (
 )
 from jarvis.cli.views import cycles_table, printable, safe, short_json, styled, timeline_table, verify_line
 from jarvis.db import RoleNotGrantedError, open_database
-from jarvis.db.audit import ExpectedHead, PlanningLog, SealPermissionError, find_dangling
+from jarvis.db.audit import AuditQueries, ExpectedHead, SealPermissionError, find_dangling
 from jarvis.db.audit.dangling import DanglingStart, running_agents, sweep_dangling
 from jarvis.db.audit.export import export_rows, tool_call_spans
 from jarvis.db.migrate import require_head
@@ -52,26 +52,29 @@ def show_command(
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """List recent planning cycles, or the full timeline of one cycle."""
+    only = None if agent == "*" else agent
     with opened_database() as database:
-        planning = PlanningLog(database, agent="jarvis" if agent == "*" else agent)
-        cycles = planning.cycles(limit=limit if cycle is None else 10_000, agent=agent)
+        queries = AuditQueries(database)
         if cycle is None:
+            cycles = queries.cycles(agent=only, limit=limit)
             if as_json:
                 print_json([vars(c) for c in cycles])
             else:
                 console.print(cycles_table(cycles))
             return
         if cycle == "last":
-            chosen = cycles[0] if cycles else None
+            chosen = next(iter(queries.cycles(agent=only, limit=1)), None)
         else:
             try:
                 wanted = uuid.UUID(cycle)
             except ValueError:
                 fail(f"--cycle {cycle!r} is not a cycle id (a UUID) or 'last'", ExitCode.BAD_INPUT)
-            chosen = next((c for c in cycles if c.id == wanted), None)
+            chosen = queries.cycle(wanted)
+            if chosen is not None and only is not None and chosen.agent != only:
+                chosen = None  # --agent narrows the search: another agent's cycle is not found
         if chosen is None:
             fail(f"no planning cycle {cycle}", ExitCode.NOT_FOUND)
-        entries = planning.timeline(chosen.id)
+        entries = queries.timeline(chosen.id)
     if as_json:
         print_json({"cycle": vars(chosen), "timeline": [vars(e) for e in entries]})
     else:

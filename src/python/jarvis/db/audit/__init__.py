@@ -21,17 +21,13 @@ from jarvis.db.audit.chain import (
 )
 from jarvis.db.audit.dangling import DanglingStart, close_dangling, find_dangling
 from jarvis.db.audit.ids import uuid7
-from jarvis.db.audit.planning import (
-    CycleAlreadyOpenError,
-    CycleClosedError,
-    CycleSummary,
-    PlanningLog,
-    TimelineEntry,
-)
+from jarvis.db.audit.planning import CycleAlreadyOpenError, CycleClosedError, PlanningLog
+from jarvis.db.audit.queries import AuditQueries, Cursor, CycleSummary, TimelineEntry, ToolCallSummary
 from jarvis.db.audit.tool_calls import ActiveCall, ToolCallAlreadyCompletedError, ToolCallLog, ToolCallStart
 
 __all__ = [
     "ActiveCall",
+    "AuditQueries",
     "AuditAppendError",
     "AuditEvent",
     "AuditIdCollisionError",
@@ -39,6 +35,7 @@ __all__ = [
     "AuditRuleViolation",
     "CycleAlreadyOpenError",
     "CycleClosedError",
+    "Cursor",
     "CycleSummary",
     "DanglingStart",
     "ExpectedHead",
@@ -52,6 +49,7 @@ __all__ = [
     "ToolCallAlreadyCompletedError",
     "ToolCallLog",
     "ToolCallStart",
+    "ToolCallSummary",
     "TrustedHead",
     "VerifyReport",
     "close_dangling",

@@ -1,15 +1,14 @@
 """Planning cycles and their decisions: open (goals) -> decisions -> close (outcomes).
 
 Like tool calls, a cycle is two rows; the database allows one open cycle per
-agent. The timeline of a cycle is everything the agent did inside it, in order.
+agent. The timeline of a cycle is everything the agent did inside it, in order;
+it is read, like every view of the trail, through `AuditQueries` (queries.py).
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import text
@@ -37,30 +36,6 @@ class CycleAlreadyOpenError(AuditAppendError):
 
 class CycleClosedError(AuditAppendError):
     """The cycle is closed (or not a cycle's start row); nothing more can be recorded in it."""
-
-
-@dataclass(frozen=True)
-class TimelineEntry:
-    """One row of a cycle's story, as `jarvis audit show` prints it."""
-
-    at: datetime
-    table: str
-    id: uuid.UUID
-    kind: str
-    status: str | None
-    name: str | None
-    detail: Any
-
-
-@dataclass(frozen=True)
-class CycleSummary:
-    id: uuid.UUID
-    agent: str
-    goals: Any
-    status: str
-    started_at: datetime
-    closed_at: datetime | None
-    outcomes: Any
 
 
 class PlanningLog:
@@ -142,47 +117,3 @@ class PlanningLog:
                 {"agent": self.agent},
             ).scalar()
         return found
-
-    def cycles(self, *, limit: int = 20, agent: str | None = None) -> list[CycleSummary]:
-        """The newest cycles of the agent (all agents with agent='*'), newest first."""
-        where = "" if agent == "*" else "AND s.agent = :agent"
-        with self.database.connect() as conn:
-            rows = conn.execute(
-                text(
-                    "SELECT s.id, s.agent, s.goals, coalesce(c.status, 'started') AS status, s.created_at, "
-                    "c.created_at AS closed_at, c.outcomes FROM ONLY public.planning_cycles s "
-                    "LEFT JOIN ONLY public.planning_cycles c ON c.parent_id = s.id "
-                    f"WHERE s.parent_id IS NULL {where} ORDER BY s.created_at DESC LIMIT :limit"
-                ),
-                {"agent": agent or self.agent, "limit": limit},
-            ).all()
-        return [CycleSummary(r.id, r.agent, r.goals, r.status, r.created_at, r.closed_at, r.outcomes) for r in rows]
-
-    def timeline(self, cycle_id: uuid.UUID) -> list[TimelineEntry]:
-        """The cycle's start, its decisions, its tool calls (start and outcome) and its completion, in order."""
-        with self.database.connect() as conn:
-            rows = conn.execute(
-                text(
-                    """
-                    SELECT created_at, 'planning_cycles' AS tbl, id,
-                           CASE WHEN parent_id IS NULL THEN 'cycle.opened' ELSE 'cycle.closed' END AS kind,
-                           status, agent AS name, coalesce(goals, outcomes) AS detail
-                      FROM ONLY public.planning_cycles WHERE id = :cycle OR parent_id = :cycle
-                    UNION ALL
-                    SELECT created_at, 'decision_log', id, 'decision', NULL, decision, reasoning
-                      FROM ONLY public.decision_log WHERE cycle_id = :cycle
-                    UNION ALL
-                    SELECT t.created_at, 'tool_calls', t.id,
-                           CASE WHEN t.parent_id IS NULL THEN 'tool.started' ELSE 'tool.' || t.status END,
-                           t.status, t.tool_name,
-                           CASE WHEN t.parent_id IS NULL THEN t.input
-                                WHEN t.error IS NOT NULL THEN to_jsonb(t.error) ELSE t.output END
-                      FROM ONLY public.tool_calls t
-                     WHERE t.cycle_id = :cycle
-                        OR t.parent_id IN (SELECT id FROM ONLY public.tool_calls WHERE cycle_id = :cycle)
-                    ORDER BY 1, 3
-                    """
-                ),
-                {"cycle": cycle_id},
-            ).all()
-        return [TimelineEntry(r.created_at, r.tbl, r.id, r.kind, r.status, r.name, r.detail) for r in rows]

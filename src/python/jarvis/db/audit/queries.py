@@ -1,0 +1,251 @@
+"""Reading the audit trail for display: the one place `audit show`, `run --timeline` and a web UI read it.
+
+    queries = AuditQueries(database)
+    page = queries.cycles(agent="jarvis", limit=20)
+    older = queries.cycles(agent="jarvis", before=page[-1].cursor, limit=20)
+
+Writers (`PlanningLog`, `ToolCallLog`) are bound to one agent; reading is not, so it lives here.
+Lists are newest first and paged by keyset, never by OFFSET: `before` is the (created_at, id) of
+the last start row of the previous page, so a page boundary between rows with equal timestamps
+loses or repeats nothing, and rows appended meanwhile do not shift later pages.
+
+Every read is `FROM ONLY public.<table>` through `Database.connect()` (the role is entered per
+transaction): rows in an inheritance child a superuser attached are never shown.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import text
+
+from jarvis.db.base import STATUSES
+from jarvis.db.engine import Database
+from jarvis.db.jsonb import check_text
+
+MAX_LIMIT = 10_000
+"""The most rows one call returns: a page, not the whole trail."""
+
+
+@dataclass(frozen=True)
+class Cursor:
+    """Where a page ended: the (created_at, id) of its last start row; pass it as `before` for the next page.
+
+    `str(cursor)` and `Cursor.parse` carry it through a URL or a command line.
+    """
+
+    created_at: datetime
+    id: uuid.UUID
+
+    def __str__(self) -> str:
+        return f"{self.created_at.isoformat()}~{self.id}"
+
+    @classmethod
+    def parse(cls, value: str) -> Cursor:
+        """The cursor `str(cursor)` made; ValueError for anything else (it came from outside)."""
+        at, sep, row_id = value.rpartition("~")
+        if not sep:
+            raise ValueError(f"{value!r} is not a page cursor (TIMESTAMP~UUID)")
+        created_at = datetime.fromisoformat(at)
+        if created_at.tzinfo is None:
+            raise ValueError(f"{value!r}: the cursor's timestamp has no time zone")
+        return cls(created_at, uuid.UUID(row_id))
+
+
+@dataclass(frozen=True)
+class TimelineEntry:
+    """One row of a cycle's story, as `jarvis audit show` prints it."""
+
+    at: datetime
+    table: str
+    id: uuid.UUID
+    kind: str
+    status: str | None
+    name: str | None
+    detail: Any
+
+
+@dataclass(frozen=True)
+class CycleSummary:
+    """A planning cycle as one item: its start row with the outcome of its completion row (if any)."""
+
+    id: uuid.UUID
+    agent: str
+    goals: Any
+    status: str
+    started_at: datetime
+    closed_at: datetime | None
+    outcomes: Any
+
+    @property
+    def cursor(self) -> Cursor:
+        """Pass as `before` to list the cycles after this one (older)."""
+        return Cursor(self.started_at, self.id)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ToolCallSummary:
+    """A tool call as one item: its start row (input) with its outcome row (status, output or error), if any."""
+
+    id: uuid.UUID
+    tool_name: str
+    cycle_id: uuid.UUID | None
+    status: str
+    input: Any
+    output: Any
+    error: str | None
+    duration_ms: int | None
+    started_at: datetime
+    ended_at: datetime | None
+
+    @property
+    def cursor(self) -> Cursor:
+        """Pass as `before` to list the tool calls after this one (older)."""
+        return Cursor(self.started_at, self.id)
+
+
+_CYCLES = (
+    "SELECT s.id, s.agent, s.goals, coalesce(c.status, 'started') AS status, s.created_at AS started_at, "
+    "c.created_at AS closed_at, c.outcomes FROM ONLY public.planning_cycles s "
+    "LEFT JOIN ONLY public.planning_cycles c ON c.parent_id = s.id WHERE s.parent_id IS NULL"
+)
+
+_TOOL_CALLS = (
+    "SELECT s.id, s.tool_name, s.cycle_id, coalesce(c.status, 'started') AS status, s.input, c.output, c.error, "
+    "c.duration_ms, s.created_at AS started_at, c.created_at AS ended_at FROM ONLY public.tool_calls s "
+    "LEFT JOIN ONLY public.tool_calls c ON c.parent_id = s.id WHERE s.parent_id IS NULL"
+)
+
+_TIMELINE = """
+    SELECT created_at, 'planning_cycles' AS tbl, id,
+           CASE WHEN parent_id IS NULL THEN 'cycle.opened' ELSE 'cycle.closed' END AS kind,
+           status, agent AS name, coalesce(goals, outcomes) AS detail
+      FROM ONLY public.planning_cycles WHERE id = :cycle OR parent_id = :cycle
+    UNION ALL
+    SELECT created_at, 'decision_log', id, 'decision', NULL, decision, reasoning
+      FROM ONLY public.decision_log WHERE cycle_id = :cycle
+    UNION ALL
+    SELECT t.created_at, 'tool_calls', t.id,
+           CASE WHEN t.parent_id IS NULL THEN 'tool.started' ELSE 'tool.' || t.status END,
+           t.status, t.tool_name,
+           CASE WHEN t.parent_id IS NULL THEN t.input
+                WHEN t.error IS NOT NULL THEN to_jsonb(t.error) ELSE t.output END
+      FROM ONLY public.tool_calls t
+     WHERE t.cycle_id = :cycle
+        OR t.parent_id IN (SELECT id FROM ONLY public.tool_calls WHERE cycle_id = :cycle)
+    ORDER BY 1, 3
+"""
+
+
+class AuditQueries:
+    """Read-only views of the audit trail for people (CLI tables, a web UI): cycles, timelines, tool calls.
+
+    Needs only SELECT: works with the auditor login. Nothing here writes or migrates.
+    """
+
+    def __init__(self, database: Database) -> None:
+        self.database = database
+
+    def cycle(self, cycle_id: uuid.UUID) -> CycleSummary | None:
+        """The cycle whose start row is `cycle_id`, or None (no such cycle, or the id of a completion row)."""
+        with self.database.connect() as conn:
+            row = conn.execute(text(f"{_CYCLES} AND s.id = :id"), {"id": cycle_id}).first()
+        return None if row is None else _cycle(row)
+
+    def cycles(
+        self,
+        *,
+        agent: str | None = None,
+        status: str | None = None,
+        before: Cursor | None = None,
+        limit: int = 20,
+    ) -> list[CycleSummary]:
+        """A page of cycles, newest first: of one agent and/or in one status (`started`: still open).
+
+        `before`: the `cursor` of the last cycle of the previous page.
+        """
+        where, params = _page_filter(before, limit, status)
+        if agent is not None:
+            check_text(agent, "agent name")
+            where += " AND s.agent = :agent"
+            params["agent"] = agent
+        if status is not None:
+            where += " AND coalesce(c.status, 'started') = :status"
+        with self.database.connect() as conn:
+            rows = conn.execute(
+                text(f"{_CYCLES}{where} ORDER BY s.created_at DESC, s.id DESC LIMIT :limit"), params
+            ).all()
+        return [_cycle(row) for row in rows]
+
+    def timeline(self, cycle_id: uuid.UUID) -> list[TimelineEntry]:
+        """The cycle's start, its decisions, its tool calls (start and outcome) and its completion, in order.
+
+        Empty when there is no such cycle.
+        """
+        with self.database.connect() as conn:
+            rows = conn.execute(text(_TIMELINE), {"cycle": cycle_id}).all()
+        return [TimelineEntry(r.created_at, r.tbl, r.id, r.kind, r.status, r.name, r.detail) for r in rows]
+
+    def tool_calls(
+        self,
+        *,
+        cycle_id: uuid.UUID | None = None,
+        tool_name: str | None = None,
+        status: str | None = None,
+        before: Cursor | None = None,
+        limit: int = 20,
+    ) -> list[ToolCallSummary]:
+        """A page of tool calls, newest first: in one cycle, of one tool and/or in one status (`started`: running
+        or dangling). `before`: the `cursor` of the last call of the previous page.
+        """
+        where, params = _page_filter(before, limit, status)
+        if cycle_id is not None:
+            where += " AND s.cycle_id = :cycle_id"
+            params["cycle_id"] = cycle_id
+        if tool_name is not None:
+            check_text(tool_name, "tool name")
+            where += " AND s.tool_name = :tool_name"
+            params["tool_name"] = tool_name
+        if status is not None:
+            where += " AND coalesce(c.status, 'started') = :status"
+        with self.database.connect() as conn:
+            rows = conn.execute(
+                text(f"{_TOOL_CALLS}{where} ORDER BY s.created_at DESC, s.id DESC LIMIT :limit"), params
+            ).all()
+        return [
+            ToolCallSummary(
+                id=r.id,
+                tool_name=r.tool_name,
+                cycle_id=r.cycle_id,
+                status=r.status,
+                input=r.input,
+                output=r.output,
+                error=r.error,
+                duration_ms=r.duration_ms,
+                started_at=r.started_at,
+                ended_at=r.ended_at,
+            )
+            for r in rows
+        ]
+
+
+def _page_filter(before: Cursor | None, limit: int, status: str | None) -> tuple[str, dict[str, Any]]:
+    """The keyset condition and the parameters every page shares (checked: they may come from a URL)."""
+    if not 1 <= limit <= MAX_LIMIT:
+        raise ValueError(f"limit {limit} is outside 1..{MAX_LIMIT}")
+    if status is not None and status not in STATUSES:
+        raise ValueError(f"status {status!r} is not one of {STATUSES}")
+    params: dict[str, Any] = {"limit": limit}
+    if status is not None:
+        params["status"] = status
+    if before is None:
+        return "", params
+    params.update(before_at=before.created_at, before_id=before.id)
+    return " AND (s.created_at, s.id) < (:before_at, :before_id)", params
+
+
+def _cycle(row: Any) -> CycleSummary:
+    return CycleSummary(row.id, row.agent, row.goals, row.status, row.started_at, row.closed_at, row.outcomes)
