@@ -23,6 +23,20 @@ def test_pool_uses_configured_size_and_timeout(database: Database, settings: Set
     assert database.engine.pool.timeout() == settings.connect_timeout  # type: ignore[attr-defined]
 
 
+@pytest.mark.parametrize(
+    ("max_age", "recycle"),
+    [({"pool_idle_timeout": 0.5}, 1), ({"pool_max_age": 0.5}, 1), ({"pool_max_age": 30.2}, 31), ({}, 30)],
+)
+def test_pool_max_age_is_the_pools_recycle_age_rounded_up_never_zero(max_age: dict[str, float], recycle: int) -> None:
+    # Bug: pool_recycle=int(JARVIS_POOL_IDLE_TIMEOUT) made 0.5 into 0, replacing the connection at every checkout.
+    url = f"postgresql://jarvis@127.0.0.1:{free_port()}/jarvis"
+    db = open_database(load_settings(database_url=url, **max_age), url=url)
+    try:
+        assert db.engine.pool._recycle == recycle
+    finally:
+        db.shutdown()
+
+
 def test_exhausted_pool_raises_a_clear_error_after_the_connect_timeout(migrated_database_url: str) -> None:
     small = load_settings(database_url=migrated_database_url, pool_size=2, connect_timeout=0.5)
     db = open_database(small, url=migrated_database_url)

@@ -8,19 +8,28 @@ what is expected).
 
 from __future__ import annotations
 
+import logging
+import math
 import os
 from enum import Enum
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, Field, ValidationError, field_validator
+from dotenv import dotenv_values
+from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from jarvis.config.secrets import mask_url
 
+log = logging.getLogger(__name__)
+
 POSTGRES_SCHEMES = ("postgresql", "postgres", "postgresql+psycopg")
 REDIS_SCHEMES = ("redis", "rediss", "unix")
+
+DEPRECATED_NAMES = {"JARVIS_POOL_IDLE_TIMEOUT": "JARVIS_POOL_MAX_AGE", "pool_idle_timeout": "pool_max_age"}
+"""Old name -> its new name. An old name still works (it is a later alias of the same field) and
+logs a warning, so a deployment keeps running while its configuration is renamed."""
 
 
 class LogLevel(str, Enum):
@@ -69,24 +78,31 @@ class Settings(BaseSettings):
         ge=1,
         le=1000,
         validation_alias=AliasChoices("JARVIS_POOL_SIZE", "pool_size"),
-        description="Connections kept in the PostgreSQL pool.",
+        description="Most PostgreSQL connections a process opens: the pool's size, with no overflow.",
     )
-    pool_idle_timeout: float = Field(
+    pool_max_age: float = Field(
         default=30.0,
         gt=0,
-        validation_alias=AliasChoices("JARVIS_POOL_IDLE_TIMEOUT", "pool_idle_timeout"),
-        description="Seconds after which an idle pooled connection is recycled.",
+        # JARVIS_POOL_IDLE_TIMEOUT was this setting's old, misleading name: kept as a deprecated alias.
+        validation_alias=AliasChoices(
+            "JARVIS_POOL_MAX_AGE", "pool_max_age", "JARVIS_POOL_IDLE_TIMEOUT", "pool_idle_timeout"
+        ),
+        description="Seconds after a pooled PostgreSQL connection was opened at which it is closed and "
+        "replaced at its next checkout, busy or idle (SQLAlchemy's pool_recycle); rounded up to whole "
+        "seconds, at least 1.",
     )
     connect_timeout: float = Field(
         default=2.0,
         gt=0,
         validation_alias=AliasChoices("JARVIS_CONNECT_TIMEOUT", "connect_timeout"),
-        description="Seconds to wait for a connection (server or pool) before failing.",
+        description="Seconds to wait for a connection (PostgreSQL server, pool slot, or Redis in "
+        "`jarvis doctor`) before failing; rounded up to whole seconds for the PostgreSQL server.",
     )
     data_dir: Path = Field(
         default_factory=default_data_dir,
         validation_alias=AliasChoices("JARVIS_DATA_DIR", "data_dir"),
-        description="Directory for embedded services' data.",
+        description="Directory for embedded services' data, and the default home of the keys, "
+        "witness logs and exports.",
     )
     log_level: LogLevel = Field(
         default=LogLevel.INFO,
@@ -144,9 +160,31 @@ class Settings(BaseSettings):
         """The private key file (it may not exist yet: `jarvis keys init` makes it)."""
         return self.signing_key if self.signing_key is not None else self.data_dir / "keys" / "checkpoint.key"
 
+    def pool_recycle_seconds(self) -> int:
+        """`pool_max_age` as SQLAlchemy's whole-second `pool_recycle`: rounded up, never 0.
+
+        `int()` made 0.5 into 0, and a pool_recycle of 0 replaces the connection at every checkout.
+        """
+        return max(1, math.ceil(self.pool_max_age))
+
     def public_key_path(self) -> Path:
         path = self.signing_key_path()
         return path.with_name(path.name + ".pub")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _warn_about_deprecated_names(cls, data: Any) -> Any:
+        """Say which old name is in use and what to call it now; the value is still read."""
+        given = {str(key) for key in data} if isinstance(data, dict) else set()
+        # pydantic-settings hands the value over under the new name, so look where it came from.
+        in_use = _names_set(Path(str(cls.model_config.get("env_file") or ".env")))
+        for old, new in DEPRECATED_NAMES.items():
+            if old.upper() in in_use or old in given:
+                # An environment name in `given` proves nothing: pydantic-settings files either spelling under it.
+                also_new = new.upper() in in_use or (new.islower() and new in given)
+                effect = f"{new} is also set and wins" if also_new else "its value is still used"
+                log.warning("%s is deprecated (%s): rename it to %s.", old, effect, new)
+        return data
 
     @field_validator("database_url", "redis_url", mode="before")
     @classmethod
@@ -219,16 +257,39 @@ def load_settings(**overrides: Any) -> Settings:
         raise ConfigError("Invalid configuration:\n  " + "\n  ".join(lines)) from None
 
 
+def env_var_names(field_name: str) -> list[str]:
+    """Every environment variable that sets a field: its name first, then any deprecated ones."""
+    alias = Settings.model_fields[field_name].validation_alias
+    assert isinstance(alias, AliasChoices)
+    return [name for name in alias.choices if isinstance(name, str) and name != name.lower()]
+
+
+def _dotenv(env_file: Path) -> dict[str, str]:
+    """The variables `env_file` sets, read by python-dotenv as pydantic-settings reads it.
+
+    A bare `NAME` line (no `=`) sets nothing, so it is left out.
+    """
+    if not env_file.is_file():
+        return {}
+    return {key: value for key, value in dotenv_values(env_file, encoding="utf-8").items() if value is not None}
+
+
+def _names_set(env_file: Path) -> set[str]:
+    """Names set in the environment or `env_file`, upper-cased: pydantic-settings matches names that way."""
+    return {name.upper() for name in os.environ} | {name.upper() for name in _dotenv(env_file)}
+
+
 def setting_sources(env_file: Path = Path(".env")) -> dict[str, str]:
     """Where each setting's value came from: 'environment', '.env' or 'default'."""
-    from_file: set[str] = set()
-    if env_file.is_file():
-        for line in env_file.read_text(encoding="utf-8").splitlines():
-            key, sep, _ = line.strip().partition("=")
-            if sep and not key.startswith("#"):
-                from_file.add(key.strip().removeprefix("export ").strip())
+    from_file = set(_dotenv(env_file))
     sources = {}
     for field in Settings.model_fields:
-        name = env_var_name(field)
-        sources[field] = "environment" if name in os.environ else ".env" if name in from_file else "default"
+        names = env_var_names(field)
+        sources[field] = (
+            "environment"
+            if any(name in os.environ for name in names)
+            else ".env"
+            if any(name in from_file for name in names)
+            else "default"
+        )
     return sources

@@ -318,7 +318,7 @@ def open_database(settings: Settings, *, url: str | None = None, role: Role = "a
         pool_size=settings.pool_size,
         max_overflow=0,
         pool_timeout=settings.connect_timeout,
-        pool_recycle=int(settings.pool_idle_timeout),
+        pool_recycle=settings.pool_recycle_seconds(),  # JARVIS_POOL_MAX_AGE, rounded up: never 0
         pool_pre_ping=False,  # replaced by _ping_if_idle: same safety, no round trip on the hot path
         pool_use_lifo=True,  # the most recently used connection: its backend's caches are warm
         connect_args={
