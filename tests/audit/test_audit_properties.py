@@ -18,6 +18,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from jarvis.config import Settings
 from jarvis.db import Database, open_database
 from jarvis.db.audit import (
+    AuditRuleViolation,
     CycleAlreadyOpenError,
     CycleClosedError,
     PlanningLog,
@@ -97,8 +98,8 @@ def test_random_interleavings_never_change_history(
         @rule(data=st.data())
         def completion_of_a_completion_fails(self, data: st.DataObject) -> None:
             completion = data.draw(st.sampled_from(self.completion_ids))
-            with pytest.raises(Exception, match="must point at a start row"):
-                self.tools.record_completion(ToolCallStart(completion, "x", None), "succeeded")
+            with pytest.raises(AuditRuleViolation, match="must point at a start row"):
+                self.tools.record_completion(ToolCallStart(id=completion, tool_name="x", cycle_id=None), "succeeded")
 
         @precondition(lambda self: self.cycle is None)
         @rule(goals=json_values)

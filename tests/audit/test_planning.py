@@ -7,7 +7,15 @@ import uuid
 import pytest
 
 from jarvis.db import Database
-from jarvis.db.audit import AuditQueries, CycleAlreadyOpenError, CycleClosedError, PlanningLog, ToolCallLog
+from jarvis.db.audit import (
+    AuditQueries,
+    AuditRuleViolation,
+    CycleAlreadyOpenError,
+    CycleClosedError,
+    PlanningLog,
+    ToolCallLog,
+)
+from jarvis.db.audit import planning as planning_module
 
 
 def test_timeline_lists_start_decisions_tool_calls_and_completion_in_order(database: Database) -> None:
@@ -67,3 +75,35 @@ def test_cycles_lists_newest_first_with_status(database: Database) -> None:
     summaries = AuditQueries(database).cycles(agent="lister")
     assert [(s.id, s.status) for s in summaries] == [(second, "started"), (first, "succeeded")]
     assert planning.open_cycle_id() == second
+
+
+def test_a_too_long_decision_is_a_rule_violation_not_a_closed_cycle(database: Database) -> None:
+    # Issue #13 item 1: every refusal of a decision, even its length CHECK, was "cycle closed".
+    planning = PlanningLog(database, agent="verbose")
+    cycle = planning.open_cycle(["talk"])
+    with pytest.raises(AuditRuleViolation, match="decision_length") as info:
+        planning.record_decision(cycle, "x" * 10_001, {})
+    assert not isinstance(info.value, CycleClosedError)
+    assert info.value.constraint == "ck_decision_log_decision_length"
+    planning.record_decision(cycle, "short", {})  # the cycle is still open
+
+
+def test_an_open_cycle_is_recognised_by_its_constraint_not_the_message(
+    database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Issue #13 item 1: open_cycle matched a substring of the server's (translatable) message.
+    planning = PlanningLog(database, agent="constraint")
+
+    def refused(message: str, constraint: str | None) -> None:
+        def append_row(*_args: object) -> None:
+            raise AuditRuleViolation(message, constraint)
+
+        monkeypatch.setattr(planning_module, "append_row", append_row)
+
+    refused("planning_cycles: ein Zyklus ist schon offen", "planning_cycles_one_open")
+    with pytest.raises(CycleAlreadyOpenError, match="already has an open planning cycle"):
+        planning.open_cycle(["a"])
+    refused("planning_cycles: agent x already has an open planning cycle", "some_other_rule")
+    with pytest.raises(AuditRuleViolation) as info:
+        planning.open_cycle(["a"])
+    assert not isinstance(info.value, CycleAlreadyOpenError)

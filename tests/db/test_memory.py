@@ -9,7 +9,7 @@ from sqlalchemy import text
 from typer.testing import CliRunner
 
 from jarvis.cli.main import app
-from jarvis.db import Database, InvalidJsonError, MemoryStore
+from jarvis.db import Database, InvalidJsonError, InvalidKeyError, MemoryStore
 
 
 @pytest.fixture
@@ -99,3 +99,10 @@ def test_containment_search_uses_the_gin_index(owner_database: Database) -> None
         conn.execute(text("SET enable_seqscan = off"))
         plan = "\n".join(conn.execute(text("EXPLAIN SELECT id FROM memory_facts WHERE body @> '{\"a\": 1}'")).scalars())
     assert "ix_memory_facts_body" in plan
+
+
+def test_an_empty_subject_is_an_invalid_key_not_invalid_json(memory: MemoryStore) -> None:
+    # Issue #13 item 1: an empty subject was called a JSON problem (InvalidJsonError).
+    with pytest.raises(InvalidKeyError, match="non-empty") as info:
+        memory.add(" ", {"x": 1})
+    assert not isinstance(info.value, InvalidJsonError)

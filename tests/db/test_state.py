@@ -6,7 +6,8 @@ import math
 
 import pytest
 
-from jarvis.db import Database, InvalidJsonError, StateConflictError, StateStore
+from jarvis.config import ExitCode
+from jarvis.db import Database, InvalidJsonError, InvalidKeyError, StateConflictError, StateStore
 
 
 @pytest.fixture
@@ -109,3 +110,14 @@ def test_quotes_and_semicolons_in_keys_are_just_data(state: StateStore) -> None:
     state.set(key, "still here")
     got = state.get(key)
     assert got is not None and got.value == "still here"
+
+
+def test_a_too_long_or_empty_key_is_an_invalid_key_not_invalid_json(state: StateStore) -> None:
+    # Issue #13 item 1: check_key called a key's length a JSON problem (InvalidJsonError).
+    with pytest.raises(InvalidKeyError, match="at most 512") as too_long:
+        state.set("k" * 513, 1)
+    with pytest.raises(InvalidKeyError, match="non-empty") as empty:
+        state.get("")
+    for refused in (too_long.value, empty.value):
+        assert not isinstance(refused, InvalidJsonError)
+        assert isinstance(refused, ValueError) and refused.exit_code == ExitCode.BAD_INPUT

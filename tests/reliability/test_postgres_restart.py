@@ -16,7 +16,7 @@ from jarvis.agent import Agent, CyclePlan, CycleResult, ScriptedPlanner
 from jarvis.config import load_settings
 from jarvis.db import Database, open_database
 from jarvis.db.audit import find_dangling
-from jarvis.db.embedded import embedded_url
+from jarvis.db.embedded import EmbeddedServer, embedded_url
 from jarvis.db.migrate import upgrade_to_head
 from jarvis_testkit import tamper
 from jarvis_testkit.faults import restart_postgres
@@ -37,7 +37,7 @@ PLAN = CyclePlan.model_validate(
 
 
 @pytest.fixture(scope="module")
-def private_cluster() -> Iterator[object]:
+def private_cluster() -> Iterator[EmbeddedServer]:
     """A PostgreSQL 16 of this module's own: restarting it disturbs nobody else.
 
     Not under pytest's tmp_path: pytest re-tightens /tmp/pytest-of-<user> to 0700 whenever another
@@ -55,7 +55,7 @@ def private_cluster() -> Iterator[object]:
 
 
 @pytest.fixture(scope="module")
-def restart_database(private_cluster: object) -> Iterator[tuple[str, Database]]:
+def restart_database(private_cluster: EmbeddedServer) -> Iterator[tuple[str, Database]]:
     admin = embedded_url(private_cluster)
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute("CREATE DATABASE restart_test")

@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 
 from jarvis.agent.tools import ToolRegistry
 from jarvis.cache import CachedStateStore
+from jarvis.config import JarvisError
 from jarvis.db import MemoryStore, RuntimeSchema, StateStore
 
 
@@ -60,7 +61,7 @@ class SleepInput(BaseModel):
     seconds: float = Field(ge=0, le=3600)
 
 
-class ToolFailedError(RuntimeError):
+class ToolFailedError(JarvisError, RuntimeError):
     """Raised by the `fail` tool: a tool failure the trail must record, not a crash."""
 
 

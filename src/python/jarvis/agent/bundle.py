@@ -43,6 +43,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
+from jarvis.config import ExitCode, JarvisError
 from jarvis.witness import Checkpoint, PublicKey, WitnessError, WitnessLog, load_public_key, plausible_seal_time
 from jarvis.witness.files import fsync_directory
 
@@ -59,8 +60,10 @@ _ID_BYTES = 17  # one byte for the table, sixteen for the row id
 _FIX = "the bundle was edited or cut off; export it again or ask its sender for an intact copy"
 
 
-class BundleError(Exception):
+class BundleError(JarvisError):
     """A bundle cannot be written or read (one line naming the file and the fix)."""
+
+    exit_code = ExitCode.BAD_INPUT
 
 
 class BundleExistsError(BundleError):
@@ -216,7 +219,11 @@ def _write_bundle(database: Database, entries: list[Checkpoint], out: IO[str], p
     rows = links = unreadable = 0
     # Read exactly as verify reads (as stored: no row-security filter, no foreign cast or operator).
     with verifying_snapshot(database) as raw:
-        trail = str(raw.execute("SELECT trail_id FROM public.trail_info").fetchone()[0])
+        info = raw.execute("SELECT trail_id FROM public.trail_info").fetchone()
+        assert (
+            info is not None
+        ), "public.trail_info has its one row (migration 0003 inserts it; only a superuser deletes)"
+        trail = str(info[0])
         head = raw.execute("SELECT seq, chain_hash FROM ONLY public.audit_chain ORDER BY seq DESC LIMIT 1").fetchone()
         head_seq, head_hash = (int(head[0]), bytes(head[1])) if head else (0, _GENESIS)
         legacy = {

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from jarvis.config import ExitCode, JarvisError
 from jarvis.db import jsonb
 from jarvis.db.jsonb import MAX_DEPTH
 
@@ -41,8 +42,10 @@ class Plan(BaseModel):
     cycles: list[CyclePlan] = Field(min_length=1)
 
 
-class PlanError(ValueError):
+class PlanError(JarvisError, ValueError):
     """A plan file cannot be used; the message names the file, line and field."""
+
+    exit_code = ExitCode.BAD_INPUT
 
 
 class Planner(Protocol):

@@ -11,10 +11,11 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, text
+from sqlalchemy import text
 
 from jarvis.agent.builtin_tools import register_builtin_tools
 from jarvis.agent.plan import Planner, Step
@@ -34,7 +35,7 @@ from jarvis.cache import (
     ensure_cache_key,
     namespace_for,
 )
-from jarvis.config import Settings
+from jarvis.config import JarvisError, Settings
 from jarvis.db import Database, MemoryStore, RuntimeSchema, StateStore, open_database
 from jarvis.db.audit import (
     AuditListener,
@@ -52,7 +53,7 @@ from jarvis.db.migrate import upgrade_to_head
 log = logging.getLogger("jarvis.agent")
 
 
-class AgentAlreadyRunningError(RuntimeError):
+class AgentAlreadyRunningError(JarvisError, RuntimeError):
     """Another process runs an agent of the same name against the same database."""
 
 
@@ -112,7 +113,8 @@ class Agent:
         self.planning = PlanningLog(database, agent=name, listeners=self.listeners)
         self.tools = ToolRegistry()
         register_builtin_tools(self.tools, state=self.state, memory=self.memory, schema=self.schema)
-        self._instance_lock: Connection | None = None
+        self._instance_lock: ExitStack | None = None
+        """The held connection whose open transaction holds the instance lock; closing it releases the lock."""
         self.closed_at_start: list[DanglingStart] = []
 
     @classmethod
@@ -153,18 +155,23 @@ class Agent:
         """
         # A transaction-level lock in a transaction kept open: a session lock would stay behind on a
         # pooled server connection (PgBouncer) and be handed to whoever gets that connection next.
-        conn = self.database.engine.connect()
-        got = conn.execute(
-            text("SELECT pg_try_advisory_xact_lock(hashtext('jarvis.agent:' || :name))"), {"name": self.name}
-        ).scalar()
+        # Held through Database.session_connection, so a full pool or an outage is Jarvis's own error.
+        held = ExitStack()
+        try:
+            conn = held.enter_context(self.database.session_connection())
+            got = conn.execute(
+                text("SELECT pg_try_advisory_xact_lock(hashtext('jarvis.agent:' || :name))"), {"name": self.name}
+            ).scalar()
+        except BaseException:
+            held.close()
+            raise
         if not got:
-            conn.rollback()
-            conn.close()
+            held.close()
             raise AgentAlreadyRunningError(
                 f"another process is already running agent {self.name!r} on this database; "
                 "stop it first or choose another name (--agent)"
             )
-        self._instance_lock = conn
+        self._instance_lock = held
 
     def run_tool(self, name: str, raw_input: Any, *, cycle_id: uuid.UUID | None = None) -> StepOutcome:
         """Validate the input, then run the tool inside an audited call. Tool failures become outcomes."""
@@ -289,12 +296,7 @@ class Agent:
                     self.seal()
                 except Exception as error:  # the next seal links these rows; never fail a shutdown over it
                     log.warning("could not seal the audit trail at shutdown: %s", error)
-                try:
-                    lock.rollback()  # ends the transaction that holds the instance lock
-                except Exception:
-                    log.debug("instance lock connection already gone (its lock went with it)")
-                finally:
-                    lock.close()
+                lock.close()  # rolls back the transaction that holds the instance lock
         finally:
             self.database.shutdown()
             if self.redis is not None:

@@ -13,15 +13,21 @@ from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from jarvis.config import ExitCode, JarvisError
+
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
 
-class UnknownToolError(LookupError):
+class UnknownToolError(JarvisError, LookupError):
     """No tool of that name is registered."""
 
+    exit_code = ExitCode.BAD_INPUT
 
-class ToolInputError(ValueError):
+
+class ToolInputError(JarvisError, ValueError):
     """A tool's input failed validation; nothing was run or recorded."""
+
+    exit_code = ExitCode.BAD_INPUT
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ from redis.exceptions import LockError
 from redis.lock import Lock
 
 from jarvis.cache.link import RedisLink
+from jarvis.config import JarvisError
 
 log = logging.getLogger("jarvis.cache")
 
@@ -51,7 +52,7 @@ class CycleLease:
     fencing_token: int
 
 
-class CycleLockHeldError(RuntimeError):
+class CycleLockHeldError(JarvisError, RuntimeError):
     """Another process holds the planning-cycle lock of this agent."""
 
 

@@ -27,7 +27,7 @@ import redis
 from jarvis.cache.auth import Authenticator, ensure_cache_key
 from jarvis.config import load_settings, mask_url, redact
 from jarvis.db import Database
-from jarvis.db.engine import unavailable
+from jarvis.db.engine import psycopg_connection, unavailable
 from jarvis.db.urls import libpq_url
 
 log = logging.getLogger("jarvis.cache")
@@ -64,7 +64,7 @@ def namespace_for(database: Database | str) -> str:
     if isinstance(database, Database):
         with database.raw_connection() as proxy:
             try:
-                return _namespace_from(proxy.driver_connection, database.display_url)
+                return _namespace_from(psycopg_connection(proxy), database.display_url)
             except psycopg.OperationalError as error:
                 proxy.invalidate()
                 raise unavailable(database.url, error) from None

@@ -17,6 +17,7 @@ from jarvis.config import Settings
 from jarvis.db import Database, Roles, open_database
 from jarvis.db.migrate import current_revision, downgrade, downgrade_plan, head_revision, history, upgrade
 from jarvis.db.urls import database_name
+from jarvis.db.engine import psycopg_connection
 
 app = typer.Typer(help="Schema migrations (Alembic).", no_args_is_help=True)
 
@@ -63,7 +64,7 @@ def database_roles(database: Database) -> Roles | None:
     with database.connect() as conn:
         if conn.execute(text("SELECT to_regclass('public.trail_info')")).scalar() is None:
             return None
-        return database.roles(conn.connection.driver_connection)
+        return database.roles(psycopg_connection(conn))
 
 
 @app.command("downgrade")

@@ -13,7 +13,6 @@ import logging
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from enum import IntEnum
 from typing import Any, NoReturn
 
 import psycopg
@@ -22,41 +21,15 @@ import typer
 from rich.console import Console
 from rich.logging import RichHandler
 
-from jarvis.agent import AgentAlreadyRunningError, PlanError, ToolInputError, UnknownToolError
-from jarvis.agent.bundle import BundleError
-from jarvis.cache import CycleLockHeldError
 from jarvis.cli.views import printable, safe
-from jarvis.config import ConfigError, Settings, load_settings, redact
-from jarvis.db import (
-    Database,
-    DatabaseUnavailableError,
-    InvalidJsonError,
-    NotMigratedError,
-    PoolExhaustedError,
-    Role,
-    RoleNotGrantedError,
-    RuntimeDDLError,
-    StateConflictError,
-    open_database,
-)
-from jarvis.db.audit import AuditAppendError, SealerBusyError, SealPermissionError
-from jarvis.db.embedded import EmbeddedPostgresUnavailable
+from jarvis.config import ConfigError, JarvisError, Settings, load_settings, redact
+from jarvis.config import ExitCode as ExitCode  # re-exported: every command imports it from here
+from jarvis.db import Database, Role, open_database
 from jarvis.db.jsonb import MAX_DEPTH
-from jarvis.db.migrate import MigrationError, require_head
-from jarvis.db.migrations.guard import AuditTrailGuardError
-from jarvis.witness import WitnessError
+from jarvis.db.migrate import require_head
 
 console = Console()
 errors = Console(stderr=True)
-
-
-class ExitCode(IntEnum):
-    OK = 0
-    FAILED = 1
-    BAD_INPUT = 2
-    UNAVAILABLE = 3
-    NOT_FOUND = 4
-    INTERRUPTED = 130
 
 
 class RedactingFilter(logging.Filter):
@@ -94,34 +67,12 @@ def print_error(message: str, *, multiline: bool = False) -> None:
     errors.print(f"[bold red]error:[/bold red] {text}", highlight=False, soft_wrap=True)
 
 
-ERROR_CODES: list[tuple[type[BaseException], ExitCode]] = [
-    (ConfigError, ExitCode.BAD_INPUT),
-    (NotMigratedError, ExitCode.BAD_INPUT),
-    (RoleNotGrantedError, ExitCode.BAD_INPUT),
-    (MigrationError, ExitCode.BAD_INPUT),
-    (SealPermissionError, ExitCode.BAD_INPUT),
-    (WitnessError, ExitCode.BAD_INPUT),
-    (SealerBusyError, ExitCode.FAILED),
-    (AuditTrailGuardError, ExitCode.BAD_INPUT),
-    (BundleError, ExitCode.BAD_INPUT),
-    (PlanError, ExitCode.BAD_INPUT),
-    (InvalidJsonError, ExitCode.BAD_INPUT),
-    (RuntimeDDLError, ExitCode.BAD_INPUT),
-    (ToolInputError, ExitCode.BAD_INPUT),
-    (UnknownToolError, ExitCode.BAD_INPUT),
-    (DatabaseUnavailableError, ExitCode.UNAVAILABLE),
-    (EmbeddedPostgresUnavailable, ExitCode.UNAVAILABLE),
-    (PoolExhaustedError, ExitCode.UNAVAILABLE),
-    (StateConflictError, ExitCode.FAILED),
-    (AuditAppendError, ExitCode.FAILED),
-    (AgentAlreadyRunningError, ExitCode.FAILED),
-    (CycleLockHeldError, ExitCode.FAILED),
-]
-
-
 @contextmanager
 def reported_errors() -> Iterator[None]:
-    """Known errors become one line on stderr and an exit code; never a traceback."""
+    """Known errors become one line on stderr and an exit code; never a traceback.
+
+    Every JarvisError names its own exit code, so a new error needs no entry here.
+    """
     try:
         yield
     except typer.Exit:
@@ -129,10 +80,9 @@ def reported_errors() -> Iterator[None]:
     except KeyboardInterrupt:
         errors.print("interrupted", style="yellow")
         raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
+    except JarvisError as error:  # each carries its exit code (jarvis.config.errors)
+        fail(str(error), error.exit_code, multiline=isinstance(error, ConfigError))
     except Exception as error:
-        for kind, code in ERROR_CODES:
-            if isinstance(error, kind):
-                fail(str(error), code, multiline=isinstance(error, ConfigError))
         refused = error.orig if isinstance(error, sqlalchemy.exc.DataError) else error
         if isinstance(refused, psycopg.errors.DataError):  # SQLSTATE class 22: a value the server cannot take
             reason = str(refused).strip().splitlines()[0] if str(refused).strip() else type(refused).__name__

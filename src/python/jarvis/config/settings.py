@@ -20,6 +20,7 @@ from dotenv import dotenv_values
 from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from jarvis.config.errors import ExitCode, JarvisError
 from jarvis.config.secrets import mask_url
 
 log = logging.getLogger(__name__)
@@ -225,8 +226,10 @@ class Settings(BaseSettings):
         return value.upper() if isinstance(value, str) else value
 
 
-class ConfigError(Exception):
+class ConfigError(JarvisError):
     """A setting has a value Jarvis cannot use; the message names the variable and the fix."""
+
+    exit_code = ExitCode.BAD_INPUT
 
 
 def env_var_name(field_name: str) -> str:

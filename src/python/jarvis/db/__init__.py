@@ -14,7 +14,7 @@ from jarvis.db.engine import (
 from jarvis.db.jsonb import InvalidJsonError, ensure_jsonb
 from jarvis.db.memory import Fact, MemoryStore
 from jarvis.db.runtime_ddl import RuntimeDDLError, RuntimeSchema, TableConflictError, TableCreated
-from jarvis.db.state import StateConflictError, StateEntry, StateStore
+from jarvis.db.state import InvalidKeyError, StateConflictError, StateEntry, StateStore
 
 __all__ = [
     "Database",
@@ -22,6 +22,7 @@ __all__ = [
     "DatabaseUnavailableError",
     "Fact",
     "InvalidJsonError",
+    "InvalidKeyError",
     "NotMigratedError",
     "MemoryStore",
     "PoolExhaustedError",

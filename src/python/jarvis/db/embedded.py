@@ -28,17 +28,36 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal, Protocol
 
 import psycopg
+
+from jarvis.config import ExitCode, JarvisError
 
 log = logging.getLogger("jarvis.db")
 
 Backend = Literal["auto", "pgserver", "path"]
 
 
-class EmbeddedPostgresUnavailable(RuntimeError):
+class EmbeddedPostgresUnavailable(JarvisError, RuntimeError):
     """The embedded server cannot run here; the message says what to set instead."""
+
+    exit_code = ExitCode.UNAVAILABLE
+
+
+class EmbeddedServer(Protocol):
+    """What Jarvis uses of a running embedded server: pgserver's handle, or a PathPostgres.
+
+    A Protocol, not pgserver's class, because pgserver is optional (no wheel on linux-arm64)
+    and untyped; both handles have these two members.
+    """
+
+    pgdata: Path
+    """The cluster's data directory (its `log` file is where a failed start is explained)."""
+
+    def get_uri(self, database: str = "postgres") -> str:
+        """A libpq URL for `database`, over the server's Unix socket."""
+        ...
 
 
 LOCK_FILE = ".postgres16.lock"
@@ -53,7 +72,7 @@ CONNECT_TIMEOUT = 30.0
 
 def start_embedded_postgres(
     data_dir: Path, *, stop_at_exit: bool = True, backend: Backend = "auto", database: str | None = None
-) -> Any:
+) -> EmbeddedServer:
     """Start or reuse the server whose data lives in `data_dir/postgres16`; returns its handle.
 
     The handle has `get_uri(database)`. With pgserver, `stop_at_exit` stops the
@@ -104,7 +123,7 @@ def first_start_lock(root: Path, timeout: float = LOCK_TIMEOUT) -> Iterator[None
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _start(pgdata: Path, *, stop_at_exit: bool, backend: Backend) -> Any:
+def _start(pgdata: Path, *, stop_at_exit: bool, backend: Backend) -> EmbeddedServer:
     """Initialise and start (or reuse) the server; the caller holds the data directory's lock."""
     if backend != "path":
         try:
@@ -119,7 +138,8 @@ def _start(pgdata: Path, *, stop_at_exit: bool, backend: Backend) -> Any:
             try:
                 # pgserver creates a missing pgdata with exist_ok=False: make it here, where a loser is harmless.
                 pgdata.mkdir(parents=True, exist_ok=True)
-                return get_server(pgdata, cleanup_mode="stop" if stop_at_exit else None)
+                server: EmbeddedServer = get_server(pgdata, cleanup_mode="stop" if stop_at_exit else None)
+                return server
             except Exception as exc:
                 detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
                 raise EmbeddedPostgresUnavailable(
@@ -129,7 +149,7 @@ def _start(pgdata: Path, *, stop_at_exit: bool, backend: Backend) -> Any:
     return PathPostgres(pgdata).start()
 
 
-def ensure_database(server: Any, database: str, *, timeout: float = CONNECT_TIMEOUT) -> None:
+def ensure_database(server: EmbeddedServer, database: str, *, timeout: float = CONNECT_TIMEOUT) -> None:
     """Create `database` on the embedded server unless it exists.
 
     Callers hold the data directory's lock, so Jarvis processes never race to
@@ -159,9 +179,9 @@ def ensure_database(server: Any, database: str, *, timeout: float = CONNECT_TIME
             raise EmbeddedPostgresUnavailable(_embedded_failure(server, database, error)) from None
 
 
-def _embedded_failure(server: Any, database: str, error: BaseException) -> str:
+def _embedded_failure(server: EmbeddedServer, database: str, error: BaseException) -> str:
     detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-    pgdata = getattr(server, "pgdata", "the data directory")
+    pgdata = server.pgdata
     return (
         f"The embedded PostgreSQL did not let Jarvis create or find its database {database!r}: {detail}. "
         f"Fix: check {pgdata}/log, choose another data directory (JARVIS_DATA_DIR), or set DATABASE_URL."
@@ -239,6 +259,6 @@ class PathPostgres:
         return f"postgresql://postgres@/{database}?host={self.pgdata}"
 
 
-def embedded_url(server: Any, database: str = "postgres") -> str:
+def embedded_url(server: EmbeddedServer, database: str = "postgres") -> str:
     """A libpq URL for `database` on the embedded server (Unix socket, trust auth)."""
-    return str(server.get_uri(database))
+    return server.get_uri(database)

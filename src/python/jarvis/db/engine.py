@@ -29,10 +29,10 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import psycopg
-from sqlalchemy import Connection, Engine, create_engine, event, exc
+from sqlalchemy import Connection, Engine, PoolProxiedConnection, create_engine, event, exc
 
-from jarvis.config import Settings, mask_url, redact
-from jarvis.db.embedded import embedded_url, start_embedded_postgres
+from jarvis.config import ExitCode, JarvisError, Settings, mask_url, redact
+from jarvis.db.embedded import EmbeddedServer, embedded_url, start_embedded_postgres
 from jarvis.db.jsonb import set_max_value_bytes
 from jarvis.db.urls import libpq_url, sqlalchemy_url
 
@@ -45,20 +45,26 @@ Role = Literal["app", "auditor", "owner"]
 """app: SELECT/INSERT (UPDATE/DELETE only on state and memory); auditor: SELECT only; owner: the login itself."""
 
 
-class DatabaseError(Exception):
+class DatabaseError(JarvisError):
     """Base of the errors jarvis.db raises for a person to act on."""
 
 
 class DatabaseUnavailableError(DatabaseError):
     """PostgreSQL could not be reached; the message names the (masked) URL and the fix."""
 
+    exit_code = ExitCode.UNAVAILABLE
+
 
 class PoolExhaustedError(DatabaseError):
     """Every pooled connection stayed busy for the whole connect timeout."""
 
+    exit_code = ExitCode.UNAVAILABLE
+
 
 class NotMigratedError(DatabaseError):
     """The database has no Jarvis schema (or one too old to know its roles)."""
+
+    exit_code = ExitCode.BAD_INPUT
 
 
 SESSION_LEFTOVERS = (
@@ -71,6 +77,8 @@ SESSION_LEFTOVERS = (
 
 class RoleNotGrantedError(DatabaseError):
     """The login is not a member of the role a command needs (an auditor login asked to write)."""
+
+    exit_code = ExitCode.BAD_INPUT
 
 
 @dataclass(frozen=True)
@@ -90,7 +98,7 @@ class Database:
     engine: Engine
     url: str
     settings: Settings
-    embedded_server: Any = None
+    embedded_server: EmbeddedServer | None = None
     role: Role = "app"
     _closed: bool = field(default=False, repr=False)
     _roles: Roles | None = field(default=None, repr=False)
@@ -206,10 +214,29 @@ class Database:
             yield conn
 
     @contextmanager
-    def raw_connection(self) -> Iterator[Any]:
-        """The pooled psycopg connection itself, for hot paths that skip SQLAlchemy's statement layer.
+    def session_connection(self) -> Iterator[Connection]:
+        """A pooled connection held beyond one unit of work (the agent's instance lock), then given back clean.
 
-        Call `.invalidate()` on it after a connection error so the pool never reuses it.
+        Checked out like `connect()`, so an exhausted pool or an outage is PoolExhaustedError or
+        DatabaseUnavailableError, never SQLAlchemy's own error. The transaction the holder leaves
+        open (and its transaction-level advisory locks) is rolled back on exit; a connection that
+        died meanwhile took its locks with it, so failing to roll it back is no error.
+        """
+        with self.connect() as conn:
+            try:
+                yield conn
+            finally:
+                try:
+                    conn.rollback()
+                except exc.SQLAlchemyError as error:
+                    log.debug("held connection already gone (its locks went with it): %s", error)
+
+    @contextmanager
+    def raw_connection(self) -> Iterator[PoolProxiedConnection]:
+        """The pooled DBAPI connection itself, for hot paths that skip SQLAlchemy's statement layer.
+
+        Call `.invalidate()` on it after a connection error so the pool never reuses it;
+        `psycopg_connection(proxy)` is the typed psycopg connection inside it.
         """
         with self._checkout():
             proxy = self.engine.raw_connection()
@@ -225,7 +252,7 @@ class Database:
         The database's roles are resolved first; a connection that failed is never reused.
         """
         with self.raw_connection() as proxy:
-            raw: psycopg.Connection[Any] = proxy.driver_connection
+            raw = psycopg_connection(proxy)
             try:
                 if self.role != "owner" and self._roles is None:
                     with raw.transaction():
@@ -287,6 +314,18 @@ class Database:
             self.engine.dispose()
 
 
+def psycopg_connection(connection: Connection | PoolProxiedConnection) -> psycopg.Connection[Any]:
+    """The psycopg connection under a SQLAlchemy connection or a pooled proxy, typed.
+
+    SQLAlchemy types it as `Any | None` (it does not know the driver); Jarvis only ever
+    runs on psycopg 3, and a checked-out connection always has one.
+    """
+    proxy = connection.connection if isinstance(connection, Connection) else connection
+    raw = proxy.driver_connection
+    assert isinstance(raw, psycopg.Connection), f"expected a psycopg connection, not {type(raw).__name__}"
+    return raw
+
+
 def unavailable(url: str, error: BaseException) -> DatabaseUnavailableError:
     detail = redact(str(getattr(error, "orig", None) or error).strip().splitlines()[0])
     return DatabaseUnavailableError(
@@ -295,7 +334,7 @@ def unavailable(url: str, error: BaseException) -> DatabaseUnavailableError:
     )
 
 
-def resolve_url(settings: Settings) -> tuple[str, Any]:
+def resolve_url(settings: Settings) -> tuple[str, EmbeddedServer | None]:
     """The libpq URL to use, and the embedded server handle when one was started for it."""
     if settings.database_url:
         return libpq_url(settings.database_url), None
@@ -310,7 +349,7 @@ def open_database(settings: Settings, *, url: str | None = None, role: Role = "a
     `role` is what every transaction runs as: "app" for the agent, "auditor" for
     readers that must never write, "owner" (the login itself) for migrations.
     """
-    server = None
+    server: EmbeddedServer | None = None
     if url is None:
         url, server = resolve_url(settings)
     engine = create_engine(
@@ -333,8 +372,7 @@ def open_database(settings: Settings, *, url: str | None = None, role: Role = "a
     if role != "owner":
 
         def enter_role(conn: Connection) -> None:
-            raw = conn.connection.driver_connection
-            database.enter_role(raw)
+            database.enter_role(psycopg_connection(conn))
 
         event.listen(engine, "begin", enter_role)
     event.listen(engine, "connect", _allow_prepared_if_direct)

@@ -19,6 +19,7 @@ import math
 from collections.abc import Iterator
 from typing import Any
 
+from jarvis.config import ExitCode, JarvisError
 from jarvis.db.base import JsonValue
 
 MAX_DEPTH = 500
@@ -29,8 +30,10 @@ DEFAULT_MAX_VALUE_BYTES = 1024 * 1024
 _max_value_bytes = DEFAULT_MAX_VALUE_BYTES
 
 
-class InvalidJsonError(ValueError):
+class InvalidJsonError(JarvisError, ValueError):
     """A value cannot be stored as JSONB; the message gives its path and the fix."""
+
+    exit_code = ExitCode.BAD_INPUT
 
 
 class ValueTooLargeError(InvalidJsonError):

@@ -16,6 +16,7 @@ from jarvis.db.base import JsonValue
 from jarvis.db.engine import Database
 from jarvis.db.jsonb import InvalidJsonError, check_text, ensure_jsonb
 from jarvis.db.models import MemoryFact
+from jarvis.db.state import InvalidKeyError
 
 
 @dataclass(frozen=True)
@@ -36,7 +37,7 @@ def _fact(row: Any) -> Fact:
 
 def check_subject(subject: str) -> str:
     if not isinstance(subject, str) or not subject.strip():
-        raise InvalidJsonError("fact subject must be a non-empty string")
+        raise InvalidKeyError("fact subject must be a non-empty string")
     check_text(subject, "fact subject")
     return subject
 

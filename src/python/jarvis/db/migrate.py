@@ -15,7 +15,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import exc, text
 
-from jarvis.config import Settings
+from jarvis.config import ExitCode, Settings
 from jarvis.db.engine import Database, DatabaseError, NotMigratedError, open_database, unavailable
 from jarvis.db.migrations.guard import DESTROY_FLAG
 
@@ -53,6 +53,8 @@ _ALEMBIC = threading.Lock()
 class MigrationError(DatabaseError):
     """A migration was refused by PostgreSQL (usually a missing privilege); the message says what to grant."""
 
+
+    exit_code = ExitCode.BAD_INPUT
 
 @contextmanager
 def _refusals(database: Database, doing: str) -> Iterator[None]:

@@ -36,6 +36,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql.base import RESERVED_WORDS
 from sqlalchemy.types import TypeEngine
 
+from jarvis.config import ExitCode, JarvisError
 from jarvis.db.engine import Database
 from jarvis.db.jsonb import check_text, ensure_jsonb
 from jarvis.db.models import SchemaChange
@@ -57,8 +58,10 @@ COLUMN_TYPES: dict[str, tuple[type[TypeEngine[Any]] | TypeEngine[Any], str]] = {
 }
 
 
-class RuntimeDDLError(ValueError):
+class RuntimeDDLError(JarvisError, ValueError):
     """A runtime table definition was refused; nothing was created."""
+
+    exit_code = ExitCode.BAD_INPUT
 
 
 class TableConflictError(RuntimeDDLError):

@@ -14,15 +14,16 @@ from typing import Any
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
+from jarvis.config import ExitCode, JarvisError
 from jarvis.db.base import JsonValue
 from jarvis.db.engine import Database
-from jarvis.db.jsonb import InvalidJsonError, check_text, ensure_jsonb
+from jarvis.db.jsonb import check_text, ensure_jsonb
 from jarvis.db.models import AgentState
 
 MAX_KEY_LENGTH = 512
 
 
-class StateConflictError(Exception):
+class StateConflictError(JarvisError):
     """A compare-and-set found another version than the one expected."""
 
     def __init__(self, key: str, expected: int, actual: int | None) -> None:
@@ -32,6 +33,16 @@ class StateConflictError(Exception):
             f"state {key!r}: expected version {expected} but found {found}; someone else changed it. "
             "Fix: read it again and retry with the new version."
         )
+
+
+class InvalidKeyError(JarvisError, ValueError):
+    """A state key or fact subject is empty or too long; the message gives the limit.
+
+    Not an InvalidJsonError: a key is a name, never a JSON value. (Text no column can hold,
+    such as a NUL, is still reported by `check_text` as InvalidJsonError, whatever it names.)
+    """
+
+    exit_code = ExitCode.BAD_INPUT
 
 
 @dataclass(frozen=True)
@@ -44,9 +55,12 @@ class StateEntry:
 
 def check_key(key: str) -> str:
     if not isinstance(key, str) or not key:
-        raise InvalidJsonError("state key must be a non-empty string")
+        raise InvalidKeyError("state key must be a non-empty string")
     if len(key) > MAX_KEY_LENGTH:
-        raise InvalidJsonError(f"state key is {len(key)} characters long; at most {MAX_KEY_LENGTH} are allowed")
+        raise InvalidKeyError(
+            f"state key is {len(key)} characters long; at most {MAX_KEY_LENGTH} are allowed. "
+            "Fix: use a shorter key (store long text in the value)"
+        )
     check_text(key, "state key")
     return key
 

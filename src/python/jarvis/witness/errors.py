@@ -6,6 +6,10 @@ print it as a single line instead of a traceback.
 
 from __future__ import annotations
 
+from jarvis.config import ExitCode, JarvisError
 
-class WitnessError(Exception):
+
+class WitnessError(JarvisError):
     """A key or witness-log problem a person can fix (the message says how)."""
+
+    exit_code = ExitCode.BAD_INPUT

@@ -17,6 +17,7 @@ from sqlalchemy import Table, exc
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import JSONB
 
+from jarvis.config import JarvisError
 from jarvis.db.engine import SESSION_LEFTOVERS, Database, DatabaseUnavailableError
 
 log = logging.getLogger("jarvis.audit")
@@ -25,7 +26,7 @@ RETRY_DELAYS = (0.05, 0.2, 0.5, 1.0, 2.0, 2.0)
 """Backoff between attempts (~6 s in all): enough to ride out a PostgreSQL restart."""
 
 
-class AuditAppendError(Exception):
+class AuditAppendError(JarvisError):
     """An audit row was refused; the message says which rule it broke."""
 
 
@@ -33,9 +34,13 @@ class AuditIdCollisionError(AuditAppendError):
     """A row with this id exists with other content: an id was reused, not a retry."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class AuditEvent:
-    """What listeners (the Redis stream) learn about a committed audit row. No payloads."""
+    """What listeners (the Redis stream) learn about a committed audit row. No payloads.
+
+    Keyword-only: eight fields, five of them optional and three of them UUIDs, are
+    too easy to put in the wrong place by position.
+    """
 
     table: str
     kind: str

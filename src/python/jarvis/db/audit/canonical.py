@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from jarvis.config import JarvisError
 from jarvis.db.base import AUDIT_TABLES, Base
 
 GENESIS = bytes(32)
@@ -44,7 +45,7 @@ ENCODING_PYTHON = 1
 ENCODING_JSONB = 2
 
 
-class NotCanonicalError(ValueError):
+class NotCanonicalError(JarvisError, ValueError):
     """A row's stored text cannot be encoded (unparseable, or a number a float would change)."""
 
 

@@ -26,6 +26,7 @@ from psycopg.types.string import TextLoader
 from sqlalchemy import exc, text
 
 from jarvis.db.audit.canonical import (
+from jarvis.config import ExitCode
     AUDIT_COLUMNS,
     ENCODING_JSONB,
     ENCODING_PYTHON,
@@ -37,7 +38,7 @@ from jarvis.db.audit.canonical import (
 )
 from jarvis.db.audit.catalog import catalog_problems
 from jarvis.db.base import CHAINED_TABLES
-from jarvis.db.engine import Database, DatabaseError, RoleNotGrantedError
+from jarvis.db.engine import Database, DatabaseError, RoleNotGrantedError, psycopg_connection
 
 SEAL_BATCH = 5000
 LOADABLE = (
@@ -59,6 +60,8 @@ class SealConflictError(DatabaseError):
 
 class SealPermissionError(DatabaseError):
     """This login may read the trail but not seal it (an auditor)."""
+
+    exit_code = ExitCode.BAD_INPUT
 
 
 @dataclass(frozen=True)
@@ -273,8 +276,7 @@ def verifying_snapshot(database: Database) -> Iterator[Any]:
     stand in for PostgreSQL's own (pg_temp is never searched for either).
     """
     with database.connect() as conn:
-        raw = conn.connection.driver_connection
-        assert raw is not None
+        raw = psycopg_connection(conn)
         if database.role_names is None:
             with raw.transaction():
                 database.roles(raw)

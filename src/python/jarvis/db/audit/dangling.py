@@ -34,8 +34,10 @@ INSTANCE_LOCK_KEY = "pg_catalog.hashtext('jarvis.agent:' || {name})"
 """SQL for an agent's instance-lock key; must match `Agent.take_instance_lock` (tests hold both to it)."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class DanglingStart:
+    """A start row with no outcome (its process died); keyword-only, as its ids are easy to swap."""
+
     table: str
     id: uuid.UUID
     name: str
@@ -87,7 +89,10 @@ def find_dangling(
             ),
             {"age": older_than, "agent": agent},
         ).all()
-    return [DanglingStart(r.tbl, r.id, r.name, r.created_at, r.cycle_id, r.agent) for r in rows]
+    return [
+        DanglingStart(table=r.tbl, id=r.id, name=r.name, started_at=r.created_at, cycle_id=r.cycle_id, agent=r.agent)
+        for r in rows
+    ]
 
 
 def close_dangling(
@@ -200,7 +205,7 @@ def _close(
         try:
             if start.table == "tool_calls":
                 tool_calls.record_completion(
-                    ToolCallStart(start.id, start.name, start.cycle_id),
+                    ToolCallStart(id=start.id, tool_name=start.name, cycle_id=start.cycle_id),
                     "abandoned",
                     error=ABANDONED_REASON,
                     duration_ms=None,

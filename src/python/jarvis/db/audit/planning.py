@@ -29,6 +29,12 @@ from jarvis.db.models import Decision, PlanningCycle
 
 DEFAULT_AGENT = "jarvis"
 
+ONE_OPEN_CYCLE = "planning_cycles_one_open"
+"""The constraint name the open-cycle trigger raises with (migration 0003): switched on, never its message."""
+
+NOT_AN_OPEN_CYCLE = frozenset({"cycle_is_open", "cycle_is_start", "fk_decision_log_cycle_id_planning_cycles"})
+"""Why a decision's cycle may refuse it (closed, a completion row, no such row): CycleClosedError."""
+
 
 class CycleAlreadyOpenError(AuditAppendError):
     """The agent already has an open planning cycle."""
@@ -57,13 +63,18 @@ class PlanningLog:
                 {"id": row_id, "agent": self.agent, "status": "started", "goals": goals},
             )
         except AuditRuleViolation as error:
-            if "already has an open planning cycle" in str(error):
+            if error.constraint == ONE_OPEN_CYCLE:
                 raise CycleAlreadyOpenError(
                     f"agent {self.agent!r} already has an open planning cycle ({self.open_cycle_id()}). "
                     "Fix: close it, or run `jarvis audit dangling --close` if its process died."
                 ) from None
             raise
-        announce(self.listeners, AuditEvent("planning_cycles", "cycle.opened", row_id, created_at, "started"))
+        announce(
+            self.listeners,
+            AuditEvent(
+                table="planning_cycles", kind="cycle.opened", row_id=row_id, created_at=created_at, status="started"
+            ),
+        )
         return row_id
 
     def record_decision(
@@ -80,9 +91,14 @@ class PlanningLog:
             )
         except AuditRuleViolation as error:
             raise CycleClosedError(f"cannot record a decision in cycle {cycle_id}: {error}") from None
-        announce(self.listeners, AuditEvent("decision_log", "decision", row_id, created_at, None, None, cycle_id))
+        announce(
+            self.listeners,
+            AuditEvent(table="decision_log", kind="decision", row_id=row_id, created_at=created_at, cycle_id=cycle_id),
+        )
         return row_id
 
+            if error.constraint not in NOT_AN_OPEN_CYCLE:
+                raise  # e.g. the decision's length CHECK: the cycle is fine, the decision is not
     def close_cycle(
         self,
         cycle_id: uuid.UUID,
@@ -103,7 +119,17 @@ class PlanningLog:
             )
         except AuditRuleViolation as error:
             raise CycleClosedError(f"cannot close cycle {cycle_id}: {error}") from None
-        announce(self.listeners, AuditEvent("planning_cycles", f"cycle.{status}", row_id, created_at, status, cycle_id))
+        announce(
+            self.listeners,
+            AuditEvent(
+                table="planning_cycles",
+                kind=f"cycle.{status}",
+                row_id=row_id,
+                created_at=created_at,
+                status=status,
+                parent_id=cycle_id,
+            ),
+        )
         return row_id
 
     def open_cycle_id(self) -> uuid.UUID | None:

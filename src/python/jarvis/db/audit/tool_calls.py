@@ -49,8 +49,10 @@ class ToolCallAlreadyCompletedError(AuditAppendError):
     """A start row already has its outcome; a second one is refused by the database."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ToolCallStart:
+    """A tool call's start row, as its completion needs it (keyword-only: two fields could swap ids)."""
+
     id: uuid.UUID
     tool_name: str
     cycle_id: uuid.UUID | None
@@ -98,7 +100,15 @@ class ToolCallLog:
         if self.listeners:
             announce(
                 self.listeners,
-                AuditEvent("tool_calls", "tool_call.started", row_id, created_at, "started", None, cycle_id, tool_name),
+                AuditEvent(
+                    table="tool_calls",
+                    kind="tool_call.started",
+                    row_id=row_id,
+                    created_at=created_at,
+                    status="started",
+                    cycle_id=cycle_id,
+                    tool_name=tool_name,
+                ),
             )
         return ToolCallStart(id=row_id, tool_name=tool_name, cycle_id=cycle_id)  # started_at: after the commit
 
@@ -156,14 +166,14 @@ class ToolCallLog:
             announce(
                 self.listeners,
                 AuditEvent(
-                    "tool_calls",
-                    f"tool_call.{status}",
-                    row_id,
-                    created_at,
-                    status,
-                    start.id,
-                    start.cycle_id,
-                    start.tool_name,
+                    table="tool_calls",
+                    kind=f"tool_call.{status}",
+                    row_id=row_id,
+                    created_at=created_at,
+                    status=status,
+                    parent_id=start.id,
+                    cycle_id=start.cycle_id,
+                    tool_name=start.tool_name,
                 ),
             )
         return row_id
@@ -179,7 +189,9 @@ class ToolCallLog:
             # row landed, it gets its `cancelled` outcome now instead of an `abandoned` one later.
             if self._landed(call_id):
                 self.record_completion(
-                    ToolCallStart(call_id, tool_name, cycle_id), "cancelled", error=describe_error(interruption)
+                    ToolCallStart(id=call_id, tool_name=tool_name, cycle_id=cycle_id),
+                    "cancelled",
+                    error=describe_error(interruption),
                 )
             raise
         try:

@@ -14,11 +14,15 @@ from __future__ import annotations
 from alembic import context, op
 from sqlalchemy import text
 
+from jarvis.config import ExitCode, JarvisError
+
 DESTROY_FLAG = "destroy_audit_trail"
 
 
-class AuditTrailGuardError(RuntimeError):
+class AuditTrailGuardError(JarvisError, RuntimeError):
     """A downgrade would drop or rewrite audit rows and nobody decided to destroy them."""
+
+    exit_code = ExitCode.BAD_INPUT
 
 
 def destruction_allowed() -> bool:
