@@ -32,7 +32,7 @@ from jarvis.cli.session import (
     settings_or_exit,
 )
 from jarvis.cli.views import cycles_table, printable, safe, short_json, styled, timeline_table, verify_line
-from jarvis.db import RoleNotGrantedError, open_database
+from jarvis.db import Database, RoleNotGrantedError, open_database
 from jarvis.db.audit import AuditQueries, ExpectedHead, SealPermissionError, find_dangling
 from jarvis.db.audit.dangling import DanglingStart, running_agents, sweep_dangling
 from jarvis.db.audit.export import export_rows, tool_call_spans
@@ -342,37 +342,47 @@ def tail_command(
     with opened_database() as database:
         if settings.redis_url and not from_db:
             link = RedisLink(settings.redis_url, namespace=namespace_for(database), auth_key=ensure_cache_key(settings))
-            start_ms = int((time.time() - since_seconds) * 1000)
-            reader = StreamReader(link, last_id=f"{start_ms}-0")
-            try:
-                while True:
-                    events = reader.read(block_ms=int(interval * 1000))
-                    for event in events:
-                        _print_stream_event(event.id, event.fields, as_json)
-                    if reader.trimmed_past_position():
-                        errors.print(
-                            "[yellow]the stream was trimmed past this reader; "
-                            "use --from-db for the full history[/yellow]"
-                        )
-                    if not follow and not events:
-                        return
-            finally:
-                link.close()
-        since = datetime.now(UTC) - timedelta(seconds=since_seconds)
-        printed: dict[str, datetime] = {}
+            _tail_stream(link, follow=follow, as_json=as_json, since_seconds=since_seconds, interval=interval)
+        else:
+            _tail_database(database, follow=follow, as_json=as_json, since_seconds=since_seconds, interval=interval)
+
+
+def _tail_stream(link: RedisLink, *, follow: bool, as_json: bool, since_seconds: float, interval: float) -> None:
+    """Follow the Redis stream (blocking reads; closes `link`): fast, but it holds only what was not trimmed yet."""
+    start_ms = int((time.time() - since_seconds) * 1000)
+    reader = StreamReader(link, last_id=f"{start_ms}-0")
+    try:
         while True:
-            # Re-read a short overlap: a row's created_at is taken before its commit, so a
-            # concurrent append can land just behind the newest row already printed.
-            for row in export_rows(database, since=since - TAIL_OVERLAP):
-                if row["id"] not in printed:
-                    printed[row["id"]] = datetime.fromisoformat(row["created_at"])
-                    _print_event(row, as_json)
-            if printed:
-                since = max(printed.values())
-                printed = {k: v for k, v in printed.items() if v >= since - TAIL_OVERLAP}
-            if not follow:
+            events = reader.read(block_ms=int(interval * 1000))
+            for event in events:
+                _print_stream_event(event.id, event.fields, as_json)
+            if reader.trimmed_past_position():
+                errors.print(
+                    "[yellow]the stream was trimmed past this reader; use --from-db for the full history[/yellow]"
+                )
+            if not follow and not events:
                 return
-            time.sleep(interval)
+    finally:
+        link.close()
+
+
+def _tail_database(database: Database, *, follow: bool, as_json: bool, since_seconds: float, interval: float) -> None:
+    """Poll PostgreSQL every `interval` seconds: the whole history, without Redis."""
+    since = datetime.now(UTC) - timedelta(seconds=since_seconds)
+    printed: dict[str, datetime] = {}
+    while True:
+        # Re-read a short overlap: a row's created_at is taken before its commit, so a
+        # concurrent append can land just behind the newest row already printed.
+        for row in export_rows(database, since=since - TAIL_OVERLAP):
+            if row["id"] not in printed:
+                printed[row["id"]] = datetime.fromisoformat(row["created_at"])
+                _print_event(row, as_json)
+        if printed:
+            since = max(printed.values())
+            printed = {k: v for k, v in printed.items() if v >= since - TAIL_OVERLAP}
+        if not follow:
+            return
+        time.sleep(interval)
 
 
 def _print_stream_event(stream_id: str, fields: dict[str, str], as_json: bool) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -17,9 +19,20 @@ from jarvis.config import Settings
 from jarvis.db import Database, Roles, open_database
 from jarvis.db.migrate import current_revision, downgrade, downgrade_plan, head_revision, history, upgrade
 from jarvis.db.urls import database_name
-from jarvis.db.engine import psycopg_connection
 
 app = typer.Typer(help="Schema migrations (Alembic).", no_args_is_help=True)
+
+
+@contextmanager
+def owner_database(settings: Settings) -> Iterator[Database]:
+    """The database as its owner (migrations need the tables' owner), never migrated on opening, always shut
+    down, with errors reported as actionable messages and exit codes."""
+    with reported_errors():
+        database = open_database(settings, role="owner")
+        try:
+            yield database
+        finally:
+            database.shutdown()
 
 
 @app.command("upgrade")
@@ -31,18 +44,14 @@ def upgrade_command(revision: str = typer.Argument("head", help="Target revision
     settings = settings_or_exit()
     if not revision.strip():
         fail("REVISION is empty; use head, or a revision `jarvis db history` lists", ExitCode.BAD_INPUT)
-    with reported_errors():
-        database = open_database(settings, role="owner")
+    with owner_database(settings) as database:
+        before = current_revision(database)
         try:
-            before = current_revision(database)
-            try:
-                upgrade(database, revision)
-            except CommandError as error:
-                fail(f"cannot upgrade to {revision!r}: {error}. `jarvis db history` lists them", ExitCode.BAD_INPUT)
-            after = current_revision(database)
-            roles = database_roles(database)
-        finally:
-            database.shutdown()
+            upgrade(database, revision)
+        except CommandError as error:
+            fail(f"cannot upgrade to {revision!r}: {error}. `jarvis db history` lists them", ExitCode.BAD_INPUT)
+        after = current_revision(database)
+        roles = database_roles(database)
     if before == after:
         console.print(printable(f"already at {after} ({database.display_url})"), highlight=False, markup=False)
     else:
@@ -64,7 +73,7 @@ def database_roles(database: Database) -> Roles | None:
     with database.connect() as conn:
         if conn.execute(text("SELECT to_regclass('public.trail_info')")).scalar() is None:
             return None
-        return database.roles(psycopg_connection(conn))
+        return database.roles(conn.connection.driver_connection)
 
 
 @app.command("downgrade")
@@ -86,58 +95,54 @@ def downgrade_command(
     name must be typed back.
     """
     settings = settings_or_exit()
-    with reported_errors():
-        database = open_database(settings, role="owner")
+    with owner_database(settings) as database:
         try:
-            try:
-                steps = downgrade_plan(database, revision)
-            except ValueError as error:
-                fail(str(error), ExitCode.BAD_INPUT)
-            for step in steps:
-                held = ", ".join(f"{table} ({rows} rows)" for table, rows in step.audit_rows.items())
-                console.print(
-                    f"step {step.revision} -> {step.down_to or 'base'}: "
-                    + (f"drops or rewrites {held}" if held else "touches no audit table"),
-                    highlight=False,
-                    markup=False,
-                )
-            destroyed: dict[str, int] = {}
-            for step in steps:
-                destroyed.update(step.destroyed_rows)
-            if destroyed and not destroy_audit_trail:
-                listed = ", ".join(f"{table} ({rows} rows)" for table, rows in destroyed.items())
-                fail(
-                    f"refused: downgrading to {revision} would destroy audit rows in {listed}. Nothing was changed. "
-                    "Keep the trail, or export and destroy it deliberately with --destroy-audit-trail "
-                    "(the export is written and must succeed first)",
-                    ExitCode.BAD_INPUT,
-                )
-            if destroyed and not owns_the_tables(database):
-                fail(
-                    "only the owner of the Jarvis tables (the login that ran `jarvis db upgrade`) may destroy the "
-                    "trail; nothing was exported or changed",
-                    ExitCode.BAD_INPUT,
-                )
-            if destroyed:
-                name = database_name(database.url)
-                if sys.stdin.isatty():
-                    typed = typer.prompt(f"This destroys the audit trail of database {name!r}. Type its name")
-                    if typed != name:
-                        fail(f"{typed!r} is not {name!r}; nothing was changed", ExitCode.BAD_INPUT)
-                from jarvis.agent.bundle import export_bundle  # (only this path needs it)
+            steps = downgrade_plan(database, revision)
+        except ValueError as error:
+            fail(str(error), ExitCode.BAD_INPUT)
+        for step in steps:
+            held = ", ".join(f"{table} ({rows} rows)" for table, rows in step.audit_rows.items())
+            console.print(
+                f"step {step.revision} -> {step.down_to or 'base'}: "
+                + (f"drops or rewrites {held}" if held else "touches no audit table"),
+                highlight=False,
+                markup=False,
+            )
+        destroyed: dict[str, int] = {}
+        for step in steps:
+            destroyed.update(step.destroyed_rows)
+        if destroyed and not destroy_audit_trail:
+            listed = ", ".join(f"{table} ({rows} rows)" for table, rows in destroyed.items())
+            fail(
+                f"refused: downgrading to {revision} would destroy audit rows in {listed}. Nothing was changed. "
+                "Keep the trail, or export and destroy it deliberately with --destroy-audit-trail "
+                "(the export is written and must succeed first)",
+                ExitCode.BAD_INPUT,
+            )
+        if destroyed and not owns_the_tables(database):
+            fail(
+                "only the owner of the Jarvis tables (the login that ran `jarvis db upgrade`) may destroy the "
+                "trail; nothing was exported or changed",
+                ExitCode.BAD_INPUT,
+            )
+        if destroyed:
+            name = database_name(database.url)
+            if sys.stdin.isatty():
+                typed = typer.prompt(f"This destroys the audit trail of database {name!r}. Type its name")
+                if typed != name:
+                    fail(f"{typed!r} is not {name!r}; nothing was changed", ExitCode.BAD_INPUT)
+            from jarvis.agent.bundle import export_bundle  # (only this path needs it)
 
-                path = export_to
-                if path is None:
-                    path = default_export_path(settings, name)
-                    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-                summary = export_bundle(database, settings, path)
-                console.print(f"exported the trail to {path} ({summary})", highlight=False, markup=False)
-            downgrade(database, revision, destroy_audit_trail=destroy_audit_trail)
-            after = current_revision(database)
-            if destroyed:
-                retire_witness_log(settings, database)
-        finally:
-            database.shutdown()
+            path = export_to
+            if path is None:
+                path = default_export_path(settings, name)
+                path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            summary = export_bundle(database, settings, path)
+            console.print(f"exported the trail to {path} ({summary})", highlight=False, markup=False)
+        downgrade(database, revision, destroy_audit_trail=destroy_audit_trail)
+        after = current_revision(database)
+        if destroyed:
+            retire_witness_log(settings, database)
     console.print(printable(f"downgraded to {after or 'base (empty)'}"), markup=False)
 
 
@@ -173,12 +178,8 @@ def default_export_path(settings: Settings, database: str) -> Path:
 def current_command(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
     """Show the database's revision and whether it is the newest."""
     settings = settings_or_exit()
-    with reported_errors():
-        database = open_database(settings, role="owner")
-        try:
-            current = current_revision(database)
-        finally:
-            database.shutdown()
+    with owner_database(settings) as database:
+        current = current_revision(database)
     head = head_revision()
     if as_json:
         print_json({"current": current, "head": head, "up_to_date": current == head})

@@ -12,11 +12,11 @@ from rich.table import Table
 from typer._click import exceptions as click_errors  # the click typer vendors: what its parser raises
 from typer.core import TyperGroup
 
-from jarvis.agent.health import run_health_checks
+from jarvis.agent.doctor import run_health_checks
 from jarvis.cli import audit_commands, db_commands, keys_commands, memory_commands, state_commands
 from jarvis.cli.agent_commands import demo_command, run_command
 from jarvis.cli.session import ExitCode, console, errors, print_error, print_json
-from jarvis.cli.views import plain, safe
+from jarvis.cli.views import plain, safe, status_cell
 from jarvis.config import ConfigError, load_settings, mask_url, setting_sources
 from jarvis.config.settings import env_var_name
 
@@ -70,9 +70,6 @@ app.add_typer(keys_commands.app, name="keys")
 app.command("run")(run_command)
 app.command("demo")(demo_command)
 
-STATUS_STYLE = {"ok": "green", "warn": "yellow", "fail": "bold red"}
-
-
 @app.command("config")
 def config_command(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
     """Print the resolved settings (passwords masked) and where each value came from."""
@@ -107,8 +104,7 @@ def doctor_command(as_json: bool = typer.Option(False, "--json", help="Machine-r
     else:
         table = Table("check", "status", "detail", "fix", title="jarvis doctor", title_justify="left")
         for check in checks:
-            style = STATUS_STYLE[check.status]
-            table.add_row(plain(check.name), plain(check.status, style), plain(check.detail), plain(check.fix))
+            table.add_row(plain(check.name), status_cell(check.status), plain(check.detail), plain(check.fix))
         console.print(table)
     if any(check.status == "fail" for check in checks):
         raise typer.Exit(int(ExitCode.FAILED))

@@ -19,7 +19,19 @@ from rich.text import Text
 
 from jarvis.db.audit import CycleSummary, TimelineEntry, VerifyReport
 
-STATUS_STYLE = {"succeeded": "green", "failed": "red", "cancelled": "yellow", "abandoned": "magenta", "started": "cyan"}
+STATUS_STYLE = {
+    # audit rows (tool calls, planning cycles)
+    "started": "cyan",
+    "succeeded": "green",
+    "failed": "red",
+    "cancelled": "yellow",
+    "abandoned": "magenta",
+    # the doctor's checks
+    "ok": "green",
+    "warn": "yellow",
+    "fail": "bold red",
+}
+"""The colour of every status Jarvis prints; anything else (from a tampered database) is white."""
 
 
 _UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff\ud800-\udfff]")
@@ -62,6 +74,7 @@ def styled(status: str | None) -> str:
 
 
 def status_cell(status: str | None) -> Text:
+    """A status as a table cell, in its colour."""
     return plain(status or "", STATUS_STYLE.get(status or "", "white"))
 
 

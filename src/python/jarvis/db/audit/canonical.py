@@ -159,7 +159,9 @@ def canonical_python_from_json(table: str, row_json: str) -> bytes:
     return canonical_row(table, {column: document.get(column) for column in AUDIT_COLUMNS[table]})
 
 
-def _plain(value: Any) -> Any:
+def json_scalar(value: Any) -> Any:
+    """A column value as JSON holds it: a UUID as its text, a timestamp in UTC to the microsecond (the form
+    every row is hashed in, and the one exports print), anything else unchanged."""
     if isinstance(value, uuid.UUID):
         return str(value)
     if isinstance(value, datetime):
@@ -168,12 +170,14 @@ def _plain(value: Any) -> Any:
 
 
 def canonical_row(table: str, row: Mapping[str, Any]) -> bytes:
-    document = {column: _plain(row[column]) for column in AUDIT_COLUMNS[table] if row[column] is not None}
+    """The bytes a row is hashed as: its non-null columns in canonical JSON, tagged with its table (encoding 1)."""
+    document = {column: json_scalar(row[column]) for column in AUDIT_COLUMNS[table] if row[column] is not None}
     document["$table"] = table
     return _encoder.encode(document).encode("utf-8")
 
 
 def row_hash(table: str, row: Mapping[str, Any]) -> bytes:
+    """The row's content hash, the last input of its chain link: changes when any stored value does."""
     return hashlib.sha256(canonical_row(table, row)).digest()
 
 

@@ -250,6 +250,27 @@ EXPECTED_FUNCTIONS: dict[str, tuple[str, bool]] = {
     "jarvis_tool_calls_check_parent": ("e3585a2cfbfcbb4b11d4b4268e547b5ca91cc3ebd5d27ca7e65b2cf2ef9c900f", False),
 }
 
+EXPECTED_EXECUTE: dict[str, tuple[str, ...]] = {
+    "jarvis_append_decision_log": ("app",),
+    "jarvis_append_planning_cycles": ("app",),
+    "jarvis_append_tool_calls": ("app",),
+    "jarvis_canonical": ("PUBLIC",),
+    "jarvis_check_cycle_reference": (),
+    "jarvis_planning_cycles_check_one_open": (),
+    "jarvis_planning_cycles_check_parent": (),
+    "jarvis_queue_for_sealing": (),
+    "jarvis_reject_mutation": (),
+    "jarvis_seal": ("app",),
+    "jarvis_serial_uuid": ("PUBLIC",),
+    "jarvis_stamp_created_at": (),
+    "jarvis_tool_calls_check_parent": (),
+}
+"""Who besides the owner may EXECUTE each function ("app"/"auditor": the database's roles in trail_info).
+
+A SECURITY DEFINER function runs with the owner's rights: a grant to another role, or to PUBLIC, lets
+that role write audit rows; and the functions must be owned by the tables' owner, or their owner could
+change them and grant them to anyone."""
+
 EXPECTED_CONFIG = ["search_path=pg_catalog, pg_temp"]
 
 VERIFIER_TYPES = ("jsonb", "text", "uuid", "bytea", "timestamp with time zone", "bigint", "double precision", "oid")
@@ -257,6 +278,7 @@ VERIFIER_TYPES = ("jsonb", "text", "uuid", "bytea", "timestamp with time zone", 
 
 
 def function_body_hash(body: str) -> str:
+    """A function's source as recorded in the expected catalog: compared, never stored in full."""
     return hashlib.sha256(body.encode("utf-8")).hexdigest()
 
 
@@ -342,24 +364,52 @@ def catalog_problems(raw: Any) -> list[tuple[str, str]]:
                     problems.append((table, f"has an extra {singular} {name}: {have[name]}"))
                 elif have[name] != want[name]:
                     problems.append((table, f"{singular} {name} was changed: {have[name]}"))
-    functions = {
-        name: (source, definer, config)
-        for name, source, definer, config in raw.execute(
-            "SELECT p.proname, p.prosrc, p.prosecdef, p.proconfig FROM pg_catalog.pg_proc p "
-            "JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = 'public'"
-        )
-    }
+    roles = (  # the database's roles, and the tables' owner: the append functions' owner
+        raw.execute(
+            "SELECT t.app_role, t.auditor_role, pg_catalog.pg_get_userbyid(c.relowner) "
+            "FROM ONLY public.trail_info t, pg_catalog.pg_class c WHERE c.oid = %s::oid",
+            (tables["trail_info"][0],),
+        ).fetchone()
+        if "trail_info" in tables
+        else None
+    )
+    app, auditor, tables_owner = roles if roles is not None else (None, None, None)
+    labels = {app: "app", auditor: "auditor"}
+    functions: dict[str, list[tuple[Any, ...]]] = {}
+    for row in raw.execute(
+        # Every function, not one per name: an overload is a second way in. EXECUTE grantees besides the owner.
+        "SELECT p.proname, p.oid::pg_catalog.regprocedure::text, p.prosrc, p.prosecdef, p.proconfig, "
+        "pg_catalog.pg_get_userbyid(p.proowner), ARRAY(SELECT CASE WHEN a.grantee = 0 THEN 'PUBLIC' "
+        "ELSE pg_catalog.pg_get_userbyid(a.grantee) END FROM pg_catalog.aclexplode(COALESCE(p.proacl, "
+        "pg_catalog.acldefault('f', p.proowner))) a WHERE a.privilege_type = 'EXECUTE' AND a.grantee <> p.proowner) "
+        "FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = 'public' "
+        "ORDER BY p.oid"
+    ):
+        functions.setdefault(row[0], []).append(row[1:])
     for name, (body_hash, definer) in EXPECTED_FUNCTIONS.items():
         if name not in functions:
             problems.append((f"function {name}", "is missing"))
             continue
-        source, actual_definer, config = functions[name]
-        if function_body_hash(source) != body_hash:
-            problems.append((f"function {name}", "its body differs from what the migrations installed"))
-        if actual_definer != definer:
-            problems.append((f"function {name}", f"SECURITY DEFINER is {actual_definer}, expected {definer}"))
-        if not config or [c for c in config if c.startswith("search_path=")] != EXPECTED_CONFIG:
-            problems.append((f"function {name}", f"its search_path setting is {config}, expected {EXPECTED_CONFIG}"))
+        if len(functions[name]) > 1:
+            signatures = ", ".join(signature for signature, *_ in functions[name])
+            problems.append((f"function {name}", f"has an overload, a second function of that name: {signatures}"))
+        for signature, source, actual_definer, config, owner, grantees in functions[name]:
+            if function_body_hash(source) != body_hash:
+                problems.append((f"function {name}", "its body differs from what the migrations installed"))
+            if actual_definer != definer:
+                problems.append((f"function {name}", f"SECURITY DEFINER is {actual_definer}, expected {definer}"))
+            if not config or [c for c in config if c.startswith("search_path=")] != EXPECTED_CONFIG:
+                problems.append(
+                    (f"function {name}", f"its search_path setting is {config}, expected {EXPECTED_CONFIG}")
+                )
+            if owner != tables_owner:
+                problems.append(
+                    (f"function {signature}", f"is owned by {owner}, not by the tables' owner {tables_owner}")
+                )
+            granted = EXPECTED_EXECUTE.get(name, ())
+            extra = sorted(set(grantees) - {role for role, label in labels.items() if label in granted} - {*granted})
+            if extra:
+                problems.append((f"function {signature}", f"EXECUTE is granted to {', '.join(extra)}"))
     for name in sorted(set(functions) - set(EXPECTED_FUNCTIONS)):
         problems.append((f"function public.{name}", "is not one of Jarvis's: it could stand in for a built-in"))
     for (operator,) in raw.execute(

@@ -7,24 +7,15 @@ Arguments and results are opt-in there, and here too: they may hold secrets.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import text
 
-from jarvis.db.audit.canonical import AUDIT_COLUMNS
+from jarvis.db.audit.canonical import AUDIT_COLUMNS, json_scalar
 from jarvis.db.base import AUDIT_TABLES
 from jarvis.db.engine import Database
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, uuid.UUID):
-        return str(value)
-    if isinstance(value, datetime):
-        return value.isoformat()
-    return value
 
 
 def export_rows(database: Database, *, since: datetime | None = None) -> Iterator[dict[str, Any]]:
@@ -69,9 +60,9 @@ def tool_call_spans(database: Database, *, include_content: bool = False) -> Ite
             yield {
                 "name": f"execute_tool {row.tool_name}",
                 "span_id": str(row.id),
-                "parent_cycle_id": _plain(row.cycle_id),
-                "start_time": _plain(row.started_at),
-                "end_time": _plain(row.ended_at),
+                "parent_cycle_id": json_scalar(row.cycle_id),
+                "start_time": json_scalar(row.started_at),
+                "end_time": json_scalar(row.ended_at),
                 "status": {"code": "OK" if row.status == "succeeded" else "UNSET" if row.status is None else "ERROR"},
                 "attributes": attributes,
             }
