@@ -25,8 +25,8 @@ import psycopg
 from psycopg.types.string import TextLoader
 from sqlalchemy import exc, text
 
-from jarvis.db.audit.canonical import (
 from jarvis.config import ExitCode
+from jarvis.db.audit.canonical import (
     AUDIT_COLUMNS,
     ENCODING_JSONB,
     ENCODING_PYTHON,
