@@ -117,10 +117,12 @@ class BundleReport:
 
     @property
     def ok(self) -> bool:
+        """True when the bundle is intact and an expected head (if one was given) is in it."""
         return not self.problems and self.expected_head_found is not False
 
     @property
     def head_hex(self) -> str:
+        """The bundle's head hash as it is published and passed back to `--expect`."""
         return self.head_hash.hex()
 
     @property
@@ -129,6 +131,7 @@ class BundleReport:
         return self.head_seq - (self.signed_seq or 0)
 
     def summary(self) -> str:
+        """One line for people: what the bundle proves, or the first problem found."""
         if self.ok:
             unsigned = self.unsigned_links
             extra = (

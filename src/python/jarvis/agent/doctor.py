@@ -17,6 +17,7 @@ from jarvis.db import Database, DatabaseError, Roles, open_database
 from jarvis.db.audit.catalog import catalog_problems
 from jarvis.db.base import AUDIT_TABLES, CHAINED_TABLES
 from jarvis.db.embedded import EmbeddedPostgresUnavailable
+from jarvis.db.engine import psycopg_connection
 from jarvis.db.migrate import current_revision, head_revision
 
 Status = Literal["ok", "warn", "fail"]
@@ -65,7 +66,7 @@ def _postgres_checks(settings: Settings) -> list[HealthCheck]:
             checks.append(migrations)
             if migrations.status != "ok":
                 return checks
-            raw = conn.connection.driver_connection
+            raw = psycopg_connection(conn)
             checks.extend(_role_checks(conn, login, database.roles(raw)))
             checks.append(_catalog_check(raw))
             checks.append(_chain_check(conn))

@@ -67,6 +67,8 @@ class StepOutcome:
     tool_call_id: uuid.UUID | None = None
 
     def as_json(self) -> dict[str, Any]:
+        """The step as stored in the cycle's outcomes: decision, tool, ok, and the call id or error when there is one.
+        """
         result: dict[str, Any] = {"decision": self.decision, "tool": self.tool, "ok": self.ok}
         if self.tool_call_id:
             result["tool_call_id"] = str(self.tool_call_id)
@@ -121,6 +123,9 @@ class Agent:
     def start(
         cls, settings: Settings, *, name: str = "jarvis", migrate: bool = True, listeners: Sequence[AuditListener] = ()
     ) -> Agent:
+        """An agent ready to work from settings: the database opened (migrated unless migrate=False), the signing key
+        checked, work dangling from earlier runs closed, and the instance lock taken.
+        """
         if migrate:
             upgrade_to_head(settings)
         ensure_signing_key(settings)
@@ -195,6 +200,10 @@ class Agent:
         return StepOutcome("", name, ok=True, output=call.output, tool_call_id=call.id)
 
     def run_cycle(self, goals: Sequence[Any], planner: Planner, *, on_step: StepCallback | None = None) -> CycleResult:
+        """Run one planning cycle: open it with `goals`, run each step the planner yields as an audited decision and
+        tool call, close it with its outcome. A failing tool fails its step, not the cycle's bookkeeping; an
+        exception or interruption still closes the cycle (failed or cancelled) before it propagates.
+        """
         lease = self.cycle_lock.acquire() if self.cycle_lock is not None else None
         try:
             return self._run_cycle(goals, planner, on_step, lease)

@@ -38,6 +38,7 @@ class Tool(Generic[ModelT]):
     description: str
 
     def validate(self, raw: Any) -> ModelT:
+        """The tool's input model built from `raw` (None: no arguments); ToolInputError names every bad field."""
         try:
             return self.input_model.model_validate(raw if raw is not None else {})
         except ValidationError as exc:
@@ -54,17 +55,20 @@ class ToolRegistry:
     def register(
         self, name: str, input_model: type[ModelT], function: Callable[[ModelT], Any], description: str = ""
     ) -> None:
+        """Make a tool callable by name; its description defaults to the function's docstring."""
         if name in self._tools:
             raise ValueError(f"a tool named {name!r} is already registered")
         self._tools[name] = Tool(name, input_model, function, description or (function.__doc__ or "").strip())
 
     def get(self, name: str) -> Tool[Any]:
+        """The tool called `name`; UnknownToolError lists the known ones."""
         try:
             return self._tools[name]
         except KeyError:
             raise UnknownToolError(f"unknown tool {name!r}; known tools: {', '.join(sorted(self._tools))}") from None
 
     def names(self) -> list[str]:
+        """Every registered tool name, sorted (what a plan may use)."""
         return sorted(self._tools)
 
     def __contains__(self, name: object) -> bool:

@@ -59,6 +59,7 @@ def witness_log_path(settings: Settings, database: Database) -> Path:
 
 
 def trail_id(database: Database) -> str:
+    """This trail's identity (trail_info): what the witness log and bundles are bound to."""
     with database.connect() as conn:
         found = conn.execute(text("SELECT trail_id FROM public.trail_info")).scalar()
     if found is None:
@@ -160,6 +161,7 @@ def seal_and_sign(
 
 
 def checkpoints(settings: Settings, database: Database) -> list[Checkpoint]:
+    """The signed checkpoints of this database's witness log, oldest first."""
     return WitnessLog(witness_log_path(settings, database)).entries()
 
 

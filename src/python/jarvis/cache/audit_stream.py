@@ -74,6 +74,7 @@ class StreamReader:
             self.last_id = _text(latest[0][0]) if latest else "0-0"
 
     def read(self, *, block_ms: int = 1000, count: int = 500) -> list[StreamEvent]:
+        """The next events after the reader's position, waiting up to `block_ms`; empty while Redis is unreachable."""
         self.start_from_latest()
 
         def xread(r: redis.Redis) -> list[StreamEvent]:

@@ -102,10 +102,12 @@ class Authenticator:
         """Names the key without revealing it (for messages: do two processes share a key?)."""
 
     def sign(self, purpose: str, subject: str, payload: bytes) -> str:
+        """A MAC over the value for one purpose and subject, so a value cannot be replayed under another key."""
         message = b"jarvis/" + purpose.encode() + b"\x00" + subject.encode() + b"\x00" + payload
         return hmac.new(self._key, message, hashlib.sha256).hexdigest()
 
     def verify(self, purpose: str, subject: str, payload: bytes, mac: str | bytes) -> bool:
+        """Whether `mac` is this key's MAC of the value (constant-time; malformed MACs are just False)."""
         if isinstance(mac, bytes):
             try:
                 mac = mac.decode("ascii")

@@ -131,10 +131,12 @@ class RedisLink:
         """Called (once) each time Redis answers again after an outage, e.g. to replay lost invalidations."""
 
     def key(self, *parts: str) -> str:
+        """A key inside this database's namespace, so agents on different databases never share keys."""
         return ":".join((self.namespace, *parts))
 
     @property
     def available(self) -> bool:
+        """False while Redis is considered down (callers fall back to PostgreSQL)."""
         return self._down_since is None
 
     def run(self, operation: Callable[[redis.Redis], T], fallback: T) -> T:
@@ -179,4 +181,5 @@ class RedisLink:
             recovery()
 
     def close(self) -> None:
+        """Close the client's connections."""
         self.client.close()

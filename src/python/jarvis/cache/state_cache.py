@@ -98,6 +98,7 @@ class CachedStateStore:
         return self.link.key("state-gen", key)
 
     def get(self, key: str) -> StateEntry | None:
+        """The entry, from Redis when the cached copy is current, else from PostgreSQL (and cached)."""
         check_key(key)
         value_key, generation_key = self._value_key(key), self._generation_key(key)
         cached: Any = self.link.run(lambda r: r.mget([value_key, generation_key]), None)
@@ -134,18 +135,21 @@ class CachedStateStore:
         return _Row(StateEntry(key=key, value=value, version=version, updated_at=updated_at), (row_id, version, xmin))
 
     def set(self, key: str, value: Any, *, expected_version: int | None = None) -> StateEntry:
+        """Write through to PostgreSQL, then drop the cached copy (even on error: the write may have committed)."""
         try:
             return self.store.set(key, value, expected_version=expected_version)
         finally:
             self._invalidate(key)  # also after an error: the write may have committed
 
     def delete(self, key: str, *, expected_version: int | None = None) -> bool:
+        """Delete in PostgreSQL, then drop the cached copy."""
         try:
             return self.store.delete(key, expected_version=expected_version)
         finally:
             self._invalidate(key)
 
     def list(self, prefix: str = "", *, limit: int = 1000) -> list[StateEntry]:
+        """Entries whose key starts with `prefix`, read from PostgreSQL (scans are not cached)."""
         return self.store.list(prefix, limit=limit)  # scans are PostgreSQL's job
 
     def invalidate(self, key: str) -> bool:

@@ -17,6 +17,7 @@ from jarvis.cli.session import ExitCode, console, fail, print_json, reported_err
 from jarvis.cli.views import printable
 from jarvis.config import Settings
 from jarvis.db import Database, Roles, open_database
+from jarvis.db.engine import psycopg_connection
 from jarvis.db.migrate import current_revision, downgrade, downgrade_plan, head_revision, history, upgrade
 from jarvis.db.urls import database_name
 
@@ -73,7 +74,7 @@ def database_roles(database: Database) -> Roles | None:
     with database.connect() as conn:
         if conn.execute(text("SELECT to_regclass('public.trail_info')")).scalar() is None:
             return None
-        return database.roles(conn.connection.driver_connection)
+        return database.roles(psycopg_connection(conn))
 
 
 @app.command("downgrade")

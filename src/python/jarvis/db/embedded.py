@@ -253,9 +253,11 @@ class PathPostgres:
         return self
 
     def stop(self) -> None:
+        """Stop the server (fast shutdown: sessions are disconnected, nothing is lost)."""
         self._run(str(self.pg_ctl), "-D", str(self.pgdata), "-w", "-m", "fast", "stop")
 
     def get_uri(self, database: str = "postgres") -> str:
+        """A libpq URL for `database` over the server's Unix socket (trust auth, no password)."""
         return f"postgresql://postgres@/{database}?host={self.pgdata}"
 
 

@@ -54,6 +54,7 @@ def max_value_bytes() -> int:
 
 
 def too_large(what: str, limit: int, at_least: int, unit: str = "bytes as compact JSON") -> ValueTooLargeError:
+    """The error for a value over JARVIS_MAX_VALUE_BYTES, naming the value, the cap and the fix."""
     return ValueTooLargeError(
         f"{what} is larger than the {limit:,}-byte cap of JARVIS_MAX_VALUE_BYTES (at least {at_least:,} {unit}). "
         "Fix: store less (split it up, or store a reference to it), or raise JARVIS_MAX_VALUE_BYTES."

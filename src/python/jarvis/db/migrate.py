@@ -31,6 +31,7 @@ def include_name(name: str | None, type_: str, parent_names: Any) -> bool:
 
 
 def alembic_config(database: Database) -> Config:
+    """An Alembic config for this package's migrations that runs on `database`'s own engine (no second URL)."""
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     config.attributes["engine"] = database.engine
@@ -79,6 +80,7 @@ def _refusals(database: Database, doing: str) -> Iterator[None]:
 
 
 def upgrade(database: Database, revision: str = "head") -> None:
+    """Migrate to `revision` as the tables' owner; concurrent callers serialise, refusals become actionable errors."""
     with _reachable(database), _ALEMBIC, _refusals(database, "migrate"):
         command.upgrade(alembic_config(database), revision)
 
@@ -126,6 +128,7 @@ class DowngradeStep:
 
     @property
     def destroyed_rows(self) -> dict[str, int]:
+        """Audit rows this step would drop or rewrite, by table: why a downgrade is refused."""
         return {table: rows for table, rows in self.audit_rows.items() if table in self.guarded and rows}
 
 
@@ -160,11 +163,13 @@ def _row_counts(database: Database, tables: tuple[str, ...]) -> dict[str, int]:
 
 
 def current_revision(database: Database) -> str | None:
+    """The revision the database is at (None when never migrated)."""
     with _refusals(database, "read the migration version of"), database.connect() as conn:
         return MigrationContext.configure(conn).get_current_revision()
 
 
 def head_revision() -> str | None:
+    """The newest revision this code ships: what `current_revision` must equal to run."""
     return ScriptDirectory(str(MIGRATIONS_DIR)).get_current_head()
 
 

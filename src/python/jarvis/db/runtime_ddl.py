@@ -77,6 +77,7 @@ class TableCreated:
 
 
 def check_identifier(name: str, what: str) -> str:
+    """`name` if it is a plain lowercase SQL identifier, else RuntimeDDLError: nothing is ever quoted into DDL."""
     if not isinstance(name, str):
         raise RuntimeDDLError(f"{what} must be a string, not {type(name).__name__}")
     if unicodedata.normalize("NFKC", name) != name or not name.isascii() or not IDENTIFIER.fullmatch(name):
@@ -89,6 +90,7 @@ def check_identifier(name: str, what: str) -> str:
 
 
 def check_definition(name: str, columns: Mapping[str, str]) -> dict[str, str]:
+    """The table definition checked (identifiers, known column types) before any DDL is built from it."""
     check_identifier(name, "table name")
     if not isinstance(columns, Mapping) or not columns:
         raise RuntimeDDLError(f"table {name!r} needs at least one column, e.g. {{'note': 'text'}}")
@@ -156,6 +158,7 @@ class RuntimeSchema:
             return int(conn.execute(insert(table).values(**values).returning(table.c.id)).scalar_one())
 
     def rows(self, name: str, *, limit: int = 100) -> list[dict[str, Any]]:
+        """The table's first `limit` rows by id, as dictionaries (for the agent's tools and the CLI)."""
         table = _table(check_identifier(name, "table name"), self.describe(name))
         with self.database.connect() as conn:
             return [dict(row._mapping) for row in conn.execute(select(table).order_by(table.c.id).limit(limit))]
@@ -174,6 +177,7 @@ class RuntimeSchema:
         return dict(recorded)
 
     def tables(self) -> list[str]:
+        """The names of the tables the agent created at runtime, in its own schema."""
         with self.database.connect() as conn:
             return list(
                 conn.execute(

@@ -142,6 +142,7 @@ class ExpectedHead:
 
     @classmethod
     def parse(cls, value: str) -> ExpectedHead:
+        """Read a head as `audit verify` printed it (SEQ:HASH, or HASH alone); ValueError says the form."""
         match = re.fullmatch(r"(?:(\d{1,18}):)?([0-9a-fA-F]{64})", value.strip())
         if not match:
             raise ValueError(
@@ -190,13 +191,16 @@ class VerifyReport:
 
     @property
     def ok(self) -> bool:
+        """True when nothing was tampered with and an expected head (if one was given) is still held."""
         return not self.problems and self.expected_head_found is not False
 
     @property
     def head_hex(self) -> str:
+        """The head's hash as it is published and passed back to `--expect`."""
         return self.head_hash.hex()
 
     def summary(self) -> str:
+        """One line for people: what was verified and the head, or the first problem found."""
         if self.ok:
             extra = f"; {self.pending} row(s) waiting to be sealed" if self.pending else ""
             extra += "".join(f"; {note}" for note in self.notes)

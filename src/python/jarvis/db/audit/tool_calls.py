@@ -68,13 +68,16 @@ class ActiveCall:
 
     @property
     def id(self) -> uuid.UUID:
+        """The start row's id, to link other records to this call while it runs."""
         return self.start.id
 
     def succeed(self, output: Any) -> None:
+        """Set the output recorded when the body returns (checked now, so a bad value fails inside the body)."""
         self.output = ensure_jsonb(output, what=f"output of {self.start.tool_name}")
 
 
 def describe_error(error: BaseException) -> str:
+    """The error as one bounded line for the outcome row: type and message, NULs escaped, at most MAX_ERROR_LENGTH."""
     text = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
     text = text.replace("\x00", "\\0")
     return text if len(text) <= MAX_ERROR_LENGTH else text[: MAX_ERROR_LENGTH - 1] + "…"
