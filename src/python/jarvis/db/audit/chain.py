@@ -11,6 +11,7 @@ superuser's edit goes unnoticed; the agent seals after every planning cycle.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import math
 import re
@@ -32,7 +33,6 @@ from jarvis.db.audit.canonical import (
     ENCODING_PYTHON,
     GENESIS,
     NotCanonicalError,
-    canonical_jsonb,
     canonical_python_from_json,
     link_hash,
 )
@@ -235,7 +235,7 @@ def verify(
     dated well before it was backdated.
     """
     report = VerifyReport()
-    with verifying_snapshot(database) as raw:
+    with _collector_paused(), verifying_snapshot(database) as raw:
         problems = catalog_problems(raw)
         report.problems.extend(Problem(obj, None, None, why) for obj, why in problems)
         legacy = {
@@ -272,7 +272,20 @@ def verify(
 
 
 @contextmanager
-def verifying_snapshot(database: Database) -> Iterator[Any]:
+def _collector_paused() -> Iterator[None]:
+    """Verify holds a small object per row and frees none until it ends: the cyclic garbage
+    collector would rescan them all again and again (half the time at a million rows)."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+@contextmanager
+def verifying_snapshot(database: Database) -> Iterator[psycopg.Connection[Any]]:
     """One REPEATABLE READ READ ONLY transaction that reads rows as stored (verify, bundle export).
 
     `row_security = off` makes a query that a policy would filter fail instead; a
@@ -298,7 +311,9 @@ class _RawJsonb(TextLoader):
 
 
 @contextmanager
-def rows_as_stored(raw: Any, table: str, columns: str, *, order_by_id: bool = False) -> Iterator[Any]:
+def rows_as_stored(
+    raw: Any, table: str, columns: str, *, order_by_id: bool = False, where_id_in: Sequence[uuid.UUID] = ()
+) -> Iterator[Any]:
     """A server-side cursor over `SELECT x.id, <columns> FROM ONLY public.<table> x`, jsonb as the server's text.
 
     A random name, so a cursor a pooled neighbour left under the same name cannot collide;
@@ -307,7 +322,11 @@ def rows_as_stored(raw: Any, table: str, columns: str, *, order_by_id: bool = Fa
     with raw.cursor(name=f"jarvis_{table}_{uuid.uuid4().hex}") as cursor:
         cursor.adapters.register_loader("jsonb", _RawJsonb)
         cursor.itersize = 5_000
-        cursor.execute(f"SELECT x.id, {columns} FROM ONLY public.{table} x" + (" ORDER BY x.id" if order_by_id else ""))
+        where = " WHERE x.id OPERATOR(pg_catalog.=) ANY(%s::pg_catalog.uuid[])" if where_id_in else ""
+        cursor.execute(
+            f"SELECT x.id, {columns} FROM ONLY public.{table} x{where}" + (" ORDER BY x.id" if order_by_id else ""),
+            (list(where_id_in),) if where_id_in else None,
+        )
         yield cursor
 
 
@@ -317,41 +336,54 @@ def row_uuid(key: Any) -> uuid.UUID:
 
 
 def _load_rows(raw: Any, table: str, legacy: set[tuple[str, uuid.UUID]], report: VerifyReport) -> dict[uuid.UUID, _Row]:
+    """Every row of `table` with the hash of its canonical encoding, as the database stores it now.
+
+    Encoding 2 is the row's JSONB text with top-level nulls dropped and `$table` added: the
+    database renders it (`public.jarvis_canonical`, the function the sealer hashed, whose body
+    the catalog check compares with the migration's) and only the hashing happens here, so
+    no row is parsed in Python. Rows sealed with encoding 1 (before migration 0003) are
+    re-encoded here from their JSON.
+    """
     found: dict[uuid.UUID, _Row] = {}
+    old = [row_id for t, row_id in legacy if t == table]
     try:
-        columns = "pg_catalog.date_part('epoch', x.created_at), pg_catalog.to_jsonb(x)"
+        columns = (
+            "pg_catalog.date_part('epoch', x.created_at), "
+            f"public.jarvis_canonical('{table}', pg_catalog.to_jsonb(x))"
+        )
         with raw.transaction(), rows_as_stored(raw, table, columns) as cursor:
-            for key, created_at, row_json in cursor:
+            for key, created_at, canonical in cursor:
                 row_id = row_uuid(key)
-                found[row_id] = _row(table, row_id, created_at, row_json, legacy, found, report)
+                entry = _Row(_sha256(canonical.encode("utf-8")), created_at)
+                found[row_id] = _checked(table, row_id, entry, found, report)
+        if old and table not in AUDIT_COLUMNS:  # schema_changes joined the chain with encoding 2
+            for row_id in old:
+                if row_id in found:
+                    found[row_id].hash = None
+                    found[row_id].problem = f"{table} was never sealed with encoding 1 (the link was relabelled)"
+        elif old:
+            with raw.transaction(), rows_as_stored(raw, table, "pg_catalog.to_jsonb(x)", where_id_in=old) as cursor:
+                for key, row_json in cursor:
+                    _reencode_legacy(table, found[row_uuid(key)], row_json)
     except psycopg.errors.InsufficientPrivilege as error:  # row security would filter it: never read partially
         report.problems.append(Problem(table, None, None, f"cannot be read as stored: {str(error).splitlines()[0]}"))
         return {}
     return found
 
 
-def _row(
-    table: str,
-    row_id: uuid.UUID,
-    created_at: float,
-    row_json: str,
-    legacy: set[tuple[str, uuid.UUID]],
-    found: dict[uuid.UUID, _Row],
-    report: VerifyReport,
-) -> _Row:
-    entry = _Row(None, created_at)
+def _reencode_legacy(table: str, entry: _Row, row_json: str) -> None:
+    """Encoding 1: the row as Python encoded it before migration 0003."""
     try:
-        if (table, row_id) in legacy:
-            if table not in AUDIT_COLUMNS:
-                raise NotCanonicalError(f"{table} was never sealed with encoding 1 (the link was relabelled)")
-            content = canonical_python_from_json(table, row_json)
-        else:
-            content = canonical_jsonb(table, row_json)
-        entry.hash = _sha256(content)
+        entry.hash = _sha256(canonical_python_from_json(table, row_json))
     except NotCanonicalError as error:
-        entry.problem = str(error)
+        entry.hash = None
+        entry.problem = entry.problem or str(error)
+
+
+def _checked(table: str, row_id: uuid.UUID, entry: _Row, found: dict[uuid.UUID, _Row], report: VerifyReport) -> _Row:
+    created_at = entry.created_at
     if not math.isfinite(created_at) or not LOADABLE[0] <= created_at < LOADABLE[1]:
-        entry.problem = entry.problem or f"created_at {_when(created_at)} is outside what any client can load"
+        entry.problem = f"created_at {_when(created_at)} is outside what any client can load"
     if row_id in found:
         report.problems.append(Problem(table, row_id, None, "two rows share this id (a forged copy?)"))
         entry.problem = entry.problem or "two rows share this id"
