@@ -54,8 +54,8 @@ _ALEMBIC = threading.Lock()
 class MigrationError(DatabaseError):
     """A migration was refused by PostgreSQL (usually a missing privilege); the message says what to grant."""
 
-
     exit_code = ExitCode.BAD_INPUT
+
 
 @contextmanager
 def _refusals(database: Database, doing: str) -> Iterator[None]:

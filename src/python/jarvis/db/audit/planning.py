@@ -97,8 +97,6 @@ class PlanningLog:
         )
         return row_id
 
-            if error.constraint not in NOT_AN_OPEN_CYCLE:
-                raise  # e.g. the decision's length CHECK: the cycle is fine, the decision is not
     def close_cycle(
         self,
         cycle_id: uuid.UUID,
