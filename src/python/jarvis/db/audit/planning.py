@@ -90,6 +90,8 @@ class PlanningLog:
                 {"id": row_id, "cycle_id": cycle_id, "decision": decision, "reasoning": reasoning},
             )
         except AuditRuleViolation as error:
+            if error.constraint not in NOT_AN_OPEN_CYCLE:
+                raise  # e.g. the decision's length CHECK: the cycle is fine, the decision is not
             raise CycleClosedError(f"cannot record a decision in cycle {cycle_id}: {error}") from None
         announce(
             self.listeners,
