@@ -349,7 +349,7 @@ def _load_rows(raw: Any, table: str, legacy: set[tuple[str, uuid.UUID]], report:
     try:
         columns = (
             "pg_catalog.date_part('epoch', x.created_at), "
-            f"public.jarvis_canonical('{table}', pg_catalog.to_jsonb(x))"
+            f"public.jarvis_canonical('{table}'::pg_catalog.text, pg_catalog.to_jsonb(x))"
         )
         with raw.transaction(), rows_as_stored(raw, table, columns) as cursor:
             for key, created_at, canonical in cursor:
