@@ -26,7 +26,7 @@ from jarvis.db.audit import (
     ToolCallLog,
     ToolCallStart,
 )
-from jarvis.db.base import AUDIT_TABLES, COMPLETION_STATUSES
+from jarvis.db.base import AUDIT_TABLES, COMPLETION_STATUSES, CompletionStatus
 from jarvis_testkit import services, tamper
 from jarvis_testkit.roles import app_role
 from jarvis_testkit.trail import seal_and_verify
@@ -82,7 +82,7 @@ def test_random_interleavings_never_change_history(
 
         @precondition(lambda self: self.open_starts)
         @rule(data=st.data(), status=st.sampled_from(COMPLETION_STATUSES), output=json_values)
-        def complete_tool_call(self, data: st.DataObject, status: str, output: Any) -> None:
+        def complete_tool_call(self, data: st.DataObject, status: CompletionStatus, output: Any) -> None:
             start = self.open_starts.pop(data.draw(st.integers(0, len(self.open_starts) - 1)))
             self.completion_ids.append(self.tools.record_completion(start, status, output=output))
             self.completed.append(start)
@@ -120,7 +120,7 @@ def test_random_interleavings_never_change_history(
 
         @precondition(lambda self: self.cycle is not None)
         @rule(status=st.sampled_from(COMPLETION_STATUSES), outcomes=json_values)
-        def close_cycle(self, status: str, outcomes: Any) -> None:
+        def close_cycle(self, status: CompletionStatus, outcomes: Any) -> None:
             assert self.cycle is not None
             closed, self.cycle = self.cycle, None
             self.planning.close_cycle(closed, status, outcomes)

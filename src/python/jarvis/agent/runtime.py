@@ -47,6 +47,7 @@ from jarvis.db.audit import (
     close_dangling,
 )
 from jarvis.db.audit.tool_calls import CANCELLATIONS, describe_error
+from jarvis.db.base import Status
 from jarvis.db.jsonb import ValueTooLargeError, ensure_jsonb
 from jarvis.db.migrate import upgrade_to_head
 
@@ -80,7 +81,7 @@ class StepOutcome:
 @dataclass
 class CycleResult:
     cycle_id: uuid.UUID
-    status: str
+    status: Status
     steps: list[StepOutcome] = field(default_factory=list)
     fencing_token: int | None = None
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal, get_args
 
 from sqlalchemy import DateTime, MetaData
 from sqlalchemy.dialects.postgresql import JSONB
@@ -33,5 +33,12 @@ AUDIT_TABLES = ("planning_cycles", "tool_calls", "decision_log")
 CHAINED_TABLES = (*AUDIT_TABLES, "schema_changes")
 """Append-only tables whose rows are bound into the hash chain, in the order they are chained on ties."""
 
-COMPLETION_STATUSES = ("succeeded", "failed", "cancelled", "abandoned")
-STATUSES = ("started", *COMPLETION_STATUSES)
+CompletionStatus = Literal["succeeded", "failed", "cancelled", "abandoned"]
+"""How a tool call or planning cycle ended: the status of its completion row."""
+
+Status = Literal["started", "succeeded", "failed", "cancelled", "abandoned"]
+"""A lifecycle row's status: `started` for the start row, a CompletionStatus for the completion."""
+
+COMPLETION_STATUSES: tuple[CompletionStatus, ...] = get_args(CompletionStatus)
+STATUSES: tuple[Status, ...] = get_args(Status)
+"""The values the tables' status CHECK constraints allow (the Literals, for code that checks at run time)."""

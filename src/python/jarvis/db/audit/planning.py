@@ -22,7 +22,7 @@ from jarvis.db.audit.append import (
     append_row,
 )
 from jarvis.db.audit.ids import uuid7
-from jarvis.db.base import COMPLETION_STATUSES
+from jarvis.db.base import COMPLETION_STATUSES, CompletionStatus
 from jarvis.db.engine import Database
 from jarvis.db.jsonb import check_text, ensure_jsonb
 from jarvis.db.models import Decision, PlanningCycle
@@ -102,7 +102,7 @@ class PlanningLog:
     def close_cycle(
         self,
         cycle_id: uuid.UUID,
-        status: str = "succeeded",
+        status: CompletionStatus = "succeeded",
         outcomes: Any = None,
         *,
         completion_id: uuid.UUID | None = None,

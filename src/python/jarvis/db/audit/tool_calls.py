@@ -32,7 +32,7 @@ from jarvis.db.audit.append import (
     append_row,
 )
 from jarvis.db.audit.ids import uuid7
-from jarvis.db.base import COMPLETION_STATUSES
+from jarvis.db.base import COMPLETION_STATUSES, CompletionStatus
 from jarvis.db.engine import Database
 from jarvis.db.jsonb import ensure_jsonb
 from jarvis.db.models import ToolCall
@@ -118,7 +118,7 @@ class ToolCallLog:
     def record_completion(
         self,
         start: ToolCallStart,
-        status: str,
+        status: CompletionStatus,
         *,
         output: Any = None,
         error: str | None = None,
@@ -135,7 +135,7 @@ class ToolCallLog:
     def _append_completion(
         self,
         start: ToolCallStart,
-        status: str,
+        status: CompletionStatus,
         output: Any,
         error: str | None,
         completion_id: uuid.UUID | None = None,
