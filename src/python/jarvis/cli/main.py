@@ -70,6 +70,7 @@ app.add_typer(keys_commands.app, name="keys")
 app.command("run")(run_command)
 app.command("demo")(demo_command)
 
+
 @app.command("config")
 def config_command(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
     """Print the resolved settings (passwords masked) and where each value came from."""
