@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import socket
 import subprocess
 import time
@@ -13,6 +12,8 @@ from typing import Any
 
 import pytest
 import yaml
+
+from jarvis_testkit.binaries import find_binary, search_path
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -79,17 +80,21 @@ def _free_port() -> int:
 
 def test_the_redis_command_really_refuses_clients_without_the_password(compose: dict[str, Any], tmp_path: Path) -> None:
     """Run the compose file's Redis command line (with a local port) and knock without and with the password."""
-    if shutil.which("redis-server") is None or shutil.which("redis-cli") is None:
-        pytest.skip("redis-server / redis-cli are not on PATH")
+    server_binary, cli_binary = find_binary("redis-server"), find_binary("redis-cli")
+    if server_binary is None or cli_binary is None:
+        pytest.skip(f"redis-server / redis-cli are in none of {search_path()}")
     redis = compose["services"]["redis"]
     shell, flag, script = redis["command"]
     assert (shell, flag) == ("sh", "-c")
     port = _free_port()
-    script = script.replace("$$", "$") + f" --port {port} --bind 127.0.0.1 --dir {tmp_path} --appendonly no"
+    script = (
+        script.replace("$$", "$").replace("redis-server", server_binary, 1)
+        + f" --port {port} --bind 127.0.0.1 --dir {tmp_path} --appendonly no"
+    )
     password = "s3cret-for-the-test"
     env = {**os.environ, "REDIS_PASSWORD": password}
     server = subprocess.Popen([shell, flag, script], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    ping = ["redis-cli", "-p", str(port), "ping"]
+    ping = [cli_binary, "-p", str(port), "ping"]
     try:
         deadline = time.monotonic() + 20
         while True:

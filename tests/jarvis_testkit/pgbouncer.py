@@ -29,6 +29,7 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
 from jarvis_testkit import services
+from jarvis_testkit.binaries import find_binary, search_path
 
 POOL_MODES = ("session", "transaction", "statement")
 STARTUP_TIMEOUT = 15.0
@@ -134,10 +135,10 @@ def pgbouncer(
         raise ValueError(f"pool_mode must be one of {POOL_MODES}, not {pool_mode!r}")
     if pool_size < 1:
         raise ValueError(f"pool_size must be at least 1, not {pool_size}")
-    binary = shutil.which("pgbouncer") or ("/usr/sbin/pgbouncer" if os.access("/usr/sbin/pgbouncer", os.X_OK) else None)
+    binary = find_binary("pgbouncer")
     if binary is None:
         services.service_unavailable(
-            "PgBouncer", "the pgbouncer binary is not on PATH nor in /usr/sbin (apt-get install pgbouncer)"
+            "PgBouncer", f"the pgbouncer binary is in none of {search_path()} (apt-get install pgbouncer)"
         )
     server = _params(server_url)
     logins = _logins(server_url, server, users)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -28,6 +27,7 @@ import redis
 
 from jarvis.db.embedded import embedded_url, start_embedded_postgres
 from jarvis.db.urls import database_name, libpq_url, with_database
+from jarvis_testkit.binaries import find_binary, search_path
 
 
 def service_unavailable(what: str, why: str) -> NoReturn:
@@ -131,10 +131,12 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
-        binary = shutil.which("redis-server")
+        binary = find_binary("redis-server")
         if binary is None:
             service_unavailable(
-                "Redis", "redis-server is not on PATH and REDIS_URL is unset (apt-get install redis-server)"
+                "Redis",
+                f"redis-server is in none of {search_path()} and REDIS_URL is unset "
+                "(apt-get install redis-server, or set REDIS_URL)",
             )
         self.process = subprocess.Popen(
             [
