@@ -55,7 +55,7 @@ class Cursor:
         return cls(created_at, uuid.UUID(row_id))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class TimelineEntry:
     """One row of a cycle's story, as `jarvis audit show` prints it."""
 
@@ -68,7 +68,7 @@ class TimelineEntry:
     detail: Any
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class CycleSummary:
     """A planning cycle as one item: its start row with the outcome of its completion row (if any)."""
 
@@ -187,7 +187,12 @@ class AuditQueries:
         """
         with self.database.connect() as conn:
             rows = conn.execute(text(_TIMELINE), {"cycle": cycle_id}).all()
-        return [TimelineEntry(r.created_at, r.tbl, r.id, r.kind, r.status, r.name, r.detail) for r in rows]
+        return [
+            TimelineEntry(
+                at=r.created_at, table=r.tbl, id=r.id, kind=r.kind, status=r.status, name=r.name, detail=r.detail
+            )
+            for r in rows
+        ]
 
     def tool_calls(
         self,
@@ -248,4 +253,12 @@ def _page_filter(before: Cursor | None, limit: int, status: str | None) -> tuple
 
 
 def _cycle(row: Any) -> CycleSummary:
-    return CycleSummary(row.id, row.agent, row.goals, row.status, row.started_at, row.closed_at, row.outcomes)
+    return CycleSummary(
+        id=row.id,
+        agent=row.agent,
+        goals=row.goals,
+        status=row.status,
+        started_at=row.started_at,
+        closed_at=row.closed_at,
+        outcomes=row.outcomes,
+    )
