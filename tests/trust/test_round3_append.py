@@ -96,3 +96,25 @@ def test_an_overload_of_an_append_function_with_the_same_body_is_named_by_verify
     assert appends_as(trail.url, auditor, overload_call, uuid.uuid4())
 
     assert_named(verify(isolated_database), "jarvis_append_tool_calls", "bigint", "overload")
+
+
+def test_an_append_commits_durably_after_a_neighbour_left_synchronous_commit_off(isolated_database_url: str) -> None:
+    """A pooled neighbour (same login) leaves `synchronous_commit = off`: the append's commit is synchronous anyway.
+
+    With it off, the write-ahead row of a tool that then runs could vanish in a crash; the setting that
+    decides is the one in force when the transaction commits.
+    """
+    with as_app_after_a_neighbour(isolated_database_url, "SET synchronous_commit = off") as conn:
+        with conn.transaction():
+            conn.execute(START, (uuid.uuid4(),))
+            in_force = conn.execute("SELECT current_setting('synchronous_commit')").fetchone()
+        assert in_force == ("on",)
+        # Only for the append's transaction: the session's own setting is the neighbour's again.
+        assert conn.execute("SHOW synchronous_commit").fetchone() == ("off",)
+
+
+def as_app_after_a_neighbour(url: str, leftover: str) -> psycopg.Connection[tuple[object, ...]]:
+    conn = psycopg.connect(url, autocommit=True)
+    conn.execute(leftover)
+    conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(app_role(url))))
+    return conn

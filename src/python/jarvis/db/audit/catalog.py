@@ -235,9 +235,9 @@ EXPECTED_INDEXES: dict[str, dict[str, str]] = {
     "trail_info": {"trail_info_pkey": "CREATE UNIQUE INDEX trail_info_pkey ON public.trail_info USING btree (one)"},
 }
 EXPECTED_FUNCTIONS: dict[str, tuple[str, bool]] = {
-    "jarvis_append_decision_log": ("65938c90dc7652fe57a98758a5c30ddd252e81f5cdaecb02c6b5034785effa4e", True),
-    "jarvis_append_planning_cycles": ("0178b37a9522997c5fce07340617dfc41105fba8c40f6c83f30bdac392537484", True),
-    "jarvis_append_tool_calls": ("fd2a569c8c0fd9505e4892e0717d6b8252c165d4ebf261d6310e06014f980cb8", True),
+    "jarvis_append_decision_log": ("66d95b6370df6ee8f76d3b83677132846f5c59f0a3ae995b89f0789133bd3034", True),
+    "jarvis_append_planning_cycles": ("79aae53e7541a2846862966ff85c4de411137c8ff6485c4f161782098c660ad3", True),
+    "jarvis_append_tool_calls": ("90716140e7f0037f7825b9c451404cdb5b1005821bbf8666e70f098aa4cabb5c", True),
     "jarvis_canonical": ("49c896d66ad4da81d982b9ab211120cd587b4a9a9981a3a9876e80f11d284be7", False),
     "jarvis_check_cycle_reference": ("e99ae2519f06d3ddd669a11c3011a08718bed192f6d2571f3cf584d95a520d14", False),
     "jarvis_planning_cycles_check_one_open": ("584b801f1544b986221161d023aa7c72df2f55ea7d58d35bd64554db3e26b568", True),

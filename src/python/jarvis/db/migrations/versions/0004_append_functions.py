@@ -15,6 +15,8 @@ every trigger firing (`created_at` is still stamped by the database). They
 refuse to run when `session_replication_role` is not `origin` (a pooled
 superuser neighbour may leave it at `replica`, which would silence the
 triggers): the client then sets it back for its transaction and calls again.
+A `synchronous_commit = off` left in the session is turned back on for the
+function's transaction: an audit row is on disk before its caller hears of it.
 
 Revision ID: 0004
 Revises: 0003
@@ -82,6 +84,10 @@ BEGIN
         pg_catalog.current_setting('session_replication_role')
       USING ERRCODE = 'object_not_in_prerequisite_state',
             HINT = 'Set it back to origin for the transaction: audit rows are only written with every trigger on.';
+  END IF;
+  IF pg_catalog.current_setting('synchronous_commit') OPERATOR(pg_catalog.=) 'off' THEN
+    -- A pooled neighbour's leftover: the row must be durable before the caller runs the tool (until commit).
+    PERFORM pg_catalog.set_config('synchronous_commit', 'on', true);
   END IF;
   INSERT INTO public.{table} ({', '.join(name for name, _ in columns)})
   VALUES ({', '.join(f"p_{name}" for name, _ in columns)})
