@@ -274,17 +274,18 @@ class Database:
 
         `in_role`: the transaction's mode and role statement go first, in one pipeline before a
         single Sync, so PostgreSQL runs them and `sql` as one transaction and nothing outlives it
-        in the session. Without it, `sql` runs bare (the append functions need no role), and is
-        prepared when the connection is direct (see the module's note).
+        in the session. Without it, `sql` runs bare (the append functions need no role). Every
+        statement is prepared when the connection is direct, never behind a pooler (see the
+        module's note).
         """
         if not in_role or self.role == "owner":
-            cursor.execute(sql, params, prepare=True)  # prepared on a direct connection only
+            cursor.execute(sql, params, prepare=True)
         else:
             role_sql, role_params = self.role_statement()
             with cursor.connection.pipeline():
-                cursor.execute(self.transaction_mode_statement())  # first: before the first snapshot
-                cursor.execute(role_sql, role_params)
-                cursor.execute(sql, params)
+                cursor.execute(self.transaction_mode_statement(), prepare=True)  # first: before any snapshot
+                cursor.execute(role_sql, role_params, prepare=True)
+                cursor.execute(sql, params, prepare=True)
         row: tuple[Any, ...] | None = cursor.fetchone()
         return row
 

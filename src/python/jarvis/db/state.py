@@ -11,12 +11,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import psycopg
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from jarvis.config import ExitCode, JarvisError
 from jarvis.db.base import JsonValue
-from jarvis.db.engine import Database
+from jarvis.db.engine import Database, unavailable
 from jarvis.db.jsonb import check_text, ensure_jsonb
 from jarvis.db.models import AgentState
 
@@ -70,6 +71,7 @@ def _entry(row: Any) -> StateEntry:
 
 
 _COLUMNS = (AgentState.key, AgentState.value, AgentState.version, AgentState.updated_at)
+GET_SQL = "SELECT s.value, s.version, s.updated_at FROM public.agent_state s WHERE s.key OPERATOR(pg_catalog.=) %s"
 
 
 class StateStore:
@@ -79,9 +81,14 @@ class StateStore:
         self.database = database
 
     def get(self, key: str) -> StateEntry | None:
-        with self.database.connect() as conn:
-            row = conn.execute(select(*_COLUMNS).where(AgentState.key == check_key(key))).first()
-        return _entry(row) if row else None
+        """The entry under `key`, or None: one round trip (the role statement and the SELECT together)."""
+        check_key(key)
+        try:
+            with self.database.autocommit_cursor() as cursor:
+                row = self.database.fetch_one(cursor, GET_SQL, (key,))
+        except psycopg.OperationalError as error:
+            raise unavailable(self.database.url, error) from None
+        return StateEntry(key=key, value=row[0], version=row[1], updated_at=row[2]) if row else None
 
     def set(self, key: str, value: Any, *, expected_version: int | None = None) -> StateEntry:
         """Write `value`. With `expected_version` (0 = must not exist yet) it is a compare-and-set."""
