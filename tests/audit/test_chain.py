@@ -9,6 +9,7 @@ import pytest
 
 from jarvis.db import Database
 from jarvis.db.audit import PlanningLog, ToolCallLog, seal
+from jarvis.db.base import CHAINED_TABLES
 from jarvis_testkit import tamper
 from jarvis_testkit.trail import seal_and_verify
 
@@ -48,9 +49,16 @@ def assert_tampered(database: Database, row_id: uuid.UUID | None, reason: str) -
         assert report.problems[0].row_id == row_id
 
 
+def count_chained_rows(url: str) -> int:
+    """Rows of every chained table, counted by PostgreSQL rather than by verify."""
+    return sum(len(tamper.rows(url, table)) for table in CHAINED_TABLES)
+
+
 def test_untouched_trail_verifies_with_every_row_counted(isolated_database: Database, trail: Trail) -> None:
     report = seal_and_verify(isolated_database)
-    assert report.ok and report.rows_checked == 1 + 1 + 10 + 1 + 0 + 0 + 0  # noqa: RUF100
+    cycle_rows, tool_call_rows, decision_rows = 2, 2 * 5, 1  # open + close; five starts + five completions
+    assert report.ok and report.rows_checked == cycle_rows + tool_call_rows + decision_rows == 13
+    assert report.rows_checked == count_chained_rows(trail.url)  # every row there is, none twice
     assert report.summary().startswith("OK: 13 audit rows verified")
 
 

@@ -77,7 +77,7 @@ def test_a_planted_entry_without_expiry_is_a_miss_and_a_warning(
 
     entry = cache.get("wallet.usd")
     assert entry is not None and entry.value == 0 and entry.version == 1
-    assert cache.rejected == 1 and cache.hits == 0
+    assert (cache.rejected, cache.misses, cache.hits) == (1, 1, 0)
     assert any("failed authentication" in w and "wallet.usd" in w for w in cache_warnings())
     # the planted entry is gone; what is cached now is PostgreSQL's value, signed
     assert attacker.get(link.key("state", "wallet.usd")) != planted.encode()

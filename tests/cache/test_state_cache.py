@@ -32,6 +32,10 @@ def test_second_read_is_a_cache_hit(cache: CachedStateStore) -> None:
 
 def test_missing_key_is_a_miss_and_none(cache: CachedStateStore) -> None:
     assert cache.get("absent.key") is None
+    assert (cache.misses, cache.hits, cache.outdated) == (1, 0, 0)
+    # Nothing is cached for a key PostgreSQL does not have: the next read is a miss again, not a cached None.
+    assert cache.get("absent.key") is None
+    assert (cache.misses, cache.hits) == (2, 0)
 
 
 def test_a_write_invalidates_the_cached_value(cache: CachedStateStore) -> None:

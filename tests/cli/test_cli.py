@@ -9,9 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy.engine import make_url
 from typer.testing import CliRunner
 
 from jarvis.cli.main import app
+from jarvis.config import Settings
+from jarvis.config.settings import env_var_name
 from jarvis.db.migrate import head_revision
 from jarvis_testkit import services, tamper
 from jarvis_testkit.services import free_port
@@ -62,10 +65,16 @@ def fresh_url(postgres_admin_url: str) -> Iterator[str]:
 
 
 def test_config_prints_masked_settings(url: str) -> None:
-    code, data = jarvis_json("config", url=url.replace("postgres:@", "postgres:hunter2@"))
+    # It used to splice the password in with url.replace("postgres:@", ...): a URL without that spelling
+    # (DATABASE_URL=postgresql://postgres@host/...) had no password at all, so nothing could leak.
+    with_password = make_url(url).set(password="hunter2").render_as_string(hide_password=False)
+    assert "hunter2" in with_password
+    code, data = jarvis_json("config", url=with_password)
     assert code == 0
     rows = {row["variable"]: row for row in data}
-    assert "hunter2" not in json.dumps(data) and rows["DATABASE_URL"]["source"] == "environment"
+    assert set(rows) == {env_var_name(field) for field in Settings.model_fields}  # every setting, by its name
+    assert "hunter2" not in json.dumps(data)
+    assert ":***@" in rows["DATABASE_URL"]["value"] and rows["DATABASE_URL"]["source"] == "environment"
 
 
 def test_config_error_exits_2_without_traceback() -> None:

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from jarvis.config import load_settings
-from jarvis.db import open_database
-from jarvis.db.audit import find_dangling
+from jarvis.db import Database, open_database
+from jarvis.db.audit import PlanningLog, find_dangling
 from jarvis_testkit import tamper
 from jarvis_testkit.processes import jarvis_process, wait_for
 from jarvis_testkit.trail import seal_and_verify
@@ -62,3 +62,27 @@ def test_signal_during_a_tool_call_cancels_it_and_closes_the_cycle(
         assert seal_and_verify(database).ok
     finally:
         database.shutdown()
+
+
+def test_any_other_command_exits_128_plus_the_signal(isolated_database_url: str, isolated_database: Database) -> None:
+    # README says 128 + the signal; cli/session.py said 130 for SIGTERM too. main() turns SIGTERM into
+    # SystemExit(143) for every command (finally blocks run); Ctrl-C is reported as "interrupted", exit 130.
+    PlanningLog(isolated_database, agent="tailed").open_cycle(["be tailed"])
+    outcomes: dict[signal.Signals, tuple[int, str]] = {}
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        process = jarvis_process("audit", "tail", "--from-db", "--json", database_url=isolated_database_url)
+        try:
+            assert process.stdout is not None
+            first = process.stdout.readline()  # the cycle's row: the command is now following the trail
+            assert "be tailed" in first, first
+            process.send_signal(signum)
+            _, stderr = process.communicate(timeout=120)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.communicate()
+        assert "Traceback" not in stderr
+        outcomes[signum] = (process.returncode, stderr)
+    assert outcomes[signal.SIGINT][0] == 128 + signal.SIGINT == 130
+    assert "interrupted" in outcomes[signal.SIGINT][1]
+    assert outcomes[signal.SIGTERM][0] == 128 + signal.SIGTERM == 143

@@ -3,7 +3,9 @@
 Scripts can trust the exit codes:
 0 success · 1 the operation failed (conflict, tampering, a failed step) ·
 2 bad input or configuration · 3 PostgreSQL or Redis unreachable · 4 not found ·
-130 interrupted (SIGINT/SIGTERM).
+128 + the signal when interrupted: 130 for Ctrl-C (SIGINT), 143 for SIGTERM.
+SIGTERM becomes SystemExit(143) in `main()` for every command; `run` and `demo` catch
+both signals themselves, record the cancellation, and exit with the same codes.
 """
 
 from __future__ import annotations

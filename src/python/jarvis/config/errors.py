@@ -25,7 +25,7 @@ class ExitCode(IntEnum):
     """PostgreSQL or Redis could not be reached (or the embedded server cannot run here)."""
     NOT_FOUND = 4
     INTERRUPTED = 130
-    """SIGINT or SIGTERM."""
+    """Ctrl-C (128 + SIGINT). SIGTERM exits 143, 128 + its number (cli/main.py, `run`)."""
 
 
 class JarvisError(Exception):
