@@ -84,6 +84,7 @@ def register_builtin_tools(
     registry: ToolRegistry, *, state: StateStore | CachedStateStore, memory: MemoryStore, schema: RuntimeSchema
 ) -> None:
     """Register the tools every agent has (state, memory, runtime tables, clock...) over these stores."""
+
     def remember(i: RememberInput) -> Any:
         """Store a fact about a subject."""
         fact = memory.add(i.subject, i.body)

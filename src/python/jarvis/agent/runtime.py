@@ -68,8 +68,7 @@ class StepOutcome:
     tool_call_id: uuid.UUID | None = None
 
     def as_json(self) -> dict[str, Any]:
-        """The step as stored in the cycle's outcomes: decision, tool, ok, and the call id or error when there is one.
-        """
+        """The step as stored in the cycle's outcomes: decision, tool, ok, and its call id or error if any."""
         result: dict[str, Any] = {"decision": self.decision, "tool": self.tool, "ok": self.ok}
         if self.tool_call_id:
             result["tool_call_id"] = str(self.tool_call_id)

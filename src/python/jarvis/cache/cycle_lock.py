@@ -145,6 +145,7 @@ class CycleLock:
 
     def extend(self, lease: CycleLease) -> bool:
         """Renew the lease for another TTL; False when it is no longer ours (expired or taken over)."""
+
         def extend(r: redis.Redis) -> bool:
             try:
                 return bool(self._lock(lease.owner).extend(self.ttl_ms / 1000, replace_ttl=True))
@@ -155,6 +156,7 @@ class CycleLock:
 
     def release(self, lease: CycleLease) -> bool:
         """Give the lock up; False when it was no longer ours (the next holder's lock is never deleted)."""
+
         def release(r: redis.Redis) -> bool:
             try:
                 self._lock(lease.owner).release()

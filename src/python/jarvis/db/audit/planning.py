@@ -54,6 +54,9 @@ class PlanningLog:
         self.listeners = list(listeners)
 
     def open_cycle(self, goals: Any, *, cycle_id: uuid.UUID | None = None) -> uuid.UUID:
+        """Record the start of a cycle with its goals (committed before this returns); the id ties decisions and tool
+        calls to it. The database allows one open cycle per agent: a second is CycleAlreadyOpenError.
+        """
         ensure_jsonb(goals, what="cycle goals")
         row_id = cycle_id or uuid7()
         try:
@@ -80,6 +83,7 @@ class PlanningLog:
     def record_decision(
         self, cycle_id: uuid.UUID, decision: str, reasoning: Any, *, decision_id: uuid.UUID | None = None
     ) -> uuid.UUID:
+        """Record a decision and why it was taken, inside an open cycle; a closed or unknown cycle refuses it."""
         ensure_jsonb(reasoning, what="decision reasoning")
         check_text(decision, "decision")
         row_id = decision_id or uuid7()
@@ -107,6 +111,7 @@ class PlanningLog:
         *,
         completion_id: uuid.UUID | None = None,
     ) -> uuid.UUID:
+        """Record how the cycle ended (a completion status and its outcomes); a cycle is closed once only."""
         if status not in COMPLETION_STATUSES:
             raise ValueError(f"status {status!r} is not a completion status; use one of {COMPLETION_STATUSES}")
         ensure_jsonb(outcomes, what="cycle outcomes")
@@ -133,6 +138,9 @@ class PlanningLog:
         return row_id
 
     def open_cycle_id(self) -> uuid.UUID | None:
+        """This agent's cycle that has no completion yet (None if there is none), to name it when a second open is
+        refused.
+        """
         with self.database.connect() as conn:
             found: uuid.UUID | None = conn.execute(
                 text(
