@@ -212,6 +212,10 @@ EXPECTED_INDEXES: dict[str, dict[str, str]] = {
         "pk_decision_log": "CREATE UNIQUE INDEX pk_decision_log ON public.decision_log USING btree (id)",
     },
     "planning_cycles": {
+        "ix_planning_cycles_agent_start_page": "CREATE INDEX ix_planning_cycles_agent_start_page ON "
+        "public.planning_cycles USING btree (agent, created_at, id) WHERE (parent_id IS NULL)",
+        "ix_planning_cycles_start_page": "CREATE INDEX ix_planning_cycles_start_page ON public.planning_cycles "
+        "USING btree (created_at, id) WHERE (parent_id IS NULL)",
         "ix_planning_cycles_agent_created_at": "CREATE INDEX ix_planning_cycles_agent_created_at ON "
         "public.planning_cycles USING btree (agent, "
         "created_at)",
@@ -224,6 +228,10 @@ EXPECTED_INDEXES: dict[str, dict[str, str]] = {
         "pk_schema_changes": "CREATE UNIQUE INDEX pk_schema_changes ON public.schema_changes USING " "btree (id)"
     },
     "tool_calls": {
+        "ix_tool_calls_cycle_start_page": "CREATE INDEX ix_tool_calls_cycle_start_page ON public.tool_calls "
+        "USING btree (cycle_id, created_at, id) WHERE (parent_id IS NULL)",
+        "ix_tool_calls_start_page": "CREATE INDEX ix_tool_calls_start_page ON public.tool_calls USING btree "
+        "(created_at, id) WHERE (parent_id IS NULL)",
         "ix_tool_calls_created_at": "CREATE INDEX ix_tool_calls_created_at ON public.tool_calls USING "
         "btree (created_at)",
         "ix_tool_calls_cycle_id": "CREATE INDEX ix_tool_calls_cycle_id ON public.tool_calls USING btree " "(cycle_id)",

@@ -33,6 +33,11 @@ class ToolCall(Base):
         Index("ix_tool_calls_one_completion", "parent_id", unique=True, postgresql_where=text("parent_id IS NOT NULL")),
         Index("ix_tool_calls_cycle_id", "cycle_id"),
         Index("ix_tool_calls_created_at", "created_at"),
+        # Pages of tool calls, newest first (AuditQueries.tool_calls): all, or one cycle's.
+        Index("ix_tool_calls_start_page", "created_at", "id", postgresql_where=text("parent_id IS NULL")),
+        Index(
+            "ix_tool_calls_cycle_start_page", "cycle_id", "created_at", "id", postgresql_where=text("parent_id IS NULL")
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
