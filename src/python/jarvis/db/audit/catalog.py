@@ -216,9 +216,6 @@ EXPECTED_INDEXES: dict[str, dict[str, str]] = {
         "public.planning_cycles USING btree (agent, created_at, id) WHERE (parent_id IS NULL)",
         "ix_planning_cycles_start_page": "CREATE INDEX ix_planning_cycles_start_page ON public.planning_cycles "
         "USING btree (created_at, id) WHERE (parent_id IS NULL)",
-        "ix_planning_cycles_agent_created_at": "CREATE INDEX ix_planning_cycles_agent_created_at ON "
-        "public.planning_cycles USING btree (agent, "
-        "created_at)",
         "ix_planning_cycles_one_completion": "CREATE UNIQUE INDEX ix_planning_cycles_one_completion "
         "ON public.planning_cycles USING btree (parent_id) WHERE "
         "(parent_id IS NOT NULL)",
@@ -234,7 +231,6 @@ EXPECTED_INDEXES: dict[str, dict[str, str]] = {
         "(created_at, id) WHERE (parent_id IS NULL)",
         "ix_tool_calls_created_at": "CREATE INDEX ix_tool_calls_created_at ON public.tool_calls USING "
         "btree (created_at)",
-        "ix_tool_calls_cycle_id": "CREATE INDEX ix_tool_calls_cycle_id ON public.tool_calls USING btree " "(cycle_id)",
         "ix_tool_calls_one_completion": "CREATE UNIQUE INDEX ix_tool_calls_one_completion ON "
         "public.tool_calls USING btree (parent_id) WHERE (parent_id IS NOT "
         "NULL)",

@@ -29,7 +29,6 @@ class PlanningCycle(Base):
             unique=True,
             postgresql_where=text("parent_id IS NOT NULL"),
         ),
-        Index("ix_planning_cycles_agent_created_at", "agent", "created_at"),
         # Pages of cycles, newest first (AuditQueries.cycles): all agents, or one.
         Index("ix_planning_cycles_start_page", "created_at", "id", postgresql_where=text("parent_id IS NULL")),
         Index(
