@@ -17,7 +17,7 @@ from psycopg.types.json import Jsonb
 
 from jarvis.db import Database
 from jarvis.db.audit import ToolCallLog, verify
-from jarvis.db.audit.append import _append_sql
+from jarvis.db.audit.append import AuditAppendError, _append_sql
 from jarvis.db.models import ToolCall
 from jarvis_testkit.roles import app_role, auditor_role
 from jarvis_testkit.tamper import Trail
@@ -137,3 +137,16 @@ def test_a_direct_connection_prepares_the_append_call_and_nothing_else(isolated_
         cursor.execute("SELECT statement FROM pg_catalog.pg_prepared_statements")
         prepared = [str(row[0]) for row in cursor.fetchall()]
     assert prepared and all(statement.startswith("SELECT public.jarvis_append_tool_calls(") for statement in prepared)
+
+
+def test_an_append_function_that_stores_nothing_is_an_error_not_a_crash(
+    isolated_database: Database, isolated_database_url: str
+) -> None:
+    """A superuser makes the function STRICT: a NULL argument then returns NULL without storing the row."""
+    with psycopg.connect(isolated_database_url, autocommit=True) as superuser:
+        superuser.execute(
+            "ALTER FUNCTION public.jarvis_append_tool_calls(uuid, uuid, uuid, text, text, jsonb, jsonb, text, integer) "
+            "STRICT"
+        )
+    with pytest.raises(AuditAppendError, match="the function was changed"):
+        ToolCallLog(isolated_database).start("probe", {"n": 1})

@@ -184,6 +184,11 @@ def _existing_sql(table: Table, columns: tuple[str, ...]) -> str:
 
 
 def _existing_created_at(stored: Any, table: Table, values: dict[str, Any]) -> datetime:
+    if stored is None:  # the function said "exists" but nothing does: it is not the one 0004 installed
+        raise AuditAppendError(
+            f"{table.name}: public.jarvis_append_{table.name}() stored no row {values['id']} and reported none "
+            "already there; the function was changed. Run `jarvis audit verify` as the owner to see how."
+        )
     columns = list(values)
     differing = sorted(
         column for column, mine, theirs in zip(columns, values.values(), stored, strict=False) if mine != theirs
