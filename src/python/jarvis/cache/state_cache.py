@@ -29,12 +29,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import psycopg
 import redis
 
 from jarvis.cache.link import RedisLink
-from jarvis.db import Database, StateEntry, StateStore
-from jarvis.db.engine import unavailable
+from jarvis.db import StateEntry, StateStore
 from jarvis.db.state import check_key
 
 log = logging.getLogger("jarvis.cache")
@@ -107,7 +105,7 @@ class CachedStateStore:
         if raw is not None:
             row = self._authentic(key, value_key, raw)
             if row is not None:
-                if _query(self.store.database, STAMP_SQL, key) == row.stamp:
+                if self.store.database.read_one(STAMP_SQL, (key,)) == row.stamp:
                     self.hits += 1
                     return row.entry
                 self.outdated += 1
@@ -128,7 +126,7 @@ class CachedStateStore:
 
     def _read(self, key: str) -> _Row | None:
         """The row as PostgreSQL has it now, with its stamp."""
-        row = _query(self.store.database, ROW_SQL, key)
+        row = self.store.database.read_one(ROW_SQL, (key,))
         if row is None:
             return None
         row_id, version, xmin, value, updated_at = row
@@ -216,16 +214,3 @@ class CachedStateStore:
         )
         self.link.run(lambda r: self._delete_if_unchanged(keys=[value_key], args=[raw], client=r), 0)
         return None
-
-
-def _query(database: Database, sql: str, key: str) -> Any:
-    """One row of `sql` (one %s: the key) as the database's role, in one round trip; None if there is none.
-
-    Like the audit trail's hot path: the role statement and the query run as
-    one implicit transaction in one round trip, and nothing is left in the session.
-    """
-    try:
-        with database.autocommit_cursor() as cursor:
-            return database.fetch_one(cursor, sql, (key,))
-    except psycopg.OperationalError as error:
-        raise unavailable(database.url, error) from None

@@ -67,14 +67,6 @@ class NotMigratedError(DatabaseError):
     exit_code = ExitCode.BAD_INPUT
 
 
-SESSION_LEFTOVERS = (
-    psycopg.errors.ReadOnlySqlTransaction,
-    psycopg.errors.QueryCanceled,
-    psycopg.errors.LockNotAvailable,
-)
-"""What a lean role statement can fail on because of settings a pooled neighbour left in the session."""
-
-
 class RoleNotGrantedError(DatabaseError):
     """The login is not a member of the role a command needs (an auditor login asked to write)."""
 
@@ -266,6 +258,14 @@ class Database:
             except psycopg.OperationalError:
                 proxy.invalidate()
                 raise
+
+    def read_one(self, sql: str, params: Sequence[Any]) -> tuple[Any, ...] | None:
+        """`sql`'s first row as this database's role, in one round trip; an outage is `DatabaseUnavailableError`."""
+        try:
+            with self.autocommit_cursor() as cursor:
+                return self.fetch_one(cursor, sql, params)
+        except psycopg.OperationalError as error:
+            raise unavailable(self.url, error) from None
 
     def fetch_one(
         self, cursor: psycopg.Cursor[Any], sql: str, params: Sequence[Any], *, in_role: bool = True

@@ -11,13 +11,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import psycopg
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from jarvis.config import ExitCode, JarvisError
 from jarvis.db.base import JsonValue
-from jarvis.db.engine import Database, unavailable
+from jarvis.db.engine import Database
 from jarvis.db.jsonb import check_text, ensure_jsonb
 from jarvis.db.models import AgentState
 
@@ -83,11 +82,7 @@ class StateStore:
     def get(self, key: str) -> StateEntry | None:
         """The entry under `key`, or None: one round trip (the role statement and the SELECT together)."""
         check_key(key)
-        try:
-            with self.database.autocommit_cursor() as cursor:
-                row = self.database.fetch_one(cursor, GET_SQL, (key,))
-        except psycopg.OperationalError as error:
-            raise unavailable(self.database.url, error) from None
+        row = self.database.read_one(GET_SQL, (key,))
         return StateEntry(key=key, value=row[0], version=row[1], updated_at=row[2]) if row else None
 
     def set(self, key: str, value: Any, *, expected_version: int | None = None) -> StateEntry:

@@ -18,7 +18,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import JSONB
 
 from jarvis.config import JarvisError
-from jarvis.db.engine import SESSION_LEFTOVERS, Database, DatabaseUnavailableError
+from jarvis.db.engine import Database, DatabaseUnavailableError
 
 log = logging.getLogger("jarvis.audit")
 
@@ -73,7 +73,9 @@ class AuditRuleViolation(AuditAppendError):
 _SQL_TYPES = {"UUID": "uuid", "TEXT": "text", "JSONB": "jsonb", "INTEGER": "int4"}
 
 LEFTOVERS_TO_UNDO = (
-    *SESSION_LEFTOVERS,
+    psycopg.errors.ReadOnlySqlTransaction,  # default_transaction_read_only = on
+    psycopg.errors.QueryCanceled,  # a statement_timeout
+    psycopg.errors.LockNotAvailable,  # a lock_timeout
     psycopg.errors.ObjectNotInPrerequisiteState,  # session_replication_role is not origin
     psycopg.errors.InsufficientPrivilege,  # a role left set that may not append (or the login may not)
     psycopg.DataError,

@@ -172,13 +172,7 @@ class AuditQueries:
             check_text(agent, "agent name")
             where += " AND s.agent = :agent"
             params["agent"] = agent
-        if status is not None:
-            where += " AND coalesce(c.status, 'started') = :status"
-        with self.database.connect() as conn:
-            rows = conn.execute(
-                text(f"{_CYCLES}{where} ORDER BY s.created_at DESC, s.id DESC LIMIT :limit"), params
-            ).all()
-        return [_cycle(row) for row in rows]
+        return [_cycle(row) for row in self._page(_CYCLES, where, params)]
 
     def timeline(self, cycle_id: uuid.UUID) -> list[TimelineEntry]:
         """The cycle's start, its decisions, its tool calls (start and outcome) and its completion, in order.
@@ -214,12 +208,6 @@ class AuditQueries:
             check_text(tool_name, "tool name")
             where += " AND s.tool_name = :tool_name"
             params["tool_name"] = tool_name
-        if status is not None:
-            where += " AND coalesce(c.status, 'started') = :status"
-        with self.database.connect() as conn:
-            rows = conn.execute(
-                text(f"{_TOOL_CALLS}{where} ORDER BY s.created_at DESC, s.id DESC LIMIT :limit"), params
-            ).all()
         return [
             ToolCallSummary(
                 id=r.id,
@@ -233,8 +221,15 @@ class AuditQueries:
                 started_at=r.started_at,
                 ended_at=r.ended_at,
             )
-            for r in rows
+            for r in self._page(_TOOL_CALLS, where, params)
         ]
+
+    def _page(self, query: str, where: str, params: dict[str, Any]) -> list[Any]:
+        """One page of `query` (start rows `s` joined to their completion `c`), newest first."""
+        with self.database.connect() as conn:
+            return list(
+                conn.execute(text(f"{query}{where} ORDER BY s.created_at DESC, s.id DESC LIMIT :limit"), params).all()
+            )
 
 
 def _page_filter(before: Cursor | None, limit: int, status: str | None) -> tuple[str, dict[str, Any]]:
@@ -244,12 +239,14 @@ def _page_filter(before: Cursor | None, limit: int, status: str | None) -> tuple
     if status is not None and status not in STATUSES:
         raise ValueError(f"status {status!r} is not one of {STATUSES}")
     params: dict[str, Any] = {"limit": limit}
+    where = ""
     if status is not None:
+        where += " AND coalesce(c.status, 'started') = :status"
         params["status"] = status
-    if before is None:
-        return "", params
-    params.update(before_at=before.created_at, before_id=before.id)
-    return " AND (s.created_at, s.id) < (:before_at, :before_id)", params
+    if before is not None:
+        where += " AND (s.created_at, s.id) < (:before_at, :before_id)"
+        params.update(before_at=before.created_at, before_id=before.id)
+    return where, params
 
 
 def _cycle(row: Any) -> CycleSummary:
