@@ -101,6 +101,33 @@ def test_decorator_records_arguments_and_result(log: ToolCallLog, database: Data
     assert start == {"args": [2], "kwargs": {"b": 3}} and done == 5
 
 
+def test_decorator_refuses_an_async_tool_and_points_to_the_async_api(log: ToolCallLog) -> None:
+    async def fetch(url: str) -> str:
+        return url
+
+    with pytest.raises(TypeError, match=r"fetch is asynchronous.*AsyncToolCallLog\.audited\(\)"):
+        log.audited()(fetch)
+
+
+def test_a_function_returning_a_coroutine_is_recorded_as_failed_not_succeeded(
+    log: ToolCallLog, database: Database
+) -> None:
+    async def later() -> int:
+        return 1
+
+    @log.audited("returns_a_coroutine")
+    def sneaky() -> object:
+        return later()
+
+    with pytest.raises(TypeError, match="asynchronous"):
+        sneaky()
+    with database.connect() as conn:
+        statuses = conn.execute(
+            text("SELECT status FROM tool_calls WHERE tool_name = 'returns_a_coroutine' ORDER BY created_at, status")
+        ).scalars()
+        assert sorted(statuses) == ["failed", "started"]
+
+
 def test_second_completion_is_refused_with_a_clear_error(log: ToolCallLog) -> None:
     start = log.start("once", {})
     log.record_completion(start, "succeeded", output=1)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import inspect
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -43,6 +44,10 @@ R = TypeVar("R")
 # Interruptions, not failures of the tool: recorded as `cancelled`.
 CANCELLATIONS = (KeyboardInterrupt, SystemExit, asyncio.CancelledError, GeneratorExit)
 MAX_ERROR_LENGTH = 4000
+_ASYNC_TOOL = (
+    "{name} is asynchronous; ToolCallLog.audited() records synchronous tools only. "
+    "Fix: decorate it with AsyncToolCallLog.audited() from jarvis.db.aio, which awaits it between the two rows"
+)
 
 
 class ToolCallAlreadyCompletedError(AuditAppendError):
@@ -215,15 +220,27 @@ class ToolCallLog:
             )
 
     def audited(self, tool_name: str | None = None) -> Callable[[Callable[P, R]], Callable[P, R]]:
-        """Decorator: every call of the function is recorded; its arguments are the input, its result the output."""
+        """Decorator: every call of the function is recorded; its arguments are the input, its result the output.
+
+        For synchronous functions only: an `async def` tool would return its coroutine unstarted, and
+        the completion would be written before the tool ran. It is refused (TypeError) at decoration;
+        a function that returns an awaitable anyway is recorded as failed. Async tools take
+        `AsyncToolCallLog.audited()` (jarvis.db.aio), which awaits them between the two rows.
+        """
 
         def decorate(function: Callable[P, R]) -> Callable[P, R]:
             name = tool_name or function.__name__
+            if inspect.iscoroutinefunction(function) or inspect.isasyncgenfunction(function):
+                raise TypeError(_ASYNC_TOOL.format(name=name))
 
             @functools.wraps(function)
             def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
                 with self.record(name, {"args": list(args), "kwargs": dict(kwargs)}) as call:
                     result = function(*args, **kwargs)
+                    if inspect.isawaitable(result):
+                        if inspect.iscoroutine(result):
+                            result.close()  # never started: no "was never awaited" warning
+                        raise TypeError(_ASYNC_TOOL.format(name=name))
                     call.succeed(result)
                 return result
 
