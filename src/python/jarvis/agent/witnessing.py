@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -212,11 +213,19 @@ def trusted_heads(
 
 
 def verify_trail(
-    database: Database, settings: Settings, *, expect: ExpectedHead | None = None, public_key: Path | None = None
+    database: Database,
+    settings: Settings,
+    *,
+    expect: ExpectedHead | None = None,
+    public_key: Path | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> VerifyReport:
-    """`verify` plus every signed checkpoint of this database's witness log (checked with `public_key`)."""
+    """`verify` plus every signed checkpoint of this database's witness log (checked with `public_key`).
+
+    `progress`: see `verify`.
+    """
     heads, problems = trusted_heads(settings, database, public_key)
-    report = verify(database, expect=expect, trusted=heads)
+    report = verify(database, expect=expect, trusted=heads, progress=progress)
     report.problems.extend(problems)
     if not heads and not problems and report.head_seq:
         report.notes.append(

@@ -16,7 +16,7 @@ import hashlib
 import math
 import re
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -226,8 +226,12 @@ def verify(
     expect: ExpectedHead | None = None,
     trusted: Sequence[TrustedHead] = (),
     backdate_slack: timedelta = BACKDATE_SLACK,
+    progress: Callable[[int], None] | None = None,
 ) -> VerifyReport:
     """Recompute every row hash and chain link and check the catalog; never writes.
+
+    `progress` (for a progress bar) is called with the number of rows read plus links checked so far,
+    every `PROGRESS_EVERY` of them: the whole job is about the chain's length + the queued rows, twice.
 
     `expect` is a head published earlier; `trusted` are signed checkpoints. A
     chain that does not contain them was truncated or rewritten after they
@@ -235,6 +239,7 @@ def verify(
     dated well before it was backdated.
     """
     report = VerifyReport()
+    tick = None if progress is None else _Ticker(progress)
     with _collector_paused(), verifying_snapshot(database) as raw:
         problems = catalog_problems(raw)
         report.problems.extend(Problem(obj, None, None, why) for obj, why in problems)
@@ -243,9 +248,9 @@ def verify(
         }
         rows: dict[str, dict[uuid.UUID, _Row]] = {}
         for table in CHAINED_TABLES:
-            rows[table] = _load_rows(raw, table, legacy, report)
+            rows[table] = _load_rows(raw, table, legacy, report, tick)
         pending = {(t, i) for t, i in raw.execute("SELECT table_name, row_id FROM ONLY public.audit_pending")}
-        _check_chain(raw, rows, report, expect, sorted(trusted, key=lambda h: h.seq), backdate_slack)
+        _check_chain(raw, rows, report, expect, sorted(trusted, key=lambda h: h.seq), backdate_slack, tick)
         seal_head = raw.execute("SELECT seq, chain_hash FROM ONLY public.audit_seal_head").fetchone()
         if seal_head is None or (int(seal_head[0]), bytes(seal_head[1])) != (report.head_seq, report.head_hash):
             shown = f"{seal_head[0]}:{bytes(seal_head[1]).hex()[:12]}…" if seal_head else "missing"
@@ -269,6 +274,23 @@ def verify(
                 report.problems.append(Problem(table, row_id, None, "queued row was deleted before it was sealed"))
         report.pending = len(pending)
     return report
+
+
+PROGRESS_EVERY = 10_000
+"""How many rows or links `verify` reads between two calls of its `progress` callback."""
+
+
+class _Ticker:
+    """Counts rows and links and reports every PROGRESS_EVERY of them to `verify`'s progress callback."""
+
+    def __init__(self, report_to: Callable[[int], None]) -> None:
+        self.report_to = report_to
+        self.done = 0
+
+    def __call__(self) -> None:
+        self.done += 1
+        if self.done % PROGRESS_EVERY == 0:
+            self.report_to(self.done)
 
 
 @contextmanager
@@ -335,7 +357,9 @@ def row_uuid(key: Any) -> uuid.UUID:
     return key if isinstance(key, uuid.UUID) else uuid.UUID(int=int(key) % 2**64)
 
 
-def _load_rows(raw: Any, table: str, legacy: set[tuple[str, uuid.UUID]], report: VerifyReport) -> dict[uuid.UUID, _Row]:
+def _load_rows(
+    raw: Any, table: str, legacy: set[tuple[str, uuid.UUID]], report: VerifyReport, tick: _Ticker | None = None
+) -> dict[uuid.UUID, _Row]:
     """Every row of `table` with the hash of its canonical encoding, as the database stores it now.
 
     Encoding 2 is the row's JSONB text with top-level nulls dropped and `$table` added: the
@@ -356,6 +380,8 @@ def _load_rows(raw: Any, table: str, legacy: set[tuple[str, uuid.UUID]], report:
                 row_id = row_uuid(key)
                 entry = _Row(_sha256(canonical.encode("utf-8")), created_at)
                 found[row_id] = _checked(table, row_id, entry, found, report)
+                if tick is not None:
+                    tick()
         if old and table not in AUDIT_COLUMNS:  # schema_changes joined the chain with encoding 2
             for row_id in old:
                 if row_id in found:
@@ -401,6 +427,7 @@ def _check_chain(
     expect: ExpectedHead | None,
     trusted: list[TrustedHead],
     slack: timedelta,
+    tick: _Ticker | None = None,
 ) -> None:
     previous = GENESIS
     expected_seen = False
@@ -411,6 +438,8 @@ def _check_chain(
     upcoming = iter(trusted)
     next_head = next(upcoming, None)
     for seq, table, row_id, stored_row_hash, stored_chain_hash, encoding in _stream_chain(raw):
+        if tick is not None:
+            tick()
         report.head_seq += 1
         if seq != report.head_seq:
             report.problems.append(
