@@ -26,65 +26,38 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import psycopg
 from sqlalchemy import Connection, Engine, PoolProxiedConnection, create_engine, event, exc
 
-from jarvis.config import ExitCode, JarvisError, Settings, mask_url, redact
+from jarvis.config import Settings
 from jarvis.db.embedded import EmbeddedServer, embedded_url, start_embedded_postgres
 from jarvis.db.jsonb import set_max_value_bytes
+# Their home before the asyncio twin shared them (jarvis.db.role_rules): still importable from here.
+from jarvis.db.role_rules import (
+    ROLES_SQL as ROLES_SQL,
+    SEARCH_PATH as SEARCH_PATH,
+    DatabaseError as DatabaseError,
+    DatabaseUnavailableError as DatabaseUnavailableError,
+    NotMigratedError as NotMigratedError,
+    PoolExhaustedError as PoolExhaustedError,
+    Role as Role,
+    RoleNotGrantedError as RoleNotGrantedError,
+    RoleRules as RoleRules,
+    Roles as Roles,
+    pool_exhausted as pool_exhausted,
+    unavailable as unavailable,
+)
 from jarvis.db.urls import libpq_url, sqlalchemy_url
 
 log = logging.getLogger("jarvis.db")
 
 EMBEDDED_DATABASE = "jarvis"
-SEARCH_PATH = "pg_catalog, public, pg_temp"
-
-Role = Literal["app", "auditor", "owner"]
-"""app: SELECT/INSERT (UPDATE/DELETE only on state and memory); auditor: SELECT only; owner: the login itself."""
-
-
-class DatabaseError(JarvisError):
-    """Base of the errors jarvis.db raises for a person to act on."""
-
-
-class DatabaseUnavailableError(DatabaseError):
-    """PostgreSQL could not be reached; the message names the (masked) URL and the fix."""
-
-    exit_code = ExitCode.UNAVAILABLE
-
-
-class PoolExhaustedError(DatabaseError):
-    """Every pooled connection stayed busy for the whole connect timeout."""
-
-    exit_code = ExitCode.UNAVAILABLE
-
-
-class NotMigratedError(DatabaseError):
-    """The database has no Jarvis schema (or one too old to know its roles)."""
-
-    exit_code = ExitCode.BAD_INPUT
-
-
-class RoleNotGrantedError(DatabaseError):
-    """The login is not a member of the role a command needs (an auditor login asked to write)."""
-
-    exit_code = ExitCode.BAD_INPUT
-
-
-@dataclass(frozen=True)
-class Roles:
-    """The database's own roles, as its migration recorded them in `trail_info`, and who is logged in."""
-
-    app: str
-    auditor: str
-    login: str = ""
-    login_is_superuser: bool = False
 
 
 @dataclass
-class Database:
+class Database(RoleRules):
     """An engine plus what it took to get one (the embedded server, if any)."""
 
     engine: Engine
@@ -96,74 +69,15 @@ class Database:
     _roles: Roles | None = field(default=None, repr=False)
     _role_statements: dict[bool, tuple[str, tuple[str, ...]]] = field(default_factory=dict, repr=False)
 
-    @property
-    def role_names(self) -> Roles | None:
-        """The role names once known (None before the first transaction)."""
-        return self._roles
-
     def roles(self, cursor: Any) -> Roles:
         """The database's role names, read once through `cursor` (any psycopg cursor or connection)."""
         if self._roles is None:
             try:
-                row = cursor.execute(
-                    "SELECT app_role, auditor_role, session_user, "
-                    "(SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = session_user) FROM public.trail_info"
-                ).fetchone()
+                row = cursor.execute(ROLES_SQL).fetchone()
             except psycopg.errors.UndefinedTable:
-                raise NotMigratedError(
-                    f"{self.display_url} has no Jarvis schema (or one from before migration 0003). "
-                    "Fix: run `jarvis db upgrade` as the database owner."
-                ) from None
-            if row is None:
-                raise NotMigratedError(
-                    f"{self.display_url}: public.trail_info is empty, so this database's roles are unknown "
-                    "(its one row was deleted: only a superuser can do that). Run `jarvis audit verify` as the "
-                    "owner and restore the row from a backup"
-                )
-            self._roles = Roles(app=row[0], auditor=row[1], login=row[2], login_is_superuser=bool(row[3]))
+                raise self.not_migrated() from None
+            return self.remember_roles(row)
         return self._roles
-
-    def role_statement(self, *, read_only: bool = False) -> tuple[str, tuple[str, ...]]:
-        """The statement that starts a transaction as this database's role (roles must be resolved).
-
-        Sent right after `transaction_mode_statement()` and before the transaction's own
-        statements, in one round trip (a ClientCursor query string, or a pipeline). It also
-        undoes, for this transaction, what a neighbour on a pooled connection may have left in
-        the session: timeouts, a date style, and (for a superuser login)
-        `session_replication_role = replica`, which would silence the triggers.
-        """
-        key = read_only
-        cached = self._role_statements.get(key)
-        if cached is not None:
-            return cached
-        roles = self._roles
-        assert roles is not None, "resolve roles() first"
-        settings = [
-            "pg_catalog.set_config('role', %s, true)",
-            "pg_catalog.set_config('search_path', %s, true)",
-            "pg_catalog.set_config('statement_timeout', '0', true)",
-            "pg_catalog.set_config('lock_timeout', '0', true)",
-            "pg_catalog.set_config('DateStyle', 'ISO, MDY', true)",
-        ]
-        if roles.login_is_superuser:  # evaluated left to right: back to the login, triggers on, then the role
-            settings[0:0] = [
-                "pg_catalog.set_config('role', 'none', true)",
-                "pg_catalog.set_config('session_replication_role', 'origin', true)",
-            ]
-        statement = (
-            "SELECT " + ", ".join(settings),
-            (roles.app if self.role == "app" else roles.auditor, SEARCH_PATH),
-        )
-        self._role_statements[key] = statement
-        return statement
-
-    def transaction_mode_statement(self, *, read_only: bool = False) -> str:
-        """Read-write only for the app role's writing transactions; sent first, before any snapshot.
-
-        It undoes a neighbour's `default_transaction_read_only` for the transaction.
-        """
-        mode = "off" if self.role == "app" and not read_only else "on"
-        return f"SET LOCAL transaction_read_only = {mode}"
 
     def enter_role(self, connection: Any, *, read_only: bool = False) -> None:
         """Begin this transaction as the database's app or auditor role; nothing outlives the transaction.
@@ -182,20 +96,6 @@ class Database:
             )
         except psycopg.errors.InsufficientPrivilege as error:
             raise self.role_not_granted(error) from None
-
-    def role_not_granted(self, error: BaseException) -> RoleNotGrantedError:
-        roles = self._roles
-        assert roles is not None
-        role = roles.app if self.role == "app" else roles.auditor
-        what = "the agent's work (app role)" if self.role == "app" else "reading the trail (auditor role)"
-        return RoleNotGrantedError(
-            f"login {roles.login} may not do {what} on {self.display_url}: {str(error).splitlines()[0]}. "
-            f"Fix: as the database owner, GRANT {role} TO {roles.login} — or use a login that has it"
-        )
-
-    @property
-    def display_url(self) -> str:
-        return mask_url(self.url)
 
     @contextmanager
     def connect(self) -> Iterator[Connection]:
@@ -278,14 +178,13 @@ class Database:
         statement is prepared when the connection is direct, never behind a pooler (see the
         module's note).
         """
-        if not in_role or self.role == "owner":
+        statements = self.one_round_trip(sql, params, in_role=in_role)
+        if len(statements) == 1:
             cursor.execute(sql, params, prepare=True)
         else:
-            role_sql, role_params = self.role_statement()
             with cursor.connection.pipeline():
-                cursor.execute(self.transaction_mode_statement(), prepare=True)  # first: before any snapshot
-                cursor.execute(role_sql, role_params, prepare=True)
-                cursor.execute(sql, params, prepare=True)
+                for statement, arguments in statements:
+                    cursor.execute(statement, arguments, prepare=True)
         row: tuple[Any, ...] | None = cursor.fetchone()
         return row
 
@@ -294,11 +193,7 @@ class Database:
         try:
             yield
         except exc.TimeoutError:
-            raise PoolExhaustedError(
-                f"All {self.settings.pool_size} pooled PostgreSQL connections stayed busy for "
-                f"{self.settings.connect_timeout} s (JARVIS_CONNECT_TIMEOUT). Fix: raise JARVIS_POOL_SIZE "
-                "or hold connections for shorter."
-            ) from None
+            raise pool_exhausted(self.settings) from None
         except exc.OperationalError as error:
             raise unavailable(self.url, error) from None
 
@@ -325,14 +220,6 @@ def psycopg_connection(connection: Connection | PoolProxiedConnection) -> psycop
     raw = proxy.driver_connection
     assert isinstance(raw, psycopg.Connection), f"expected a psycopg connection, not {type(raw).__name__}"
     return raw
-
-
-def unavailable(url: str, error: BaseException) -> DatabaseUnavailableError:
-    detail = redact(str(getattr(error, "orig", None) or error).strip().splitlines()[0])
-    return DatabaseUnavailableError(
-        f"Cannot reach PostgreSQL at {mask_url(url)}: {detail}. "
-        "Fix: start the server, or correct DATABASE_URL (unset it to use the embedded PostgreSQL)."
-    )
 
 
 def resolve_url(settings: Settings) -> tuple[str, EmbeddedServer | None]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import itertools
 import logging
 import time
 import uuid
@@ -19,6 +20,8 @@ from sqlalchemy.dialects.postgresql import JSONB
 
 from jarvis.config import JarvisError
 from jarvis.db.engine import Database, DatabaseUnavailableError
+from jarvis.db.role_rules import RoleRules
+from jarvis.db.steps import Statement, Steps, drive
 
 log = logging.getLogger("jarvis.audit")
 
@@ -132,52 +135,61 @@ def append_row(database: Database, table: Table, values: dict[str, Any]) -> date
     make it fail, it is sent again after the full role statement, which undoes
     them for its transaction; a row that landed is found by its id.
     """
-    sql = _append_sql(table, tuple(values))
-    params = _adapted(table, values)
-    for attempt, delay in enumerate((*RETRY_DELAYS, None)):
+    for attempt in itertools.count():
         try:
             with database.autocommit_cursor() as cursor:
-                try:
-                    try:
-                        return _insert(cursor, database, table, values, sql, params, in_role=False)
-                    except LEFTOVERS_TO_UNDO:
-                        return _insert(cursor, database, table, values, sql, params, in_role=True)
-                except psycopg.IntegrityError as error:
-                    first_line = str(error).splitlines()[0]
-                    raise AuditRuleViolation(f"{table.name}: {first_line}", error.diag.constraint_name) from None
-                except psycopg.errors.InsufficientPrivilege as error:
-                    raise database.role_not_granted(error) from None
-        except (psycopg.OperationalError, exc.OperationalError, exc.InterfaceError, DatabaseUnavailableError) as error:
-            if delay is None:
-                raise
-            log.warning(
-                "audit append to %s failed (%s); retry %d in %.2f s",
-                table.name,
-                type(error).__name__,
-                attempt + 1,
-                delay,
-            )
-            time.sleep(delay)
+                return drive(append_steps(database, table, values), _one_round_trip(database, cursor), psycopg.Error)
+        except CONNECTION_LOST as error:
+            time.sleep(retry_delay(attempt, table, error))
     raise AssertionError("unreachable")
 
 
-def _insert(
-    cursor: psycopg.Cursor[Any],
-    database: Database,
-    table: Table,
-    values: dict[str, Any],
-    sql: str,
-    params: list[Any],
-    *,
-    in_role: bool,
-) -> datetime:
-    """The append, bare or after the full role statement; the stored row's created_at."""
-    row = database.fetch_one(cursor, sql, params, in_role=in_role)
-    if row is None or row[0] is None:  # the id exists: a retry of a row that landed, or a reused id
-        stored = database.fetch_one(cursor, _existing_sql(table, tuple(values)), [values["id"]], in_role=True)
-        return _existing_created_at(stored, table, values)
-    created_at: datetime = row[0]
-    return created_at
+CONNECTION_LOST = (psycopg.OperationalError, exc.OperationalError, exc.InterfaceError, DatabaseUnavailableError)
+"""What makes an append try again on another connection (the row may have landed: its id makes that safe)."""
+
+
+def retry_delay(attempt: int, table: Table, error: BaseException) -> float:
+    """How long to wait before the next attempt after `error` (logged), or `error` itself once they are used up."""
+    if attempt >= len(RETRY_DELAYS):
+        raise error
+    delay = RETRY_DELAYS[attempt]
+    log.warning(
+        "audit append to %s failed (%s); retry %d in %.2f s", table.name, type(error).__name__, attempt + 1, delay
+    )
+    return delay
+
+
+def _one_round_trip(database: Database, cursor: psycopg.Cursor[Any]) -> Callable[[Statement], Any]:
+    def execute(statement: Statement) -> Any:
+        return database.fetch_one(cursor, statement.sql, statement.params, in_role=statement.in_role)
+
+    return execute
+
+
+def append_steps(roles: RoleRules, table: Table, values: dict[str, Any]) -> Steps[datetime]:
+    """The append as statements, each in one round trip; the stored row's created_at (I/O-free: both shells run it).
+
+    Bare first; after a pooled neighbour's leftovers, again after the full role statement. A
+    refusal by a constraint or trigger is AuditRuleViolation, a role the login lacks
+    RoleNotGrantedError.
+    """
+    sql = _append_sql(table, tuple(values))
+    params = _adapted(table, values)
+    try:
+        try:
+            row = yield Statement(sql, params, in_role=False)
+        except LEFTOVERS_TO_UNDO:
+            row = yield Statement(sql, params, in_role=True)
+        if row is None or row[0] is None:  # the id exists: a retry of a row that landed, or a reused id
+            stored = yield Statement(_existing_sql(table, tuple(values)), [values["id"]], in_role=True)
+            return _existing_created_at(stored, table, values)
+        created_at: datetime = row[0]
+        return created_at
+    except psycopg.IntegrityError as error:
+        first_line = str(error).splitlines()[0]
+        raise AuditRuleViolation(f"{table.name}: {first_line}", error.diag.constraint_name) from None
+    except psycopg.errors.InsufficientPrivilege as error:
+        raise roles.role_not_granted(error) from None
 
 
 @functools.cache
