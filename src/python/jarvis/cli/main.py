@@ -13,7 +13,7 @@ from typer._click import exceptions as click_errors  # the click typer vendors: 
 from typer.core import TyperGroup
 
 from jarvis.agent.doctor import run_health_checks
-from jarvis.cli import audit_commands, db_commands, keys_commands, memory_commands, state_commands
+from jarvis.cli import audit_commands, db_commands, keys_commands, mcp_commands, memory_commands, state_commands
 from jarvis.cli.agent_commands import demo_command, run_command
 from jarvis.cli.session import ExitCode, console, errors, print_error, print_json
 from jarvis.cli.views import plain, safe, status_cell
@@ -67,6 +67,7 @@ app.add_typer(state_commands.app, name="state")
 app.add_typer(memory_commands.app, name="memory")
 app.add_typer(audit_commands.app, name="audit")
 app.add_typer(keys_commands.app, name="keys")
+app.add_typer(mcp_commands.app, name="mcp")
 app.command("run")(run_command)
 app.command("demo")(demo_command)
 

@@ -1,0 +1,72 @@
+"""`jarvis mcp serve` and `jarvis mcp proxy -- CMD [ARGS…]`: Jarvis and the Model Context Protocol.
+
+Both speak MCP on stdout, so nothing else is ever printed there: errors and logs go to stderr.
+"""
+
+from __future__ import annotations
+
+import shlex
+
+import anyio
+import typer
+
+from jarvis.cli.session import ExitCode, fail, reported_errors, settings_or_exit
+from jarvis.mcp.proxy import Proxy
+from jarvis.mcp.serve import LOOPBACK_HOSTS, serve_http, serve_stdio
+from jarvis.mcp.sessions import start_agent
+
+app = typer.Typer(help="Jarvis over MCP: its own tools, or an audit proxy for any MCP server.", no_args_is_help=True)
+
+
+@app.command("serve")
+def serve_command(
+    http: bool = typer.Option(False, "--http", help="Serve streamable HTTP (path /mcp) instead of stdio."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to bind with --http."),
+    port: int = typer.Option(8765, "--port", min=0, max=65535, help="Port to bind with --http."),
+    allow_remote: bool = typer.Option(
+        False, "--allow-remote", help="Allow a non-loopback --host: anyone who reaches it can use the tools."
+    ),
+) -> None:
+    """Offer the agent's state, memory and audit queries as MCP tools; every call is recorded."""
+    if http and host not in LOOPBACK_HOSTS and not allow_remote:
+        fail(
+            f"--host {host} is not a loopback address, and the MCP server has no authentication. "
+            "Fix: bind 127.0.0.1 (the default), or pass --allow-remote if the network is trusted",
+            ExitCode.BAD_INPUT,
+        )
+    settings = settings_or_exit()
+    with reported_errors():
+        agent = start_agent(settings, "serve", "http" if http else "stdio")
+        try:
+            if http:
+                anyio.run(serve_http, agent, host, port)
+            else:
+                anyio.run(serve_stdio, agent)
+        finally:
+            agent.shutdown()
+
+
+@app.command(
+    "proxy",
+    context_settings={"allow_interspersed_args": False},
+)
+def proxy_command(
+    command: list[str] = typer.Argument(..., help="The upstream MCP server's command and arguments, after `--`."),
+    call_timeout: float = typer.Option(
+        300.0,
+        "--call-timeout",
+        envvar="JARVIS_MCP_CALL_TIMEOUT",
+        min=0.1,
+        max=86_400,
+        help="Seconds a tools/call may wait for the upstream's answer; then it is recorded failed.",
+    ),
+) -> None:
+    """Run the MCP server CMD behind an audit proxy: every tools/call is recorded before it is forwarded."""
+    settings = settings_or_exit()
+    with reported_errors():
+        agent = start_agent(settings, "proxy", shlex.join(command))
+        try:
+            code = anyio.run(lambda: Proxy(agent, command, call_timeout=call_timeout).run())
+        finally:
+            agent.shutdown()
+    raise typer.Exit(code)

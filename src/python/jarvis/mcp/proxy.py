@@ -1,0 +1,392 @@
+"""`jarvis mcp proxy -- CMD [ARGS…]`: an audit proxy for any MCP server, between an agent and its tools.
+
+The proxy starts the upstream MCP server `CMD` over stdio and relays every message between it and
+the client (on the proxy's own stdin/stdout). Each `tools/call` request gets its start row (tool
+name, arguments) committed BEFORE it is forwarded; the upstream's answer gets the completion row
+(`succeeded` with the result, `failed` with an `isError` result or a JSON-RPC error, with the
+duration) before it is passed back. All of one client session is one planning cycle, whose goals
+name the client (`clientInfo` of `initialize`, or of the request's `_meta` on 2026-07-28+), the
+upstream command and the proxy's pid.
+
+Why a raw JSON-RPC relay and not the SDK's low-level `Server` + `ClientSession`: an SDK pair
+would terminate the protocol on both sides and re-create it, so the client would see the
+proxy's own `serverInfo`, capabilities derived from the handlers the proxy happens to register,
+the SDK's protocol-version negotiation (both the handshake and the 2026-07-28 per-request era)
+instead of the upstream's, and any method, notification or server-to-client request the proxy
+did not re-implement would be lost. Relaying each line unchanged keeps the protocol exactly the
+upstream's; the proxy only parses lines to find `initialize`, `tools/call` and their responses.
+Messages it makes itself are JSON-RPC error responses to a `tools/call` it refused or gave up on,
+and a `notifications/cancelled` to the upstream for a call that timed out. A line from the
+upstream that is not JSON is dropped (logged on stderr); batches (JSON arrays, not MCP since
+2025-06-18) are refused, so no `tools/call` can slip through unrecorded.
+
+When the trail and the relay disagree, the trail wins: a call whose start row cannot be committed
+(an argument over JARVIS_MAX_VALUE_BYTES, PostgreSQL down) is not forwarded; an answer that cannot
+be recorded (over the cap) is not passed on, and the call is recorded `failed` with the reason.
+No answer within the call timeout (`--call-timeout`, JARVIS_MCP_CALL_TIMEOUT) -> `failed`; the
+upstream exits mid-call -> `abandoned`; both with the reason, and a JSON-RPC error to the client.
+A proxy killed with -9 leaves its start rows; the next proxy or server closes them as `abandoned`
+(sessions.py).
+
+The database is reached through the synchronous library API in worker threads
+(`anyio.to_thread.run_sync`): the event loop that relays messages is never blocked on PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shlex
+import subprocess
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+import anyio.abc
+import anyio.to_thread
+from anyio.streams.buffered import BufferedByteReceiveStream
+
+from jarvis.agent.runtime import Agent
+from jarvis.config import ExitCode, JarvisError
+from jarvis.db.audit import ToolCallStart
+from jarvis.db.audit.tool_calls import MAX_ERROR_LENGTH, describe_error
+from jarvis.db.base import CompletionStatus
+from jarvis.db.jsonb import InvalidJsonError, max_value_bytes
+from jarvis.mcp.sessions import SessionCycle
+
+log = logging.getLogger("jarvis.mcp.proxy")
+
+CLIENT_INFO_META_KEY = "io.modelcontextprotocol/clientInfo"
+"""Where a 2026-07-28 client names itself on every request (there is no `initialize` in that era)."""
+INTERNAL_ERROR = -32603
+INVALID_REQUEST = -32600
+SHUTDOWN_GRACE = 5.0
+"""Seconds the upstream gets to exit after its stdin is closed, and again after SIGTERM, before SIGKILL."""
+MIN_LINE_BYTES = 64 * 1024 * 1024
+"""The longest line read from the upstream: larger than any answer that could be recorded (4 x the cap)."""
+NO_TOOL_NAME = "(no tool name)"
+
+
+class UpstreamStartError(JarvisError):
+    """The upstream MCP server could not be started (no such command, not executable)."""
+
+    exit_code = ExitCode.BAD_INPUT
+
+
+def one_line(text: str) -> str:
+    """`text` on one line, at most MAX_ERROR_LENGTH characters: what an error column and a client are given."""
+    text = " ".join(text.split())
+    return text if len(text) <= MAX_ERROR_LENGTH else text[: MAX_ERROR_LENGTH - 1] + "…"
+
+
+def request_key(request_id: Any) -> str:
+    """A request id as a dict key: 1 and "1" are different ids in JSON-RPC."""
+    return json.dumps(request_id, sort_keys=True)
+
+
+def error_response(request_id: Any, message: str, code: int = INTERNAL_ERROR) -> bytes:
+    return encode({"jsonrpc": "2.0", "id": request_id, "error": {"code": code, "message": message}})
+
+
+def encode(message: Any) -> bytes:
+    return json.dumps(message, ensure_ascii=False, separators=(",", ":")).encode("utf-8") + b"\n"
+
+
+def parse(line: bytes) -> Any:
+    """The JSON value of a line, or None if it is not JSON."""
+    try:
+        return json.loads(line)
+    except (ValueError, RecursionError):
+        return None
+
+
+def outcome(response: dict[str, Any]) -> tuple[CompletionStatus, Any, str | None]:
+    """The completion a `tools/call` response is recorded as: status, output, error."""
+    if "error" in response:
+        error = response["error"]
+        if isinstance(error, dict):
+            return "failed", error, one_line(f"JSON-RPC error {error.get('code')}: {error.get('message')}")
+        return "failed", error, one_line(f"JSON-RPC error: {error!r}")
+    result = response["result"]
+    if isinstance(result, dict) and result.get("isError") is True:
+        texts = [
+            block.get("text")
+            for block in result.get("content") or []
+            if isinstance(block, dict) and isinstance(block.get("text"), str)
+        ]
+        return "failed", result, one_line("; ".join(texts) or "the tool reported an error (isError) without text")
+    return "succeeded", result, None
+
+
+@dataclass
+class PendingCall:
+    """A forwarded `tools/call` whose answer has not come back; `timer` ends its wait for one."""
+
+    request_id: Any
+    start: ToolCallStart
+    timer: anyio.CancelScope
+
+    @property
+    def what(self) -> str:
+        return f"tools/call {self.start.tool_name!r}"
+
+
+class Proxy:
+    """One proxy process: one client (on fds 0 and 1), one upstream, one session cycle."""
+
+    def __init__(self, agent: Agent, command: list[str], *, call_timeout: float) -> None:
+        self.agent = agent
+        self.command = command
+        self.shown_command = shlex.join(command)
+        self.call_timeout = call_timeout
+        self.session = SessionCycle(agent, 1, {"mcp": "proxy", "upstream": command})
+        self.pending: dict[str, PendingCall] = {}
+        self.client_closed = False
+        self.write_lock = anyio.Lock()
+        self.upstream_lock = anyio.Lock()
+        self.upstream: anyio.abc.ByteSendStream | None = None
+        self.upstream_done = anyio.Event()
+        self.tasks: anyio.abc.TaskGroup | None = None
+        self.exit_code = 0
+        self.ended = "the client closed the connection"
+
+    async def run(self) -> int:
+        """Relay until the client closes the connection (0) or the upstream exits on its own (1)."""
+        try:
+            process = await anyio.open_process(self.command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=None)
+        except OSError as error:
+            raise UpstreamStartError(
+                f"cannot start the upstream MCP server `{self.shown_command}`: {error.strerror or error}. "
+                "Fix: check the command after `--` (it runs with the proxy's PATH and environment)"
+            ) from None
+        self.upstream = process.stdin
+        try:
+            async with anyio.create_task_group() as tasks:
+                self.tasks = tasks
+                tasks.start_soon(self.from_upstream, process)
+                await self.from_client(process)
+        finally:
+            await self.stop(process)
+            await anyio.to_thread.run_sync(self.session.close, self.ended)
+        return self.exit_code
+
+    # -- client -> upstream ------------------------------------------------------------------------
+
+    async def from_client(self, process: anyio.abc.Process) -> None:
+        assert process.stdin is not None and self.tasks is not None
+        buffer = b""
+        while True:
+            await anyio.wait_readable(0)
+            chunk = os.read(0, 1 << 16)
+            if not chunk:
+                break
+            buffer += chunk
+            *lines, buffer = buffer.split(b"\n")
+            for line in lines:
+                await self.client_line(line + b"\n")
+        if buffer.strip():
+            await self.client_line(buffer + b"\n")
+        self.client_closed = True
+        await process.stdin.aclose()  # a well-behaved server exits when its stdin closes
+        with anyio.move_on_after(SHUTDOWN_GRACE):
+            await self.upstream_done.wait()
+        self.tasks.cancel_scope.cancel()
+
+    async def client_line(self, line: bytes) -> None:
+        message = parse(line)
+        if isinstance(message, list):
+            await self.to_client(
+                error_response(None, "jarvis mcp proxy: JSON-RPC batches are not part of MCP; send one message a line")
+            )
+            return
+        if isinstance(message, dict):
+            self.note_client(message)
+            if message.get("method") == "tools/call" and "id" in message:
+                refusal = await self.begin_call(message)
+                if refusal is not None:
+                    await self.to_client(refusal)
+                    return
+        await self.to_upstream(line)
+
+    def note_client(self, message: dict[str, Any]) -> None:
+        """Remember who the client is: `clientInfo` of `initialize`, or of a 2026-07-28 request's `_meta`."""
+        params = message.get("params")
+        if not isinstance(params, dict):
+            return
+        meta = params.get("_meta")
+        info = params.get("clientInfo") if message.get("method") == "initialize" else None
+        if info is None and isinstance(meta, dict):
+            info = meta.get(CLIENT_INFO_META_KEY)
+        if isinstance(info, dict):
+            name, version = info.get("name"), info.get("version")
+            self.session.set_client(
+                name if isinstance(name, str) else None, version if isinstance(version, str) else None
+            )
+
+    async def begin_call(self, message: dict[str, Any]) -> bytes | None:
+        """Commit the call's start row and arm its timeout; or the error response if it must not be forwarded."""
+        request_id = message["id"]
+        key = request_key(request_id)
+        params = message.get("params") if isinstance(message.get("params"), dict) else {}
+        name = params.get("name")
+        tool_name = name[:200] if isinstance(name, str) and name else NO_TOOL_NAME
+        arguments = params.get("arguments")
+        if key in self.pending:
+            return error_response(
+                request_id, f"jarvis mcp proxy: request id {key} is already in use by a running call", INVALID_REQUEST
+            )
+
+        def start() -> ToolCallStart:
+            return self.agent.tool_calls.start(tool_name, arguments, cycle_id=self.session.cycle_id())
+
+        try:
+            started = await anyio.to_thread.run_sync(start)
+        except Exception as error:  # nothing may reach the upstream unrecorded
+            reason = error if isinstance(error, JarvisError) else describe_error(error)
+            log.error("tools/call %r not forwarded: the audit trail refused its start row: %s", tool_name, reason)
+            return error_response(
+                request_id,
+                one_line(f"jarvis mcp proxy did not forward tools/call {tool_name!r}: the audit trail refused it: {reason}"),
+            )
+        call = PendingCall(request_id, started, anyio.CancelScope())
+        self.pending[key] = call
+        assert self.tasks is not None
+        self.tasks.start_soon(self.expire, key, call)
+        return None
+
+    async def expire(self, key: str, call: PendingCall) -> None:
+        with call.timer:
+            await anyio.sleep(self.call_timeout)
+            if self.pending.get(key) is not call:
+                return
+            del self.pending[key]
+            reason = (
+                f"no answer from the upstream MCP server within {self.call_timeout:g} s "
+                f"(JARVIS_MCP_CALL_TIMEOUT or --call-timeout); the proxy gave up on {call.what}"
+            )
+            await self.record(call, "failed", error=reason)
+            await self.to_client(error_response(call.request_id, f"jarvis mcp proxy: {reason}"))
+            cancel = {"requestId": call.request_id, "reason": reason}
+            await self.to_upstream(encode({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": cancel}))
+
+    # -- upstream -> client ------------------------------------------------------------------------
+
+    async def from_upstream(self, process: anyio.abc.Process) -> None:
+        assert process.stdout is not None
+        lines = BufferedByteReceiveStream(process.stdout)
+        limit = max(MIN_LINE_BYTES, 4 * max_value_bytes())
+        try:
+            while True:
+                try:
+                    line = await lines.receive_until(b"\n", limit) + b"\n"
+                except (anyio.EndOfStream, anyio.IncompleteRead, anyio.ClosedResourceError):
+                    break
+                except anyio.DelimiterNotFound:
+                    log.error("the upstream wrote a line longer than %d bytes: stopping it", limit)
+                    break
+                await self.upstream_line(line)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self.upstream_ended(process)
+
+    async def upstream_line(self, line: bytes) -> None:
+        message = parse(line)
+        if message is None:
+            log.warning("the upstream wrote a line that is not JSON; dropped: %r", line[:200])
+            return
+        if isinstance(message, dict) and "method" not in message and "id" in message:
+            call = self.pending.pop(request_key(message["id"]), None)
+            if call is not None:
+                call.timer.cancel()
+                line = await self.finish(call, message, line)
+        await self.to_client(line)
+
+    async def finish(self, call: PendingCall, response: dict[str, Any], line: bytes) -> bytes:
+        """Record the answer to `call`; what the client is sent: the answer, or an error if it was not recorded."""
+        if "result" not in response and "error" not in response:
+            reason = f"the upstream sent an invalid JSON-RPC response to {call.what} (neither result nor error)"
+            await self.record(call, "failed", error=reason)
+            return error_response(call.request_id, f"jarvis mcp proxy: {reason}")
+        status, output, error = outcome(response)
+        try:
+            await self.record(call, status, output=output, error=error)
+        except InvalidJsonError as refused:  # over JARVIS_MAX_VALUE_BYTES, or a NUL PostgreSQL cannot store
+            reason = one_line(f"the upstream's answer to {call.what} was not passed on: {refused}")
+            await self.record(call, "failed", error=reason)
+            return error_response(call.request_id, f"jarvis mcp proxy: {reason}")
+        except Exception as unrecorded:
+            reason = one_line(
+                f"the answer to {call.what} could not be recorded in the audit trail, so it was not passed on: "
+                f"{describe_error(unrecorded)}"
+            )
+            log.error("%s", reason)
+            return error_response(call.request_id, f"jarvis mcp proxy: {reason}")
+        return line
+
+    async def upstream_ended(self, process: anyio.abc.Process) -> None:
+        """The upstream's stdout closed: every call still waiting is abandoned; a client still there is told."""
+        with anyio.move_on_after(SHUTDOWN_GRACE):
+            await process.wait()
+        code = process.returncode
+        if self.client_closed:
+            reason = "the client closed the connection before the upstream answered"
+        else:
+            reason = f"the upstream MCP server `{self.shown_command}` exited (code {code}) before answering"
+            self.ended = f"the upstream MCP server exited (code {code})"
+            self.exit_code = 1
+            log.error("%s", self.ended)
+        for key, call in list(self.pending.items()):
+            del self.pending[key]
+            call.timer.cancel()
+            await self.record(call, "abandoned", error=f"{reason} ({call.what})")
+            if not self.client_closed:
+                await self.to_client(error_response(call.request_id, f"jarvis mcp proxy: {reason} {call.what}"))
+        self.upstream_done.set()
+        if self.tasks is not None:
+            self.tasks.cancel_scope.cancel()  # nothing more can be relayed: stop reading the client
+
+    # -- shared ------------------------------------------------------------------------------------
+
+    async def record(
+        self, call: PendingCall, status: CompletionStatus, *, output: Any = None, error: str | None = None
+    ) -> None:
+        # The duration is measured from the start row's commit; an abandoned call has none.
+        await anyio.to_thread.run_sync(
+            lambda: self.agent.tool_calls.record_completion(call.start, status, output=output, error=error)
+        )
+        self.session.count(status == "succeeded")
+
+    async def to_client(self, data: bytes) -> None:
+        async with self.write_lock:
+            await anyio.to_thread.run_sync(write_all, 1, data)
+
+    async def to_upstream(self, data: bytes) -> None:
+        assert self.upstream is not None
+        async with self.upstream_lock:
+            try:
+                await self.upstream.send(data)
+            except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+                pass  # the upstream is gone (its calls are settled when its stdout closes)
+
+    async def stop(self, process: anyio.abc.Process) -> None:
+        """Make sure the upstream is gone: close its stdin, then SIGTERM, then SIGKILL."""
+        with anyio.CancelScope(shield=True):
+            if process.stdin is not None:
+                await process.stdin.aclose()
+            if process.returncode is None:
+                with anyio.move_on_after(SHUTDOWN_GRACE):
+                    await process.wait()
+            if process.returncode is None:
+                process.terminate()
+                with anyio.move_on_after(SHUTDOWN_GRACE):
+                    await process.wait()
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+
+
+def write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
