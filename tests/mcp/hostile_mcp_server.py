@@ -1,0 +1,73 @@
+"""A hostile upstream MCP server for the proxy's tests: raw JSON-RPC on stdin/stdout, no SDK.
+
+Its tools misbehave on purpose: `huge` answers with SIZE bytes of text, `invalid` with a response
+that has neither result nor error, `garbage` writes a line that is not JSON before a good answer,
+`hang` never answers, `exit` exits (code 3) in the middle of the call, `fail` answers with an
+isError result; `echo` behaves.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+TOOLS = ["echo", "huge", "invalid", "garbage", "hang", "exit", "fail"]
+
+
+def send(message: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(message) + "\n")
+    sys.stdout.flush()
+
+
+def text_result(text: str, *, is_error: bool = False) -> dict[str, Any]:
+    return {"content": [{"type": "text", "text": text}], "isError": is_error}
+
+
+def call_tool(request_id: Any, name: str, arguments: dict[str, Any]) -> None:
+    if name == "echo":
+        send({"jsonrpc": "2.0", "id": request_id, "result": text_result(json.dumps(arguments, sort_keys=True))})
+    elif name == "huge":
+        send({"jsonrpc": "2.0", "id": request_id, "result": text_result("x" * int(arguments["size"]))})
+    elif name == "invalid":
+        send({"jsonrpc": "2.0", "id": request_id})
+    elif name == "garbage":
+        sys.stdout.write("this line is not JSON-RPC {\n")
+        send({"jsonrpc": "2.0", "id": request_id, "result": text_result("after the garbage")})
+    elif name == "hang":
+        pass  # never answers; keeps reading, and exits when its stdin closes
+    elif name == "exit":
+        sys.exit(3)
+    elif name == "fail":
+        send({"jsonrpc": "2.0", "id": request_id, "result": text_result("the tool failed on purpose", is_error=True)})
+    else:
+        send({"jsonrpc": "2.0", "id": request_id, "error": {"code": -32602, "message": f"unknown tool {name}"}})
+
+
+def main() -> None:
+    for line in sys.stdin:
+        message = json.loads(line)
+        method, request_id = message.get("method"), message.get("id")
+        if request_id is None:
+            continue  # notifications
+        if method == "initialize":
+            result = {
+                "protocolVersion": message["params"]["protocolVersion"],
+                "capabilities": {"tools": {}},
+                "serverInfo": {"name": "hostile", "version": "1.0"},
+            }
+            send({"jsonrpc": "2.0", "id": request_id, "result": result})
+        elif method == "tools/list":
+            schema = {"type": "object", "additionalProperties": True}
+            tools = [{"name": name, "description": f"misbehaves: {name}", "inputSchema": schema} for name in TOOLS]
+            send({"jsonrpc": "2.0", "id": request_id, "result": {"tools": tools}})
+        elif method == "tools/call":
+            call_tool(request_id, message["params"]["name"], message["params"].get("arguments") or {})
+        elif method == "ping":
+            send({"jsonrpc": "2.0", "id": request_id, "result": {}})
+        else:
+            send({"jsonrpc": "2.0", "id": request_id, "error": {"code": -32601, "message": f"no method {method}"}})
+
+
+if __name__ == "__main__":
+    main()
