@@ -16,6 +16,7 @@ from jarvis.agent.doctor import run_health_checks
 from jarvis.cli import audit_commands, db_commands, keys_commands, mcp_commands, memory_commands, state_commands
 from jarvis.cli.agent_commands import demo_command, run_command
 from jarvis.cli.session import ExitCode, console, errors, print_error, print_json
+from jarvis.cli.ui_command import ui_command
 from jarvis.cli.views import plain, safe, status_cell
 from jarvis.config import ConfigError, load_settings, mask_url, setting_sources
 from jarvis.config.settings import env_var_name
@@ -70,6 +71,7 @@ app.add_typer(keys_commands.app, name="keys")
 app.add_typer(mcp_commands.app, name="mcp")
 app.command("run")(run_command)
 app.command("demo")(demo_command)
+app.command("ui")(ui_command)
 
 
 @app.command("config")

@@ -16,6 +16,7 @@ transaction): rows in an inheritance child a superuser attached are never shown.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -107,6 +108,42 @@ class ToolCallSummary:
         return Cursor(self.started_at, self.id)
 
 
+@dataclass(frozen=True)
+class CallCounts:
+    """A cycle's tool calls: all of them, those that ended other than `succeeded`, and those still open."""
+
+    calls: int
+    unsuccessful: int
+    running: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrailEvent:
+    """One audit row as a live feed shows it: what happened, to which call or cycle, when."""
+
+    at: datetime
+    id: uuid.UUID
+    table: str
+    kind: str
+    name: str | None
+    status: str | None
+    cycle_id: uuid.UUID | None
+
+    @property
+    def cursor(self) -> Cursor:
+        """Pass as `after` to read the events written after this one."""
+        return Cursor(self.at, self.id)
+
+
+@dataclass(frozen=True)
+class TrailHead:
+    """The sealed chain's newest position and hash (hex; empty before the first seal), and the rows queued."""
+
+    seq: int
+    chain_hash: str
+    pending: int
+
+
 _CYCLES = (
     "SELECT s.id, s.agent, s.goals, coalesce(c.status, 'started') AS status, s.created_at AS started_at, "
     "c.created_at AS closed_at, c.outcomes FROM ONLY public.planning_cycles s "
@@ -140,6 +177,31 @@ _TIMELINE = """
 """
 
 
+_CALL_COUNTS = """
+    SELECT s.cycle_id, count(*) AS calls,
+           count(*) FILTER (WHERE c.status IS NOT NULL AND c.status <> 'succeeded') AS unsuccessful,
+           count(*) FILTER (WHERE c.status IS NULL) AS running
+      FROM ONLY public.tool_calls s LEFT JOIN ONLY public.tool_calls c ON c.parent_id = s.id
+     WHERE s.parent_id IS NULL AND s.cycle_id = ANY(:ids)
+     GROUP BY s.cycle_id
+"""
+
+_EVENT_SOURCES = (
+    "SELECT created_at, id, 'planning_cycles' AS tbl, "
+    "CASE WHEN parent_id IS NULL THEN 'cycle.opened' ELSE 'cycle.closed' END AS kind, agent AS name, status, "
+    "coalesce(parent_id, id) AS cycle FROM ONLY public.planning_cycles",
+    "SELECT created_at, id, 'decision_log', 'decision', decision, NULL, cycle_id FROM ONLY public.decision_log",
+    "SELECT created_at, id, 'tool_calls', CASE WHEN parent_id IS NULL THEN 'tool.started' ELSE 'tool.' || status END, "
+    "tool_name, status, cycle_id FROM ONLY public.tool_calls",
+)
+"""The rows a live feed shows, each as (created_at, id, table, kind, name, status, cycle)."""
+
+_TRAIL_HEAD = (
+    "SELECT h.seq, h.chain_hash, (SELECT count(*) FROM ONLY public.audit_pending) AS pending "
+    "FROM (SELECT 1) one LEFT JOIN ONLY public.audit_seal_head h ON true"
+)
+
+
 class AuditQueries:
     """Read-only views of the audit trail for people (CLI tables, a web UI): cycles, timelines, tool calls.
 
@@ -160,10 +222,13 @@ class AuditQueries:
         *,
         agent: str | None = None,
         status: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
         before: Cursor | None = None,
         limit: int = 20,
     ) -> list[CycleSummary]:
-        """A page of cycles, newest first: of one agent and/or in one status (`started`: still open).
+        """A page of cycles, newest first: of one agent and/or in one status (`started`: still open),
+        started at or after `since` and before `until` (both aware datetimes, either may be None).
 
         `before`: the `cursor` of the last cycle of the previous page.
         """
@@ -172,7 +237,59 @@ class AuditQueries:
             check_text(agent, "agent name")
             where += " AND s.agent = :agent"
             params["agent"] = agent
+        if since is not None:
+            where += " AND s.created_at >= :since"
+            params["since"] = since
+        if until is not None:
+            where += " AND s.created_at < :until"
+            params["until"] = until
         return [_cycle(row) for row in self._page(_CYCLES, where, params)]
+
+    def call_counts(self, cycle_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, CallCounts]:
+        """How many tool calls each cycle made and how many did not succeed (failed, cancelled, abandoned).
+
+        One query for a page of cycles (the per-cycle start-row index); cycles without calls are absent.
+        """
+        if not cycle_ids:
+            return {}
+        with self.database.connect() as conn:
+            rows = conn.execute(text(_CALL_COUNTS), {"ids": list(cycle_ids)}).all()
+        return {r.cycle_id: CallCounts(calls=r.calls, unsuccessful=r.unsuccessful, running=r.running) for r in rows}
+
+    def events_after(self, after: Cursor | None, *, limit: int = 200) -> list[TrailEvent]:
+        """Audit rows of the cycles and tool calls written after `after` (oldest first): a live feed by polling.
+
+        With `after` None: the newest `limit` rows. Pass the last event's `cursor` to the next call.
+        A row's created_at is taken before its commit, so a poller re-reads a short overlap
+        (`overlap_cursor`) and drops the ids it has shown.
+        """
+        if not 1 <= limit <= MAX_LIMIT:
+            raise ValueError(f"limit {limit} is outside 1..{MAX_LIMIT}")
+        params: dict[str, Any] = {"limit": limit}
+        if after is None:
+            where, order = "", "DESC"
+        else:
+            where, order = " WHERE (created_at, id) > (:after_at, :after_id)", "ASC"
+            params.update(after_at=after.created_at, after_id=after.id)
+        query = " UNION ALL ".join(
+            f"(SELECT * FROM ({select}) e{where} ORDER BY created_at {order}, id {order} LIMIT :limit)"
+            for select in _EVENT_SOURCES
+        )
+        with self.database.connect() as conn:
+            rows = conn.execute(text(f"{query} ORDER BY 1 {order}, 2 {order} LIMIT :limit"), params).all()
+        events = [
+            TrailEvent(at=r.created_at, id=r.id, table=r.tbl, kind=r.kind, name=r.name, status=r.status, cycle_id=r.cycle)
+            for r in rows
+        ]
+        return events if after is not None else events[::-1]
+
+    def trail_head(self) -> TrailHead:
+        """The sealed chain's head as the database records it, and how many rows wait to be sealed (no verifying)."""
+        with self.database.connect() as conn:
+            row = conn.execute(text(_TRAIL_HEAD)).one()
+        return TrailHead(
+            seq=int(row.seq or 0), chain_hash=bytes(row.chain_hash or b"").hex(), pending=int(row.pending or 0)
+        )
 
     def timeline(self, cycle_id: uuid.UUID) -> list[TimelineEntry]:
         """The cycle's start, its decisions, its tool calls (start and outcome) and its completion, in order.

@@ -1,0 +1,68 @@
+"""`jarvis ui`: serve the read-only web view of the trail (jarvis.ui) with uvicorn."""
+
+from __future__ import annotations
+
+import typer
+import uvicorn
+
+from jarvis.cache import RedisLink, namespace_for
+from jarvis.cache.auth import cache_key_path, load_cache_key
+from jarvis.cli.session import ExitCode, console, errors, fail, opened_database, reported_errors, settings_or_exit
+from jarvis.config import JarvisError, Settings
+from jarvis.db import Database
+from jarvis.ui import create_app, is_loopback
+
+def ui_command(
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on; anything but loopback needs --token."),
+    port: int = typer.Option(8765, "--port", min=0, max=65535, help="Port to listen on (0: any free port)."),
+    token: str = typer.Option(
+        None,
+        "--token",
+        envvar="JARVIS_UI_TOKEN",
+        help="Every request must carry it (open /?token=... once, or send `Authorization: Bearer ...`). "
+        "Required off loopback.",
+        show_default=False,
+    ),
+) -> None:
+    """Serve a read-only web view of the audit trail, memory and state (as the SELECT-only auditor role)."""
+    loopback = is_loopback(host)
+    if not loopback and not token:
+        fail(
+            f"--host {host} is reachable from other machines: give --token (or JARVIS_UI_TOKEN), e.g. "
+            '--token "$(python3 -c \'import secrets; print(secrets.token_urlsafe(32))\')"',
+            ExitCode.BAD_INPUT,
+        )
+    settings = settings_or_exit()
+    with opened_database("auditor") as database, reported_errors():
+        link = _stream_link(settings.redis_url, database, settings)
+        try:
+            app = create_app(database, settings, token=token, loopback_only=loopback, redis_link=link)
+        except JarvisError as error:
+            fail(str(error), ExitCode.BAD_INPUT)
+        shown_host = f"[{host}]" if ":" in host else host
+        where = f"http://{shown_host}:{port}/" + ("?token=<your token>" if token else "")
+        console.print(f"Jarvis trail (read-only) at {where} — Ctrl-C to stop", highlight=False, markup=False)
+        try:
+            uvicorn.run(app, host=host, port=port, log_level="warning", server_header=False)
+        finally:
+            if link is not None:
+                link.close()
+
+
+def _stream_link(redis_url: str | None, database: Database, settings: Settings) -> RedisLink | None:
+    """The Redis stream for live events when REDIS_URL is set and the cache key exists; else None (polling).
+
+    The key is only read, never created: the UI writes nothing, and without the agent's key no event would verify.
+    """
+    if not redis_url:
+        return None
+    path = cache_key_path(settings)
+    if not path.exists():
+        errors.print(
+            f"live events poll PostgreSQL: no cache key at {path} (JARVIS_CACHE_KEY) to check the Redis stream with",
+            style="yellow",
+            markup=False,
+            highlight=False,
+        )
+        return None
+    return RedisLink(redis_url, namespace=namespace_for(database), auth_key=load_cache_key(path))
