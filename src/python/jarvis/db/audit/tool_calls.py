@@ -19,10 +19,9 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import datetime
 from typing import Any, ParamSpec, TypeVar
-
-from sqlalchemy import text
 
 from jarvis.db.audit.append import (
     AuditAppendError,
@@ -88,37 +87,112 @@ def describe_error(error: BaseException) -> str:
     return text if len(text) <= MAX_ERROR_LENGTH else text[: MAX_ERROR_LENGTH - 1] + "…"
 
 
+TOOL_CALLS = ToolCall.__table__
+LANDED_SQL = "SELECT 1 FROM ONLY public.tool_calls WHERE id = %s"
+"""Whether a start row committed: asked after an interruption around its commit."""
+
+
+# The rules of a tool call's two rows, without I/O: ToolCallLog and AsyncToolCallLog (jarvis.db.aio) both use them.
+
+
+def start_row(
+    tool_name: str, input: Any, *, cycle_id: uuid.UUID | None, call_id: uuid.UUID | None
+) -> tuple[ToolCallStart, dict[str, Any]]:
+    """The start row's values, checked, and the `ToolCallStart` its completion will need."""
+    ensure_jsonb(input, what="tool input")
+    start = ToolCallStart(id=call_id or uuid7(), tool_name=tool_name, cycle_id=cycle_id)
+    return start, {"id": start.id, "tool_name": tool_name, "status": "started", "input": input, "cycle_id": cycle_id}
+
+
+def started_event(start: ToolCallStart, created_at: datetime) -> AuditEvent:
+    return AuditEvent(
+        table="tool_calls",
+        kind="tool_call.started",
+        row_id=start.id,
+        created_at=created_at,
+        status="started",
+        cycle_id=start.cycle_id,
+        tool_name=start.tool_name,
+    )
+
+
+def check_completion(start: ToolCallStart, status: str, output: Any) -> None:
+    """A completion status, and an output that fits a JSONB column; else ValueError / InvalidJsonError."""
+    if status not in COMPLETION_STATUSES:
+        raise ValueError(f"status {status!r} is not a completion status; use one of {COMPLETION_STATUSES}")
+    if output is not None:
+        ensure_jsonb(output, what=f"output of {start.tool_name}")
+
+
+def completion_row(
+    start: ToolCallStart,
+    status: CompletionStatus,
+    output: Any,
+    error: str | None,
+    completion_id: uuid.UUID | None = None,
+    duration_ms: int | None = None,
+) -> dict[str, Any]:
+    """The completion row's values (checked already); the duration is measured from the start's commit."""
+    if duration_ms is None and status != "abandoned":  # abandoned: nobody knows how long it ran
+        duration_ms = round((time.monotonic() - start.started_at) * 1000)
+    return {
+        "id": completion_id or uuid7(),
+        "parent_id": start.id,
+        "tool_name": start.tool_name,
+        "status": status,
+        "output": output,
+        "error": error,
+        "duration_ms": duration_ms,
+    }
+
+
+def completion_refused(start: ToolCallStart, violation: AuditRuleViolation) -> AuditAppendError:
+    """What a refused completion means to the caller: a second outcome is ToolCallAlreadyCompletedError."""
+    if violation.constraint == "ix_tool_calls_one_completion":
+        return ToolCallAlreadyCompletedError(
+            f"tool call {start.id} ({start.tool_name}) already has an outcome; it cannot get a second one"
+        )
+    return violation
+
+
+def completed_event(start: ToolCallStart, values: dict[str, Any], created_at: datetime) -> AuditEvent:
+    return AuditEvent(
+        table="tool_calls",
+        kind=f"tool_call.{values['status']}",
+        row_id=values["id"],
+        created_at=created_at,
+        status=values["status"],
+        parent_id=start.id,
+        cycle_id=start.cycle_id,
+        tool_name=start.tool_name,
+    )
+
+
+def interrupted_outcome(error: BaseException) -> tuple[CompletionStatus, str]:
+    """The outcome of a body that raised: `cancelled` for an interruption (CANCELLATIONS), else `failed`."""
+    return ("cancelled" if isinstance(error, CANCELLATIONS) else "failed"), describe_error(error)
+
+
+def refuse_async_tool(function: Callable[..., Any], name: str) -> None:
+    """TypeError for an `async def` tool given to the synchronous decorator (see `ToolCallLog.audited`)."""
+    if inspect.iscoroutinefunction(function) or inspect.isasyncgenfunction(function):
+        raise TypeError(_ASYNC_TOOL.format(name=name))
+
+
 class ToolCallLog:
     def __init__(self, database: Database, *, listeners: Sequence[AuditListener] = ()) -> None:
         self.database = database
         self.listeners = list(listeners)
-        self._table = ToolCall.__table__
 
     def start(
         self, tool_name: str, input: Any, *, cycle_id: uuid.UUID | None = None, call_id: uuid.UUID | None = None
     ) -> ToolCallStart:
         """Durably record the intent to run a tool (committed before this returns)."""
-        ensure_jsonb(input, what="tool input")
-        row_id = call_id or uuid7()
-        created_at = append_row(
-            self.database,
-            self._table,  # type: ignore[arg-type]
-            {"id": row_id, "tool_name": tool_name, "status": "started", "input": input, "cycle_id": cycle_id},
-        )
+        start, values = start_row(tool_name, input, cycle_id=cycle_id, call_id=call_id)
+        created_at = append_row(self.database, TOOL_CALLS, values)  # type: ignore[arg-type]
         if self.listeners:
-            announce(
-                self.listeners,
-                AuditEvent(
-                    table="tool_calls",
-                    kind="tool_call.started",
-                    row_id=row_id,
-                    created_at=created_at,
-                    status="started",
-                    cycle_id=cycle_id,
-                    tool_name=tool_name,
-                ),
-            )
-        return ToolCallStart(id=row_id, tool_name=tool_name, cycle_id=cycle_id)  # started_at: after the commit
+            announce(self.listeners, started_event(start, created_at))
+        return replace(start, started_at=time.monotonic())  # the duration counts from the commit
 
     def record_completion(
         self,
@@ -131,10 +205,7 @@ class ToolCallLog:
         duration_ms: int | None = None,
     ) -> uuid.UUID:
         """Append the outcome row for `start`; the database refuses a second one."""
-        if status not in COMPLETION_STATUSES:
-            raise ValueError(f"status {status!r} is not a completion status; use one of {COMPLETION_STATUSES}")
-        if output is not None:
-            ensure_jsonb(output, what=f"output of {start.tool_name}")
+        check_completion(start, status, output)
         return self._append_completion(start, status, output, error, completion_id, duration_ms)
 
     def _append_completion(
@@ -147,43 +218,14 @@ class ToolCallLog:
         duration_ms: int | None = None,
     ) -> uuid.UUID:
         """The append itself, for values already checked (record()'s output was checked by succeed())."""
-        row_id = completion_id or uuid7()
-        if duration_ms is None and status != "abandoned":  # abandoned: nobody knows how long it ran
-            duration_ms = round((time.monotonic() - start.started_at) * 1000)
+        values = completion_row(start, status, output, error, completion_id, duration_ms)
         try:
-            created_at = append_row(
-                self.database,
-                self._table,  # type: ignore[arg-type]
-                {
-                    "id": row_id,
-                    "parent_id": start.id,
-                    "tool_name": start.tool_name,
-                    "status": status,
-                    "output": output,
-                    "error": error,
-                    "duration_ms": duration_ms,
-                },
-            )
+            created_at = append_row(self.database, TOOL_CALLS, values)  # type: ignore[arg-type]
         except AuditRuleViolation as violation:
-            if violation.constraint == "ix_tool_calls_one_completion":
-                raise ToolCallAlreadyCompletedError(
-                    f"tool call {start.id} ({start.tool_name}) already has an outcome; it cannot get a second one"
-                ) from None
-            raise
+            raise completion_refused(start, violation) from None
         if self.listeners:
-            announce(
-                self.listeners,
-                AuditEvent(
-                    table="tool_calls",
-                    kind=f"tool_call.{status}",
-                    row_id=row_id,
-                    created_at=created_at,
-                    status=status,
-                    parent_id=start.id,
-                    cycle_id=start.cycle_id,
-                    tool_name=start.tool_name,
-                ),
-            )
+            announce(self.listeners, completed_event(start, values, created_at))
+        row_id: uuid.UUID = values["id"]
         return row_id
 
     @contextmanager
@@ -204,20 +246,14 @@ class ToolCallLog:
             raise
         try:
             yield call
-        except CANCELLATIONS as interruption:
-            self.record_completion(call.start, "cancelled", error=describe_error(interruption))
-            raise
-        except BaseException as failure:
-            self.record_completion(call.start, "failed", error=describe_error(failure))
+        except BaseException as raised:
+            status, error = interrupted_outcome(raised)
+            self._append_completion(call.start, status, None, error)
             raise
         self._append_completion(call.start, "succeeded", call.output, None)
 
     def _landed(self, call_id: uuid.UUID) -> bool:
-        with self.database.connect() as conn:
-            return (
-                conn.execute(text("SELECT 1 FROM ONLY public.tool_calls WHERE id = :id"), {"id": call_id}).first()
-                is not None
-            )
+        return self.database.read_one(LANDED_SQL, (call_id,)) is not None
 
     def audited(self, tool_name: str | None = None) -> Callable[[Callable[P, R]], Callable[P, R]]:
         """Decorator: every call of the function is recorded; its arguments are the input, its result the output.
@@ -230,8 +266,7 @@ class ToolCallLog:
 
         def decorate(function: Callable[P, R]) -> Callable[P, R]:
             name = tool_name or function.__name__
-            if inspect.iscoroutinefunction(function) or inspect.isasyncgenfunction(function):
-                raise TypeError(_ASYNC_TOOL.format(name=name))
+            refuse_async_tool(function, name)
 
             @functools.wraps(function)
             def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
