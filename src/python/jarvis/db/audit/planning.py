@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
-
-from sqlalchemy import text
 
 from jarvis.db.audit.append import (
     AuditAppendError,
@@ -44,6 +43,85 @@ class CycleClosedError(AuditAppendError):
     """The cycle is closed (or not a cycle's start row); nothing more can be recorded in it."""
 
 
+OPEN_CYCLE_SQL = (
+    "SELECT s.id FROM ONLY public.planning_cycles s WHERE s.agent = %s AND s.parent_id IS NULL "
+    "AND NOT EXISTS (SELECT 1 FROM ONLY public.planning_cycles c WHERE c.parent_id = s.id) "
+    "ORDER BY s.created_at DESC LIMIT 1"
+)
+"""The agent's cycle that has no completion yet, to name it when a second open is refused."""
+
+PLANNING_CYCLES = PlanningCycle.__table__
+DECISION_LOG = Decision.__table__
+
+
+# The rules of cycles and decisions, without I/O: PlanningLog and AsyncPlanningLog (jarvis.db.aio) both use them.
+
+
+def open_row(agent: str, goals: Any, cycle_id: uuid.UUID | None) -> dict[str, Any]:
+    ensure_jsonb(goals, what="cycle goals")
+    return {"id": cycle_id or uuid7(), "agent": agent, "status": "started", "goals": goals}
+
+
+def is_second_open(error: AuditRuleViolation) -> bool:
+    """Whether an open was refused because the agent already has an open cycle (then `already_open`)."""
+    return error.constraint == ONE_OPEN_CYCLE
+
+
+def already_open(agent: str, open_cycle: uuid.UUID | None) -> CycleAlreadyOpenError:
+    return CycleAlreadyOpenError(
+        f"agent {agent!r} already has an open planning cycle ({open_cycle}). "
+        "Fix: close it, or run `jarvis audit dangling --close` if its process died."
+    )
+
+
+def opened_event(values: dict[str, Any], created_at: datetime) -> AuditEvent:
+    return AuditEvent(
+        table="planning_cycles", kind="cycle.opened", row_id=values["id"], created_at=created_at, status="started"
+    )
+
+
+def decision_row(cycle_id: uuid.UUID, decision: str, reasoning: Any, decision_id: uuid.UUID | None) -> dict[str, Any]:
+    ensure_jsonb(reasoning, what="decision reasoning")
+    check_text(decision, "decision")
+    return {"id": decision_id or uuid7(), "cycle_id": cycle_id, "decision": decision, "reasoning": reasoning}
+
+
+def decision_refused(cycle_id: uuid.UUID, error: AuditRuleViolation) -> AuditAppendError:
+    if error.constraint not in NOT_AN_OPEN_CYCLE:
+        return error  # e.g. the decision's length CHECK: the cycle is fine, the decision is not
+    return CycleClosedError(f"cannot record a decision in cycle {cycle_id}: {error}")
+
+
+def decided_event(values: dict[str, Any], created_at: datetime) -> AuditEvent:
+    return AuditEvent(
+        table="decision_log", kind="decision", row_id=values["id"], created_at=created_at, cycle_id=values["cycle_id"]
+    )
+
+
+def close_row(
+    agent: str, cycle_id: uuid.UUID, status: CompletionStatus, outcomes: Any, completion_id: uuid.UUID | None
+) -> dict[str, Any]:
+    if status not in COMPLETION_STATUSES:
+        raise ValueError(f"status {status!r} is not a completion status; use one of {COMPLETION_STATUSES}")
+    ensure_jsonb(outcomes, what="cycle outcomes")
+    return {"id": completion_id or uuid7(), "parent_id": cycle_id, "agent": agent, "status": status, "outcomes": outcomes}
+
+
+def close_refused(cycle_id: uuid.UUID, error: AuditRuleViolation) -> CycleClosedError:
+    return CycleClosedError(f"cannot close cycle {cycle_id}: {error}")
+
+
+def closed_event(values: dict[str, Any], created_at: datetime) -> AuditEvent:
+    return AuditEvent(
+        table="planning_cycles",
+        kind=f"cycle.{values['status']}",
+        row_id=values["id"],
+        created_at=created_at,
+        status=values["status"],
+        parent_id=values["parent_id"],
+    )
+
+
 class PlanningLog:
     def __init__(
         self, database: Database, *, agent: str = DEFAULT_AGENT, listeners: Sequence[AuditListener] = ()
@@ -57,50 +135,28 @@ class PlanningLog:
         """Record the start of a cycle with its goals (committed before this returns); the id ties decisions and tool
         calls to it. The database allows one open cycle per agent: a second is CycleAlreadyOpenError.
         """
-        ensure_jsonb(goals, what="cycle goals")
-        row_id = cycle_id or uuid7()
+        values = open_row(self.agent, goals, cycle_id)
         try:
-            created_at = append_row(
-                self.database,
-                PlanningCycle.__table__,  # type: ignore[arg-type]
-                {"id": row_id, "agent": self.agent, "status": "started", "goals": goals},
-            )
+            created_at = append_row(self.database, PLANNING_CYCLES, values)  # type: ignore[arg-type]
         except AuditRuleViolation as error:
-            if error.constraint == ONE_OPEN_CYCLE:
-                raise CycleAlreadyOpenError(
-                    f"agent {self.agent!r} already has an open planning cycle ({self.open_cycle_id()}). "
-                    "Fix: close it, or run `jarvis audit dangling --close` if its process died."
-                ) from None
+            if is_second_open(error):
+                raise already_open(self.agent, self.open_cycle_id()) from None
             raise
-        announce(
-            self.listeners,
-            AuditEvent(
-                table="planning_cycles", kind="cycle.opened", row_id=row_id, created_at=created_at, status="started"
-            ),
-        )
+        announce(self.listeners, opened_event(values, created_at))
+        row_id: uuid.UUID = values["id"]
         return row_id
 
     def record_decision(
         self, cycle_id: uuid.UUID, decision: str, reasoning: Any, *, decision_id: uuid.UUID | None = None
     ) -> uuid.UUID:
         """Record a decision and why it was taken, inside an open cycle; a closed or unknown cycle refuses it."""
-        ensure_jsonb(reasoning, what="decision reasoning")
-        check_text(decision, "decision")
-        row_id = decision_id or uuid7()
+        values = decision_row(cycle_id, decision, reasoning, decision_id)
         try:
-            created_at = append_row(
-                self.database,
-                Decision.__table__,  # type: ignore[arg-type]
-                {"id": row_id, "cycle_id": cycle_id, "decision": decision, "reasoning": reasoning},
-            )
+            created_at = append_row(self.database, DECISION_LOG, values)  # type: ignore[arg-type]
         except AuditRuleViolation as error:
-            if error.constraint not in NOT_AN_OPEN_CYCLE:
-                raise  # e.g. the decision's length CHECK: the cycle is fine, the decision is not
-            raise CycleClosedError(f"cannot record a decision in cycle {cycle_id}: {error}") from None
-        announce(
-            self.listeners,
-            AuditEvent(table="decision_log", kind="decision", row_id=row_id, created_at=created_at, cycle_id=cycle_id),
-        )
+            raise decision_refused(cycle_id, error) from None
+        announce(self.listeners, decided_event(values, created_at))
+        row_id: uuid.UUID = values["id"]
         return row_id
 
     def close_cycle(
@@ -112,42 +168,19 @@ class PlanningLog:
         completion_id: uuid.UUID | None = None,
     ) -> uuid.UUID:
         """Record how the cycle ended (a completion status and its outcomes); a cycle is closed once only."""
-        if status not in COMPLETION_STATUSES:
-            raise ValueError(f"status {status!r} is not a completion status; use one of {COMPLETION_STATUSES}")
-        ensure_jsonb(outcomes, what="cycle outcomes")
-        row_id = completion_id or uuid7()
+        values = close_row(self.agent, cycle_id, status, outcomes, completion_id)
         try:
-            created_at = append_row(
-                self.database,
-                PlanningCycle.__table__,  # type: ignore[arg-type]
-                {"id": row_id, "parent_id": cycle_id, "agent": self.agent, "status": status, "outcomes": outcomes},
-            )
+            created_at = append_row(self.database, PLANNING_CYCLES, values)  # type: ignore[arg-type]
         except AuditRuleViolation as error:
-            raise CycleClosedError(f"cannot close cycle {cycle_id}: {error}") from None
-        announce(
-            self.listeners,
-            AuditEvent(
-                table="planning_cycles",
-                kind=f"cycle.{status}",
-                row_id=row_id,
-                created_at=created_at,
-                status=status,
-                parent_id=cycle_id,
-            ),
-        )
+            raise close_refused(cycle_id, error) from None
+        announce(self.listeners, closed_event(values, created_at))
+        row_id: uuid.UUID = values["id"]
         return row_id
 
     def open_cycle_id(self) -> uuid.UUID | None:
         """This agent's cycle that has no completion yet (None if there is none), to name it when a second open is
         refused.
         """
-        with self.database.connect() as conn:
-            found: uuid.UUID | None = conn.execute(
-                text(
-                    "SELECT s.id FROM ONLY public.planning_cycles s WHERE s.agent = :agent AND s.parent_id IS NULL "
-                    "AND NOT EXISTS (SELECT 1 FROM ONLY public.planning_cycles c WHERE c.parent_id = s.id) "
-                    "ORDER BY s.created_at DESC LIMIT 1"
-                ),
-                {"agent": self.agent},
-            ).scalar()
+        row = self.database.read_one(OPEN_CYCLE_SQL, (self.agent,))
+        found: uuid.UUID | None = row[0] if row else None
         return found
