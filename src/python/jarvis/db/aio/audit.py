@@ -1,0 +1,261 @@
+"""The asyncio twins of `ToolCallLog` and `PlanningLog`: the same rows, rules and errors, awaited.
+
+    log = AsyncToolCallLog(database)
+    async with log.record("http_get", {"url": url}) as call:
+        call.succeed(await fetch(url))
+
+    @log.audited()
+    async def fetch(url: str) -> str: ...
+
+Everything but the sending is the sync module's (jarvis.db.audit.tool_calls, .planning,
+.append): the rows, their checks, the append's statements and retries, how a refusal is
+named. The start row commits before the body (or the decorated coroutine) runs; the
+outcome after it finished. A cancelled task (`asyncio.CancelledError`, `asyncio.timeout`,
+an anyio cancel scope) gets a `cancelled` outcome, written in a shielded scope so the
+cancellation cannot also cancel its record, and the cancellation is re-raised.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import itertools
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import replace
+from datetime import datetime
+from typing import Any, ParamSpec, TypeVar
+
+import anyio
+import psycopg
+from sqlalchemy import Table
+
+from jarvis.db.aio.engine import AsyncDatabase
+from jarvis.db.audit.append import (
+    CONNECTION_LOST,
+    AuditEvent,
+    AuditRuleViolation,
+    append_steps,
+    retry_delay,
+)
+from jarvis.db.audit.planning import (
+    DECISION_LOG,
+    DEFAULT_AGENT,
+    OPEN_CYCLE_SQL,
+    PLANNING_CYCLES,
+    already_open,
+    close_refused,
+    close_row,
+    closed_event,
+    decided_event,
+    decision_refused,
+    decision_row,
+    is_second_open,
+    open_row,
+    opened_event,
+)
+from jarvis.db.audit.tool_calls import (
+    CANCELLATIONS,
+    LANDED_SQL,
+    TOOL_CALLS,
+    ActiveCall,
+    ToolCallStart,
+    check_completion,
+    completed_event,
+    completion_refused,
+    completion_row,
+    describe_error,
+    interrupted_outcome,
+    start_row,
+    started_event,
+)
+from jarvis.db.audit.ids import uuid7
+from jarvis.db.base import CompletionStatus
+from jarvis.db.jsonb import check_text
+from jarvis.db.steps import Statement, drive_async
+
+log = logging.getLogger("jarvis.audit")
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+AsyncAuditListener = Callable[[AuditEvent], Awaitable[None] | None]
+"""Told about each committed row; may be a plain function or a coroutine function (awaited in turn)."""
+
+
+async def append_row(database: AsyncDatabase, table: Table, values: dict[str, Any]) -> datetime:
+    """`jarvis.db.audit.append.append_row`, awaited: the same statements, the same retries after a lost connection."""
+    for attempt in itertools.count():
+        try:
+            async with database.connection() as connection:
+                cursor = connection.cursor(binary=True)
+
+                async def execute(statement: Statement) -> Any:
+                    return await database.fetch_one(cursor, statement.sql, statement.params, in_role=statement.in_role)
+
+                return await drive_async(append_steps(database, table, values), execute, psycopg.Error)
+        except CONNECTION_LOST as error:
+            await anyio.sleep(retry_delay(attempt, table, error))
+    raise AssertionError("unreachable")
+
+
+async def announce(listeners: Sequence[AsyncAuditListener], event: AuditEvent) -> None:
+    """Tell listeners about a committed row; a failing listener never fails the append."""
+    for listener in listeners:
+        try:
+            told = listener(event)
+            if told is not None:
+                await told
+        except Exception:
+            log.exception("audit listener %r failed for %s %s", listener, event.table, event.row_id)
+
+
+class AsyncToolCallLog:
+    """`ToolCallLog` for asyncio: write-ahead start row, then exactly one outcome row."""
+
+    def __init__(self, database: AsyncDatabase, *, listeners: Sequence[AsyncAuditListener] = ()) -> None:
+        self.database = database
+        self.listeners = list(listeners)
+
+    async def start(
+        self, tool_name: str, input: Any, *, cycle_id: uuid.UUID | None = None, call_id: uuid.UUID | None = None
+    ) -> ToolCallStart:
+        """Durably record the intent to run a tool (committed before this returns)."""
+        start, values = start_row(tool_name, input, cycle_id=cycle_id, call_id=call_id)
+        created_at = await append_row(self.database, TOOL_CALLS, values)  # type: ignore[arg-type]
+        await announce(self.listeners, started_event(start, created_at))
+        return replace(start, started_at=time.monotonic())  # the duration counts from the commit
+
+    async def record_completion(
+        self,
+        start: ToolCallStart,
+        status: CompletionStatus,
+        *,
+        output: Any = None,
+        error: str | None = None,
+        completion_id: uuid.UUID | None = None,
+        duration_ms: int | None = None,
+    ) -> uuid.UUID:
+        """Append the outcome row for `start`; the database refuses a second one."""
+        check_completion(start, status, output)
+        values = completion_row(start, status, output, error, completion_id, duration_ms)
+        try:
+            created_at = await append_row(self.database, TOOL_CALLS, values)  # type: ignore[arg-type]
+        except AuditRuleViolation as violation:
+            raise completion_refused(start, violation) from None
+        await announce(self.listeners, completed_event(start, values, created_at))
+        row_id: uuid.UUID = values["id"]
+        return row_id
+
+    @asynccontextmanager
+    async def record(
+        self, tool_name: str, input: Any, *, cycle_id: uuid.UUID | None = None
+    ) -> AsyncIterator[ActiveCall]:
+        """Write-ahead start row, run the body, then one outcome row; exceptions (and cancellation) propagate."""
+        call_id = uuid7()
+        try:
+            call = ActiveCall(await self.start(tool_name, input, cycle_id=cycle_id, call_id=call_id))
+        except CANCELLATIONS as interruption:
+            # Cancelled around the start row's commit: if it landed, it gets its `cancelled` outcome now.
+            with anyio.CancelScope(shield=True):
+                if await self.database.read_one(LANDED_SQL, (call_id,)) is not None:
+                    start = ToolCallStart(id=call_id, tool_name=tool_name, cycle_id=cycle_id)
+                    await self.record_completion(start, "cancelled", error=describe_error(interruption))
+            raise
+        try:
+            yield call
+        except BaseException as raised:
+            status, error = interrupted_outcome(raised)
+            with anyio.CancelScope(shield=True):
+                await self.record_completion(call.start, status, error=error)
+            raise
+        await self.record_completion(call.start, "succeeded", output=call.output)
+
+    def audited(
+        self, tool_name: str | None = None
+    ) -> Callable[[Callable[P, Awaitable[R]]], Callable[P, Coroutine[Any, Any, R]]]:
+        """Decorator for `async def` tools: the start row commits before the coroutine runs, the outcome after it."""
+
+        def decorate(function: Callable[P, Awaitable[R]]) -> Callable[P, Coroutine[Any, Any, R]]:
+            name = tool_name or getattr(function, "__name__", repr(function))
+            if not inspect.iscoroutinefunction(function):
+                raise TypeError(
+                    f"{name} is not an async def function; AsyncToolCallLog.audited() awaits the tools it records. "
+                    "Fix: decorate a synchronous tool with ToolCallLog.audited() (or run it with anyio.to_thread)"
+                )
+
+            @functools.wraps(function)
+            async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+                async with self.record(name, {"args": list(args), "kwargs": dict(kwargs)}) as call:
+                    result = await function(*args, **kwargs)
+                    call.succeed(result)
+                return result
+
+            return wrapper
+
+        return decorate
+
+
+class AsyncPlanningLog:
+    """`PlanningLog` for asyncio: open (goals) -> decisions -> close (outcomes); one open cycle per agent."""
+
+    def __init__(
+        self, database: AsyncDatabase, *, agent: str = DEFAULT_AGENT, listeners: Sequence[AsyncAuditListener] = ()
+    ) -> None:
+        check_text(agent, "agent name")
+        self.database = database
+        self.agent = agent
+        self.listeners = list(listeners)
+
+    async def open_cycle(self, goals: Any, *, cycle_id: uuid.UUID | None = None) -> uuid.UUID:
+        """Record the start of a cycle (committed before this returns); a second open one is CycleAlreadyOpenError."""
+        values = open_row(self.agent, goals, cycle_id)
+        try:
+            created_at = await append_row(self.database, PLANNING_CYCLES, values)  # type: ignore[arg-type]
+        except AuditRuleViolation as error:
+            if is_second_open(error):
+                raise already_open(self.agent, await self.open_cycle_id()) from None
+            raise
+        await announce(self.listeners, opened_event(values, created_at))
+        row_id: uuid.UUID = values["id"]
+        return row_id
+
+    async def record_decision(
+        self, cycle_id: uuid.UUID, decision: str, reasoning: Any, *, decision_id: uuid.UUID | None = None
+    ) -> uuid.UUID:
+        """Record a decision and why, inside an open cycle; a closed or unknown cycle is CycleClosedError."""
+        values = decision_row(cycle_id, decision, reasoning, decision_id)
+        try:
+            created_at = await append_row(self.database, DECISION_LOG, values)  # type: ignore[arg-type]
+        except AuditRuleViolation as error:
+            raise decision_refused(cycle_id, error) from None
+        await announce(self.listeners, decided_event(values, created_at))
+        row_id: uuid.UUID = values["id"]
+        return row_id
+
+    async def close_cycle(
+        self,
+        cycle_id: uuid.UUID,
+        status: CompletionStatus = "succeeded",
+        outcomes: Any = None,
+        *,
+        completion_id: uuid.UUID | None = None,
+    ) -> uuid.UUID:
+        """Record how the cycle ended; a cycle is closed once only (CycleClosedError)."""
+        values = close_row(self.agent, cycle_id, status, outcomes, completion_id)
+        try:
+            created_at = await append_row(self.database, PLANNING_CYCLES, values)  # type: ignore[arg-type]
+        except AuditRuleViolation as error:
+            raise close_refused(cycle_id, error) from None
+        await announce(self.listeners, closed_event(values, created_at))
+        row_id: uuid.UUID = values["id"]
+        return row_id
+
+    async def open_cycle_id(self) -> uuid.UUID | None:
+        """This agent's cycle that has no completion yet, or None."""
+        row = await self.database.read_one(OPEN_CYCLE_SQL, (self.agent,))
+        found: uuid.UUID | None = row[0] if row else None
+        return found

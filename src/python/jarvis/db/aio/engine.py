@@ -1,0 +1,127 @@
+"""`AsyncDatabase`: the asyncio twin of `Database`, on psycopg `AsyncConnection`s.
+
+Same guarantees as the sync engine (jarvis.db.engine): every transaction begins with the
+role statements of `RoleRules` (shared, not copied), nothing is left in the session, the
+hot path prepares only on a direct connection, pool exhaustion and outages are
+`PoolExhaustedError` / `DatabaseUnavailableError` with the same messages. Operations are the
+I/O-free generators of the core (jarvis.db.steps); `run()` and `read_one()` send their
+statements without ever blocking the event loop.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio.to_thread
+import psycopg
+
+from jarvis.config import Settings
+from jarvis.db.aio.pool import AsyncPool
+from jarvis.db.engine import resolve_url
+from jarvis.db.jsonb import set_max_value_bytes
+from jarvis.db.role_rules import ROLES_SQL, Role, RoleRules, Roles, unavailable
+from jarvis.db.steps import Statement, Steps, T, drive_async
+
+log = logging.getLogger("jarvis.db")
+
+
+@dataclass
+class AsyncDatabase(RoleRules):
+    """A pool of async connections to one database, and the role every transaction runs as."""
+
+    pool: AsyncPool
+    url: str
+    settings: Settings
+    role: Role = "app"
+    _roles: Roles | None = field(default=None, repr=False)
+    _role_statements: dict[bool, tuple[str, tuple[str, ...]]] = field(default_factory=dict, repr=False)
+
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+        """A pooled connection in autocommit, the database's roles resolved; an outage is DatabaseUnavailableError."""
+        try:
+            async with self.pool.connection() as connection:
+                if self.role != "owner" and self._roles is None:
+                    await self._resolve_roles(connection)
+                yield connection
+        except psycopg.OperationalError as error:
+            raise unavailable(self.url, error) from None
+
+    async def _resolve_roles(self, connection: psycopg.AsyncConnection[Any]) -> None:
+        try:
+            row = await (await connection.execute(ROLES_SQL)).fetchone()
+        except psycopg.errors.UndefinedTable:
+            raise self.not_migrated() from None
+        self.remember_roles(row)
+
+    @asynccontextmanager
+    async def transaction(self, *, read_only: bool = False) -> AsyncIterator[psycopg.AsyncCursor[Any]]:
+        """A cursor inside a transaction begun as the role; commits on success, rolls back on error."""
+        async with self.connection() as connection, connection.transaction():
+            cursor = connection.cursor()
+            try:
+                async with connection.pipeline():
+                    for sql, params in self.role_statements(read_only=read_only):
+                        await cursor.execute(sql, params)
+            except psycopg.errors.InsufficientPrivilege as error:
+                raise self.role_not_granted(error) from None
+            yield cursor
+
+    async def run(self, steps: Steps[T], *, read_only: bool = False) -> T:
+        """Run one core operation in one transaction as the role."""
+        async with self.transaction(read_only=read_only) as cursor:
+
+            async def execute(statement: Statement) -> Any:
+                await cursor.execute(statement.sql, statement.params)
+                if statement.rows == "one":
+                    return await cursor.fetchone()
+                return await cursor.fetchall() if statement.rows == "all" else None
+
+            return await drive_async(steps, execute, psycopg.Error)
+
+    async def fetch_one(
+        self, cursor: psycopg.AsyncCursor[Any], sql: str, params: Sequence[Any], *, in_role: bool = True
+    ) -> tuple[Any, ...] | None:
+        """`sql`'s first row in one implicit transaction and one round trip (see `Database.fetch_one`)."""
+        statements = self.one_round_trip(sql, params, in_role=in_role)
+        if len(statements) == 1:
+            await cursor.execute(sql, params, prepare=True)
+        else:
+            async with cursor.connection.pipeline():
+                for statement, arguments in statements:
+                    await cursor.execute(statement, arguments, prepare=True)
+        row: tuple[Any, ...] | None = await cursor.fetchone()
+        return row
+
+    async def read_one(self, sql: str, params: Sequence[Any]) -> tuple[Any, ...] | None:
+        """`sql`'s first row as this database's role, in one round trip."""
+        async with self.connection() as connection:
+            return await self.fetch_one(connection.cursor(binary=True), sql, params)
+
+    async def aclose(self) -> None:
+        """Close idle pooled connections; connections in use close when their work is done."""
+        await self.pool.close()
+
+    async def __aenter__(self) -> AsyncDatabase:
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self.aclose()
+
+
+async def open_async_database(settings: Settings, *, url: str | None = None, role: Role = "app") -> AsyncDatabase:
+    """The asyncio twin of `open_database`: no connection is made until the first use.
+
+    Without DATABASE_URL the embedded PostgreSQL is started (in a worker thread: it takes
+    seconds). `role` is what every transaction runs as, as in `open_database`.
+    """
+    if url is None:
+        url, _server = await anyio.to_thread.run_sync(resolve_url, settings)
+    set_max_value_bytes(settings.max_value_bytes)
+    database = AsyncDatabase(pool=AsyncPool(url, settings), url=url, settings=settings, role=role)
+    log.log(logging.INFO if role == "app" else logging.DEBUG, "using PostgreSQL at %s (asyncio)", database.display_url)
+    return database
