@@ -49,6 +49,7 @@ from jarvis.db.role_rules import (
     pool_exhausted as pool_exhausted,
     unavailable as unavailable,
 )
+from jarvis.db.steps import Statement, Steps, T, drive
 from jarvis.db.urls import libpq_url, sqlalchemy_url
 
 log = logging.getLogger("jarvis.db")
@@ -202,6 +203,19 @@ class Database(RoleRules):
         """A connection inside a transaction that commits on success and rolls back on error."""
         with self.connect() as conn, conn.begin():
             yield conn
+
+    def run(self, steps: Steps[T]) -> T:
+        """Run one core operation (a jarvis.db.steps generator) in one transaction as the role."""
+        with self.begin() as conn:
+            cursor = psycopg_connection(conn).cursor()
+
+            def execute(statement: Statement) -> Any:
+                cursor.execute(statement.sql, statement.params)
+                if statement.rows == "one":
+                    return cursor.fetchone()
+                return cursor.fetchall() if statement.rows == "all" else None
+
+            return drive(steps, execute, psycopg.Error)
 
     def shutdown(self) -> None:
         """Close idle pooled connections; connections in use finish their transaction first."""

@@ -9,16 +9,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
+from psycopg.types.json import Jsonb
 
 from jarvis.config import ExitCode, JarvisError
 from jarvis.db.base import JsonValue
 from jarvis.db.engine import Database
 from jarvis.db.jsonb import check_text, ensure_jsonb
-from jarvis.db.models import AgentState
+from jarvis.db.steps import Statement, Steps
 
 MAX_KEY_LENGTH = 512
 
@@ -65,12 +65,72 @@ def check_key(key: str) -> str:
     return key
 
 
-def _entry(row: Any) -> StateEntry:
-    return StateEntry(key=row.key, value=row.value, version=row.version, updated_at=row.updated_at)
-
-
-_COLUMNS = (AgentState.key, AgentState.value, AgentState.version, AgentState.updated_at)
+_RETURNING = "RETURNING key, value, version, updated_at"
 GET_SQL = "SELECT s.value, s.version, s.updated_at FROM public.agent_state s WHERE s.key OPERATOR(pg_catalog.=) %s"
+UPSERT_SQL = (
+    "INSERT INTO public.agent_state AS s (key, value) VALUES (%s, %s) ON CONFLICT (key) DO UPDATE SET "
+    "value = excluded.value, version = s.version + 1, updated_at = pg_catalog.now() " + _RETURNING
+)
+CREATE_SQL = "INSERT INTO public.agent_state (key, value) VALUES (%s, %s) ON CONFLICT DO NOTHING " + _RETURNING
+CHANGE_SQL = (
+    "UPDATE public.agent_state SET value = %s, version = version + 1, updated_at = pg_catalog.now() "
+    "WHERE key = %s AND version = %s " + _RETURNING
+)
+VERSION_SQL = "SELECT version FROM public.agent_state WHERE key = %s"
+DELETE_SQL = "DELETE FROM public.agent_state WHERE key = %s RETURNING id"
+DELETE_VERSION_SQL = "DELETE FROM public.agent_state WHERE key = %s AND version = %s RETURNING id"
+LIST_SQL = "SELECT key, value, version, updated_at FROM public.agent_state ORDER BY key LIMIT %s"
+LIST_PREFIX_SQL = (
+    "SELECT key, value, version, updated_at FROM public.agent_state "
+    "WHERE pg_catalog.starts_with(key, %s) ORDER BY key LIMIT %s"
+)
+
+
+# The rules of state, without I/O: StateStore and AsyncStateStore (jarvis.db.aio) run these, each in one transaction.
+
+
+def entry_from_get(key: str, row: Sequence[Any] | None) -> StateEntry | None:
+    """`GET_SQL`'s row as an entry (the key is the one asked for)."""
+    return StateEntry(key=key, value=row[0], version=row[1], updated_at=row[2]) if row else None
+
+
+def set_steps(key: str, value: Any, expected_version: int | None) -> Steps[StateEntry]:
+    """Write `value`; with `expected_version` (0 = must not exist yet) a compare-and-set, else StateConflictError."""
+    check_key(key)
+    ensure_jsonb(value, what=f"state {key!r}")
+    if expected_version is None:
+        row = yield Statement(UPSERT_SQL, (key, Jsonb(value)))
+    elif expected_version == 0:
+        row = yield Statement(CREATE_SQL, (key, Jsonb(value)))
+    else:
+        row = yield Statement(CHANGE_SQL, (Jsonb(value), key, expected_version))
+    if row is None:
+        actual = yield Statement(VERSION_SQL, (key,))
+        raise StateConflictError(key, expected_version or 0, actual[0] if actual else None)
+    return StateEntry(key=row[0], value=row[1], version=row[2], updated_at=row[3])
+
+
+def delete_steps(key: str, expected_version: int | None) -> Steps[bool]:
+    """Remove `key`: whether it existed; with `expected_version`, only that version (else StateConflictError)."""
+    check_key(key)
+    if expected_version is None:
+        return (yield Statement(DELETE_SQL, (key,))) is not None
+    if (yield Statement(DELETE_VERSION_SQL, (key, expected_version))) is not None:
+        return True
+    actual = yield Statement(VERSION_SQL, (key,))
+    if actual is not None:
+        raise StateConflictError(key, expected_version, actual[0])
+    return False
+
+
+def list_steps(prefix: str, limit: int) -> Steps[list[StateEntry]]:
+    """Entries whose key starts with `prefix`, in key order."""
+    if prefix:
+        check_text(prefix, "state key prefix")
+        rows = yield Statement(LIST_PREFIX_SQL, (prefix, limit), rows="all")
+    else:
+        rows = yield Statement(LIST_SQL, (limit,), rows="all")
+    return [StateEntry(key=row[0], value=row[1], version=row[2], updated_at=row[3]) for row in rows]
 
 
 class StateStore:
@@ -81,56 +141,16 @@ class StateStore:
 
     def get(self, key: str) -> StateEntry | None:
         """The entry under `key`, or None: one round trip (the role statement and the SELECT together)."""
-        check_key(key)
-        row = self.database.read_one(GET_SQL, (key,))
-        return StateEntry(key=key, value=row[0], version=row[1], updated_at=row[2]) if row else None
+        return entry_from_get(key, self.database.read_one(GET_SQL, (check_key(key),)))
 
     def set(self, key: str, value: Any, *, expected_version: int | None = None) -> StateEntry:
         """Write `value`. With `expected_version` (0 = must not exist yet) it is a compare-and-set."""
-        check_key(key)
-        ensure_jsonb(value, what=f"state {key!r}")
-        with self.database.begin() as conn:
-            if expected_version is None:
-                stmt = pg_insert(AgentState).values(key=key, value=value)
-                stmt = stmt.on_conflict_do_update(
-                    index_elements=[AgentState.key],
-                    set_={"value": stmt.excluded.value, "version": AgentState.version + 1, "updated_at": func.now()},
-                )
-                row: Any = conn.execute(stmt.returning(*_COLUMNS)).one()
-            elif expected_version == 0:
-                created = pg_insert(AgentState).values(key=key, value=value).on_conflict_do_nothing()
-                row = conn.execute(created.returning(*_COLUMNS)).first()
-            else:
-                changed = (
-                    update(AgentState)
-                    .where(AgentState.key == key, AgentState.version == expected_version)
-                    .values(value=value, version=AgentState.version + 1, updated_at=func.now())
-                )
-                row = conn.execute(changed.returning(*_COLUMNS)).first()
-            if row is None:
-                actual = conn.execute(select(AgentState.version).where(AgentState.key == key)).scalar()
-                raise StateConflictError(key, expected_version or 0, actual)
-        return _entry(row)
+        return self.database.run(set_steps(key, value, expected_version))
 
     def delete(self, key: str, *, expected_version: int | None = None) -> bool:
         """Remove `key`; False if it did not exist. With `expected_version`, only that version is removed."""
-        stmt = delete(AgentState).where(AgentState.key == check_key(key))
-        if expected_version is not None:
-            stmt = stmt.where(AgentState.version == expected_version)
-        with self.database.begin() as conn:
-            deleted = conn.execute(stmt.returning(AgentState.id)).first() is not None
-            if not deleted and expected_version is not None:
-                actual = conn.execute(select(AgentState.version).where(AgentState.key == key)).scalar()
-                if actual is not None:
-                    raise StateConflictError(key, expected_version, actual)
-        return deleted
+        return self.database.run(delete_steps(key, expected_version))
 
     def list(self, prefix: str = "", *, limit: int = 1000) -> list[StateEntry]:
         """Entries whose key starts with `prefix`, in key order."""
-        if prefix:
-            check_text(prefix, "state key prefix")
-        stmt = select(*_COLUMNS).order_by(AgentState.key).limit(limit)
-        if prefix:
-            stmt = stmt.where(func.starts_with(AgentState.key, prefix))
-        with self.database.connect() as conn:
-            return [_entry(row) for row in conn.execute(stmt)]
+        return self.database.run(list_steps(prefix, limit))

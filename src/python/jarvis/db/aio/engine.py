@@ -71,9 +71,9 @@ class AsyncDatabase(RoleRules):
                 raise self.role_not_granted(error) from None
             yield cursor
 
-    async def run(self, steps: Steps[T], *, read_only: bool = False) -> T:
-        """Run one core operation in one transaction as the role."""
-        async with self.transaction(read_only=read_only) as cursor:
+    async def run(self, steps: Steps[T]) -> T:
+        """Run one core operation (a jarvis.db.steps generator) in one transaction as the role."""
+        async with self.transaction() as cursor:
 
             async def execute(statement: Statement) -> Any:
                 await cursor.execute(statement.sql, statement.params)
