@@ -8,14 +8,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Select, insert, select, update
+from psycopg.types.json import Jsonb
 
 from jarvis.db.base import JsonValue
 from jarvis.db.engine import Database
 from jarvis.db.jsonb import InvalidJsonError, check_text, ensure_jsonb
-from jarvis.db.models import MemoryFact
+from jarvis.db.steps import Statement, Steps
 from jarvis.db.state import InvalidKeyError
 
 
@@ -28,11 +29,16 @@ class Fact:
     created_at: datetime
 
 
-_COLUMNS = (MemoryFact.id, MemoryFact.subject, MemoryFact.body, MemoryFact.is_stale, MemoryFact.created_at)
+_FACT = "id, subject, body, is_stale, created_at"
+ADD_SQL = f"INSERT INTO public.memory_facts (subject, body) VALUES (%s, %s) RETURNING {_FACT}"
+STALE_BY_ID_SQL = "UPDATE public.memory_facts SET is_stale = true WHERE NOT is_stale AND id = %s RETURNING id"
+STALE_BY_SUBJECT_SQL = (
+    "UPDATE public.memory_facts SET is_stale = true WHERE NOT is_stale AND subject = %s RETURNING id"
+)
 
 
-def _fact(row: Any) -> Fact:
-    return Fact(id=row.id, subject=row.subject, body=row.body, is_stale=row.is_stale, created_at=row.created_at)
+def _fact(row: Sequence[Any]) -> Fact:
+    return Fact(id=row[0], subject=row[1], body=row[2], is_stale=row[3], created_at=row[4])
 
 
 def check_subject(subject: str) -> str:
@@ -42,21 +48,59 @@ def check_subject(subject: str) -> str:
     return subject
 
 
+# The rules of memory, without I/O: MemoryStore and AsyncMemoryStore (jarvis.db.aio) run these, each in one transaction.
+
+
+def add_steps(subject: str, body: Any) -> Steps[Fact]:
+    check_subject(subject)
+    ensure_jsonb(body, what=f"fact about {subject!r}")
+    row = yield Statement(ADD_SQL, (subject, Jsonb(body)))
+    return _fact(row)
+
+
+def newest_first_steps(
+    *, subject: str | None = None, contains: Any = None, include_stale: bool = False, limit: int = 100
+) -> Steps[list[Fact]]:
+    """Facts about `subject` and/or whose body contains `contains` (JSONB @>, the GIN index), newest first."""
+    where, params = [], []
+    if contains is not None:
+        if not isinstance(contains, dict):
+            raise InvalidJsonError('a memory search takes a JSON object, e.g. {"city": "Paris"}')
+        ensure_jsonb(contains, what="search")
+        where.append("body @> %s")
+        params.append(Jsonb(contains))
+    if subject is not None:
+        where.append("subject = %s")
+        params.append(check_subject(subject))
+    if not include_stale:
+        where.append("NOT is_stale")
+    condition = f"WHERE {' AND '.join(where)} " if where else ""
+    sql = f"SELECT {_FACT} FROM public.memory_facts {condition}ORDER BY created_at DESC, id DESC LIMIT %s"
+    rows = yield Statement(sql, (*params, limit), rows="all")
+    return [_fact(row) for row in rows]
+
+
+def mark_stale_steps(fact_id: int | None, subject: str | None) -> Steps[int]:
+    """Mark one fact (by id) or every fact about a subject as stale: how many changed."""
+    if (fact_id is None) == (subject is None):
+        raise ValueError("mark_stale takes exactly one of fact_id or subject")
+    if fact_id is not None:
+        rows = yield Statement(STALE_BY_ID_SQL, (fact_id,), rows="all")
+    else:
+        rows = yield Statement(STALE_BY_SUBJECT_SQL, (check_subject(subject or ""),), rows="all")
+    return len(rows)
+
+
 class MemoryStore:
     def __init__(self, database: Database) -> None:
         self.database = database
 
     def add(self, subject: str, body: Any) -> Fact:
-        check_subject(subject)
-        ensure_jsonb(body, what=f"fact about {subject!r}")
-        with self.database.begin() as conn:
-            row = conn.execute(insert(MemoryFact).values(subject=subject, body=body).returning(*_COLUMNS)).one()
-        return _fact(row)
+        return self.database.run(add_steps(subject, body))
 
     def about(self, subject: str, *, include_stale: bool = False, limit: int = 100) -> list[Fact]:
         """Facts about `subject`, newest first."""
-        stmt = select(*_COLUMNS).where(MemoryFact.subject == check_subject(subject))
-        return self._newest_first(stmt, include_stale, limit)
+        return self.database.run(newest_first_steps(subject=subject, include_stale=include_stale, limit=limit))
 
     def search(
         self, contains: dict[str, Any], *, subject: str | None = None, include_stale: bool = False, limit: int = 100
@@ -65,33 +109,13 @@ class MemoryStore:
 
         With `subject`, only facts about it: filtered in the query, before the limit.
         """
-        if not isinstance(contains, dict):
-            raise InvalidJsonError('a memory search takes a JSON object, e.g. {"city": "Paris"}')
-        ensure_jsonb(contains, what="search")
-        stmt = select(*_COLUMNS).where(MemoryFact.body.contains(contains))
-        if subject is not None:
-            stmt = stmt.where(MemoryFact.subject == check_subject(subject))
-        return self._newest_first(stmt, include_stale, limit)
+        steps = newest_first_steps(subject=subject, contains=contains, include_stale=include_stale, limit=limit)
+        return self.database.run(steps)
 
     def fresh(self, *, limit: int = 100) -> list[Fact]:
         """The newest facts that still hold."""
-        return self._newest_first(select(*_COLUMNS), False, limit)
+        return self.database.run(newest_first_steps(limit=limit))
 
     def mark_stale(self, *, fact_id: int | None = None, subject: str | None = None) -> int:
         """Mark one fact (by id) or every fact about a subject as stale; returns how many changed."""
-        if (fact_id is None) == (subject is None):
-            raise ValueError("mark_stale takes exactly one of fact_id or subject")
-        stmt = update(MemoryFact).where(~MemoryFact.is_stale).values(is_stale=True)
-        if fact_id is not None:
-            stmt = stmt.where(MemoryFact.id == fact_id)
-        else:
-            stmt = stmt.where(MemoryFact.subject == check_subject(subject or ""))
-        with self.database.begin() as conn:
-            return len(conn.execute(stmt.returning(MemoryFact.id)).all())
-
-    def _newest_first(self, stmt: Select[int, str, Any, bool, datetime], include_stale: bool, limit: int) -> list[Fact]:
-        if not include_stale:
-            stmt = stmt.where(~MemoryFact.is_stale)
-        stmt = stmt.order_by(MemoryFact.created_at.desc(), MemoryFact.id.desc()).limit(limit)
-        with self.database.connect() as conn:
-            return [_fact(row) for row in conn.execute(stmt)]
+        return self.database.run(mark_stale_steps(fact_id, subject))
