@@ -10,11 +10,14 @@ Connections are psycopg `AsyncConnection`s from a small pool of their own (jarvi
 
 from jarvis.db.aio.audit import AsyncAuditListener, AsyncPlanningLog, AsyncToolCallLog
 from jarvis.db.aio.engine import AsyncDatabase, open_async_database
+from jarvis.db.aio.stores import AsyncMemoryStore, AsyncStateStore
 
 __all__ = [
     "AsyncAuditListener",
     "AsyncDatabase",
+    "AsyncMemoryStore",
     "AsyncPlanningLog",
+    "AsyncStateStore",
     "AsyncToolCallLog",
     "open_async_database",
 ]

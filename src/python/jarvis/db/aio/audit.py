@@ -43,9 +43,9 @@ from jarvis.db.audit.append import (
 )
 from jarvis.db.audit.planning import (
     DECISION_LOG,
-    DEFAULT_AGENT,
     OPEN_CYCLE_SQL,
     PLANNING_CYCLES,
+    PlanningLogBase,
     already_open,
     close_refused,
     close_row,
@@ -74,7 +74,6 @@ from jarvis.db.audit.tool_calls import (
 )
 from jarvis.db.audit.ids import uuid7
 from jarvis.db.base import CompletionStatus
-from jarvis.db.jsonb import check_text
 from jarvis.db.steps import Statement, drive_async
 
 log = logging.getLogger("jarvis.audit")
@@ -141,7 +140,10 @@ class AsyncToolCallLog:
     ) -> uuid.UUID:
         """Append the outcome row for `start`; the database refuses a second one."""
         check_completion(start, status, output)
-        values = completion_row(start, status, output, error, completion_id, duration_ms)
+        return await self._append_completion(start, completion_row(start, status, output, error, completion_id, duration_ms))
+
+    async def _append_completion(self, start: ToolCallStart, values: dict[str, Any]) -> uuid.UUID:
+        """The append itself, for values already checked (record()'s output was checked by succeed())."""
         try:
             created_at = await append_row(self.database, TOOL_CALLS, values)  # type: ignore[arg-type]
         except AuditRuleViolation as violation:
@@ -170,9 +172,9 @@ class AsyncToolCallLog:
         except BaseException as raised:
             status, error = interrupted_outcome(raised)
             with anyio.CancelScope(shield=True):
-                await self.record_completion(call.start, status, error=error)
+                await self._append_completion(call.start, completion_row(call.start, status, None, error))
             raise
-        await self.record_completion(call.start, "succeeded", output=call.output)
+        await self._append_completion(call.start, completion_row(call.start, "succeeded", call.output, None))
 
     def audited(
         self, tool_name: str | None = None
@@ -199,16 +201,8 @@ class AsyncToolCallLog:
         return decorate
 
 
-class AsyncPlanningLog:
+class AsyncPlanningLog(PlanningLogBase[AsyncDatabase, AsyncAuditListener]):
     """`PlanningLog` for asyncio: open (goals) -> decisions -> close (outcomes); one open cycle per agent."""
-
-    def __init__(
-        self, database: AsyncDatabase, *, agent: str = DEFAULT_AGENT, listeners: Sequence[AsyncAuditListener] = ()
-    ) -> None:
-        check_text(agent, "agent name")
-        self.database = database
-        self.agent = agent
-        self.listeners = list(listeners)
 
     async def open_cycle(self, goals: Any, *, cycle_id: uuid.UUID | None = None) -> uuid.UUID:
         """Record the start of a cycle (committed before this returns); a second open one is CycleAlreadyOpenError."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from jarvis.db.audit.append import (
     AuditAppendError,
@@ -122,14 +122,23 @@ def closed_event(values: dict[str, Any], created_at: datetime) -> AuditEvent:
     )
 
 
-class PlanningLog:
+DatabaseT = TypeVar("DatabaseT")
+ListenerT = TypeVar("ListenerT")
+
+
+class PlanningLogBase(Generic[DatabaseT, ListenerT]):
+    """What a planning log holds, sync (PlanningLog) or asyncio (AsyncPlanningLog): database, agent, listeners."""
+
     def __init__(
-        self, database: Database, *, agent: str = DEFAULT_AGENT, listeners: Sequence[AuditListener] = ()
+        self, database: DatabaseT, *, agent: str = DEFAULT_AGENT, listeners: Sequence[ListenerT] = ()
     ) -> None:
         check_text(agent, "agent name")
         self.database = database
         self.agent = agent
         self.listeners = list(listeners)
+
+
+class PlanningLog(PlanningLogBase[Database, AuditListener]):
 
     def open_cycle(self, goals: Any, *, cycle_id: uuid.UUID | None = None) -> uuid.UUID:
         """Record the start of a cycle with its goals (committed before this returns); the id ties decisions and tool

@@ -206,19 +206,10 @@ class ToolCallLog:
     ) -> uuid.UUID:
         """Append the outcome row for `start`; the database refuses a second one."""
         check_completion(start, status, output)
-        return self._append_completion(start, status, output, error, completion_id, duration_ms)
+        return self._append_completion(start, completion_row(start, status, output, error, completion_id, duration_ms))
 
-    def _append_completion(
-        self,
-        start: ToolCallStart,
-        status: CompletionStatus,
-        output: Any,
-        error: str | None,
-        completion_id: uuid.UUID | None = None,
-        duration_ms: int | None = None,
-    ) -> uuid.UUID:
+    def _append_completion(self, start: ToolCallStart, values: dict[str, Any]) -> uuid.UUID:
         """The append itself, for values already checked (record()'s output was checked by succeed())."""
-        values = completion_row(start, status, output, error, completion_id, duration_ms)
         try:
             created_at = append_row(self.database, TOOL_CALLS, values)  # type: ignore[arg-type]
         except AuditRuleViolation as violation:
@@ -248,9 +239,9 @@ class ToolCallLog:
             yield call
         except BaseException as raised:
             status, error = interrupted_outcome(raised)
-            self._append_completion(call.start, status, None, error)
+            self._append_completion(call.start, completion_row(call.start, status, None, error))
             raise
-        self._append_completion(call.start, "succeeded", call.output, None)
+        self._append_completion(call.start, completion_row(call.start, "succeeded", call.output, None))
 
     def _landed(self, call_id: uuid.UUID) -> bool:
         return self.database.read_one(LANDED_SQL, (call_id,)) is not None
