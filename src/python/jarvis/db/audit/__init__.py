@@ -17,13 +17,13 @@ from jarvis.db.audit.chain import (
     TrustedHead,
     VerifyReport,
     seal,
-    verify,
 )
 from jarvis.db.audit.dangling import DanglingStart, close_dangling, find_dangling
 from jarvis.db.audit.ids import uuid7
 from jarvis.db.audit.planning import CycleAlreadyOpenError, CycleClosedError, PlanningLog
 from jarvis.db.audit.queries import AuditQueries, Cursor, CycleSummary, TimelineEntry, ToolCallSummary
 from jarvis.db.audit.tool_calls import ActiveCall, ToolCallAlreadyCompletedError, ToolCallLog, ToolCallStart
+from jarvis.db.audit.verifier import verify
 
 __all__ = [
     "ActiveCall",

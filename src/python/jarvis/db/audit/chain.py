@@ -1,12 +1,12 @@
-"""Sealing audit rows into the hash chain, and verifying the whole trail against it.
+"""Sealing audit rows into the hash chain, and what verifying it reads and reports.
 
 See `jarvis.db.models.audit_chain` for the design. Sealing is one call to the
 database's `jarvis_seal()` (SECURITY DEFINER: the application role may cause
-links but never write one). Verifying reads as any reader reads — `FROM ONLY`,
-row security off — recomputes every hash in Python, checks the catalog of
-every audit table, and checks heads published earlier (signed checkpoints,
-`--expect`). The window between an append and its sealing is the only time a
-superuser's edit goes unnoticed; the agent seals after every planning cycle.
+links but never write one). Verifying (`jarvis.db.audit.verifier`) reads as any
+reader reads — `FROM ONLY`, row security off, in `verifying_snapshot` — and
+reports a `VerifyReport`. The window between an append and its sealing is the
+only time a superuser's edit goes unnoticed; the agent seals after every
+planning cycle.
 """
 
 from __future__ import annotations
@@ -188,6 +188,15 @@ class VerifyReport:
     expected_head_found: bool | None = None
     notes: list[str] = field(default_factory=list)
     """What a person should know although nothing is wrong (e.g. no checkpoint was there to check)."""
+    verified_from: TrustedHead | None = None
+    """The checkpoint an incremental verify started from; None for a full verify (from genesis)."""
+
+    @property
+    def mode(self) -> str:
+        """What was re-read: `full`, or `incremental from checkpoint SEQ:HASH…` (only links and rows after it)."""
+        if self.verified_from is None:
+            return "full"
+        return f"incremental from checkpoint {self.verified_from.seq}:{self.verified_from.hash.hex()[:12]}…"
 
     @property
     def ok(self) -> bool:
@@ -205,105 +214,12 @@ class VerifyReport:
             extra = f"; {self.pending} row(s) waiting to be sealed" if self.pending else ""
             extra += "".join(f"; {note}" for note in self.notes)
             return (
-                f"OK: {self.rows_checked} audit rows verified; head {self.head_seq}:{self.head_hex}; "
+                f"OK: {self.rows_checked} audit rows verified ({self.mode}); head {self.head_seq}:{self.head_hex}; "
                 f"{self.checkpoints_checked} signed checkpoint(s) matched{extra}"
             )
         first = self.problems[0] if self.problems else "the expected head hash is not in the chain (truncated?)"
         more = f" (+{len(self.problems) - 1} more)" if len(self.problems) > 1 else ""
-        return f"TAMPERED: {first}{more}; {self.rows_checked} rows checked"
-
-
-@dataclass
-class _Row:
-    hash: bytes | None
-    created_at: float
-    problem: str | None = None
-
-
-def verify(
-    database: Database,
-    *,
-    expect: ExpectedHead | None = None,
-    trusted: Sequence[TrustedHead] = (),
-    backdate_slack: timedelta = BACKDATE_SLACK,
-    progress: Callable[[int], None] | None = None,
-) -> VerifyReport:
-    """Recompute every row hash and chain link and check the catalog; never writes.
-
-    `progress` (for a progress bar) is called with the number of rows read plus links checked so far,
-    every `PROGRESS_EVERY` of them: the whole job is about the chain's length + the queued rows, twice.
-
-    `expect` is a head published earlier; `trusted` are signed checkpoints. A
-    chain that does not contain them was truncated or rewritten after they
-    were taken, and a row that entered the chain after a checkpoint although
-    dated well before it was backdated.
-    """
-    report = VerifyReport()
-    tick = None if progress is None else _Ticker(progress)
-    with _collector_paused(), verifying_snapshot(database) as raw:
-        problems = catalog_problems(raw)
-        report.problems.extend(Problem(obj, None, None, why) for obj, why in problems)
-        legacy = {
-            (t, i) for t, i in raw.execute("SELECT table_name, row_id FROM ONLY public.audit_chain WHERE encoding = 1")
-        }
-        rows: dict[str, dict[uuid.UUID, _Row]] = {}
-        for table in CHAINED_TABLES:
-            rows[table] = _load_rows(raw, table, legacy, report, tick)
-        pending = {(t, i) for t, i in raw.execute("SELECT table_name, row_id FROM ONLY public.audit_pending")}
-        _check_chain(raw, rows, report, expect, sorted(trusted, key=lambda h: h.seq), backdate_slack, tick)
-        seal_head = raw.execute("SELECT seq, chain_hash FROM ONLY public.audit_seal_head").fetchone()
-        if seal_head is None or (int(seal_head[0]), bytes(seal_head[1])) != (report.head_seq, report.head_hash):
-            shown = f"{seal_head[0]}:{bytes(seal_head[1]).hex()[:12]}…" if seal_head else "missing"
-            report.problems.append(
-                Problem(
-                    "audit_seal_head",
-                    None,
-                    None,
-                    f"is {shown}, but the chain's head is {report.head_seq}:{report.head_hex[:12]}… "
-                    "(rewound or edited: sealing fails until it matches)",
-                )
-            )
-        for table, leftover in rows.items():
-            for row_id in leftover:
-                if (table, row_id) not in pending:
-                    report.problems.append(
-                        Problem(table, row_id, None, "row is not in the chain (written with the triggers bypassed)")
-                    )
-        for table, row_id in pending:
-            if table in rows and row_id not in rows[table]:
-                report.problems.append(Problem(table, row_id, None, "queued row was deleted before it was sealed"))
-        report.pending = len(pending)
-    return report
-
-
-PROGRESS_EVERY = 10_000
-"""How many rows or links `verify` reads between two calls of its `progress` callback."""
-
-
-class _Ticker:
-    """Counts rows and links and reports every PROGRESS_EVERY of them to `verify`'s progress callback."""
-
-    def __init__(self, report_to: Callable[[int], None]) -> None:
-        self.report_to = report_to
-        self.done = 0
-
-    def __call__(self) -> None:
-        self.done += 1
-        if self.done % PROGRESS_EVERY == 0:
-            self.report_to(self.done)
-
-
-@contextmanager
-def _collector_paused() -> Iterator[None]:
-    """Verify holds a small object per row and frees none until it ends: the cyclic garbage
-    collector would rescan them all again and again (half the time at a million rows)."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
+        return f"TAMPERED: {first}{more}; {self.rows_checked} rows checked ({self.mode})"
 
 
 @contextmanager
@@ -357,189 +273,6 @@ def row_uuid(key: Any) -> uuid.UUID:
     return key if isinstance(key, uuid.UUID) else uuid.UUID(int=int(key) % 2**64)
 
 
-def _load_rows(
-    raw: Any, table: str, legacy: set[tuple[str, uuid.UUID]], report: VerifyReport, tick: _Ticker | None = None
-) -> dict[uuid.UUID, _Row]:
-    """Every row of `table` with the hash of its canonical encoding, as the database stores it now.
-
-    Encoding 2 is the row's JSONB text with top-level nulls dropped and `$table` added: the
-    database renders it (`public.jarvis_canonical`, the function the sealer hashed, whose body
-    the catalog check compares with the migration's) and only the hashing happens here, so
-    no row is parsed in Python. Rows sealed with encoding 1 (before migration 0003) are
-    re-encoded here from their JSON.
-    """
-    found: dict[uuid.UUID, _Row] = {}
-    old = [row_id for t, row_id in legacy if t == table]
-    try:
-        columns = (
-            "pg_catalog.date_part('epoch', x.created_at), "
-            f"public.jarvis_canonical('{table}'::pg_catalog.text, pg_catalog.to_jsonb(x))"
-        )
-        with raw.transaction(), rows_as_stored(raw, table, columns) as cursor:
-            for key, created_at, canonical in cursor:
-                row_id = row_uuid(key)
-                entry = _Row(_sha256(canonical.encode("utf-8")), created_at)
-                found[row_id] = _checked(table, row_id, entry, found, report)
-                if tick is not None:
-                    tick()
-        if old and table not in AUDIT_COLUMNS:  # schema_changes joined the chain with encoding 2
-            for row_id in old:
-                if row_id in found:
-                    found[row_id].hash = None
-                    found[row_id].problem = f"{table} was never sealed with encoding 1 (the link was relabelled)"
-        elif old:
-            with raw.transaction(), rows_as_stored(raw, table, "pg_catalog.to_jsonb(x)", where_id_in=old) as cursor:
-                for key, row_json in cursor:
-                    _reencode_legacy(table, found[row_uuid(key)], row_json)
-    except psycopg.errors.InsufficientPrivilege as error:  # row security would filter it: never read partially
-        report.problems.append(Problem(table, None, None, f"cannot be read as stored: {str(error).splitlines()[0]}"))
-        return {}
-    return found
-
-
-def _reencode_legacy(table: str, entry: _Row, row_json: str) -> None:
-    """Encoding 1: the row as Python encoded it before migration 0003."""
-    try:
-        entry.hash = _sha256(canonical_python_from_json(table, row_json))
-    except NotCanonicalError as error:
-        entry.hash = None
-        entry.problem = entry.problem or str(error)
-
-
-def _checked(table: str, row_id: uuid.UUID, entry: _Row, found: dict[uuid.UUID, _Row], report: VerifyReport) -> _Row:
-    created_at = entry.created_at
-    if not math.isfinite(created_at) or not LOADABLE[0] <= created_at < LOADABLE[1]:
-        entry.problem = f"created_at {_when(created_at)} is outside what any client can load"
-    if row_id in found:
-        report.problems.append(Problem(table, row_id, None, "two rows share this id (a forged copy?)"))
-        entry.problem = entry.problem or "two rows share this id"
-    return entry
-
-
-def _sha256(content: bytes) -> bytes:
+def sha256(content: bytes) -> bytes:
+    """The SHA-256 digest the chain's hashes are made of."""
     return hashlib.sha256(content).digest()
-
-
-def _check_chain(
-    raw: Any,
-    rows: dict[str, dict[uuid.UUID, _Row]],
-    report: VerifyReport,
-    expect: ExpectedHead | None,
-    trusted: list[TrustedHead],
-    slack: timedelta,
-    tick: _Ticker | None = None,
-) -> None:
-    previous = GENESIS
-    expected_seen = False
-    by_seq: dict[int, list[TrustedHead]] = {}
-    for head in trusted:  # every one: a later checkpoint at the same position must not launder an earlier
-        by_seq.setdefault(head.seq, []).append(head)
-    latest: TrustedHead | None = None  # the newest checkpoint before the current link
-    upcoming = iter(trusted)
-    next_head = next(upcoming, None)
-    for seq, table, row_id, stored_row_hash, stored_chain_hash, encoding in _stream_chain(raw):
-        if tick is not None:
-            tick()
-        report.head_seq += 1
-        if seq != report.head_seq:
-            report.problems.append(
-                Problem(table, row_id, seq, f"chain position {report.head_seq} is missing (links deleted)")
-            )
-            report.head_seq = seq
-        while next_head is not None and next_head.seq < seq:
-            latest, next_head = next_head, next(upcoming, None)
-        previous = link_hash(previous, seq, table, row_id, bytes(stored_row_hash))
-        if previous != bytes(stored_chain_hash):
-            report.problems.append(Problem(table, row_id, seq, "chain link does not match its predecessor"))
-            previous = bytes(stored_chain_hash)
-        if encoding not in (ENCODING_PYTHON, ENCODING_JSONB):
-            report.problems.append(Problem(table, row_id, seq, f"unknown encoding {encoding}"))
-        actual = rows.get(table, {}).pop(row_id, None)
-        if actual is None:
-            report.problems.append(Problem(table, row_id, seq, "row was deleted"))
-        elif actual.problem is not None:
-            report.problems.append(Problem(table, row_id, seq, f"row cannot be verified: {actual.problem}"))
-        elif actual.hash != bytes(stored_row_hash):
-            report.problems.append(Problem(table, row_id, seq, "row content was changed after it was sealed"))
-        else:
-            report.rows_checked += 1
-        if actual is not None and next_head is not None and math.isfinite(actual.created_at):
-            if actual.created_at > _shifted(next_head.sealed_at, slack):
-                report.problems.append(
-                    Problem(
-                        table,
-                        row_id,
-                        seq,
-                        f"dated {_when(actual.created_at)}, after {next_head.label} that already holds it "
-                        f"(sealed at {next_head.sealed_at.isoformat(timespec='seconds')}): dated in the future",
-                    )
-                )
-        if actual is not None and latest is not None:
-            limit = _shifted(latest.sealed_at, -slack)
-            if actual.created_at < limit:
-                dated = _when(actual.created_at)
-                report.problems.append(
-                    Problem(
-                        table,
-                        row_id,
-                        seq,
-                        f"dated {dated} but entered the chain after {latest.label} (sealed at "
-                        f"{latest.sealed_at.isoformat(timespec='seconds')}): backdated, or held in an open "
-                        "transaction for longer than a minute",
-                    )
-                )
-        for head in by_seq.get(seq, ()):
-            report.checkpoints_checked += 1
-            if head.hash != previous:
-                report.problems.append(
-                    Problem("audit_chain", None, seq, f"{head.label} does not match the chain: history was rewritten")
-                )
-        if expect is not None and previous == expect.hash:
-            if expect.seq is None or expect.seq == seq:
-                expected_seen = True
-            else:
-                report.problems.append(
-                    Problem(
-                        "audit_chain",
-                        None,
-                        seq,
-                        f"the expected head {expect.hash.hex()[:12]}… is at chain position {seq}, not {expect.seq}",
-                    )
-                )
-                expected_seen = True  # found: the position is the problem, named above
-    report.head_hash = previous
-    for head in trusted:
-        if head.seq > report.head_seq:
-            report.problems.append(
-                Problem("audit_chain", None, head.seq, f"{head.label} is beyond the chain's head: the chain was cut")
-            )
-        elif head.seq == 0 and head.hash != GENESIS:
-            report.problems.append(Problem("audit_chain", None, None, f"{head.label} has a bad genesis"))
-    if expect is not None:
-        if expect.seq == 0 and expect.hash == GENESIS:
-            expected_seen = True
-        report.expected_head_found = expected_seen
-
-
-def _shifted(moment: datetime, delta: timedelta) -> float:
-    """`moment + delta` as epoch seconds, saturating instead of overflowing at the calendar's ends."""
-    try:
-        return (moment + delta).timestamp()
-    except OverflowError:
-        return math.inf if delta > timedelta(0) else -math.inf
-
-
-def _when(epoch: float) -> str:
-    try:
-        return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds")
-    except (OverflowError, ValueError, OSError):
-        return str(epoch)
-
-
-def _stream_chain(raw: Any) -> Iterator[tuple[int, str, uuid.UUID, bytes, bytes, int]]:
-    with raw.cursor(name=f"verify_chain_{uuid.uuid4().hex}", binary=True) as cursor:
-        cursor.itersize = 10_000
-        cursor.execute(
-            "SELECT seq, table_name, row_id, row_hash, chain_hash, encoding FROM ONLY public.audit_chain ORDER BY seq"
-        )
-        yield from cursor

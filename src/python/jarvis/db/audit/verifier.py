@@ -1,0 +1,482 @@
+"""Verifying the trail against its chain: every row, every link, the catalog and the signed checkpoints.
+
+Read-only, in one REPEATABLE READ READ ONLY snapshot (`chain.verifying_snapshot`): rows `FROM ONLY`,
+row security off, a search path without `public`. The catalog is checked first, and so are the
+built-in functions and operators the bulk checks call (`verify_sql.builtin_problems`); then
+PostgreSQL renders, hashes and compares every row and link and returns only what disagrees
+(`verify_sql`), and Python names it.
+
+Full or incremental. A full verify checks every link from genesis and every row of every table.
+An incremental one starts at the newest signed checkpoint the chain still holds: it checks the
+catalog, every checkpoint against the stored chain, then only the links and rows after the
+checkpoint. What it does not re-read is named in docs/audit-trail.md: a row edited, deleted or
+added below the checkpoint without touching the chain is found only by a full verify.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import psycopg
+
+from jarvis.db.audit.canonical import AUDIT_COLUMNS, GENESIS, NotCanonicalError, canonical_python_from_json
+from jarvis.db.audit.catalog import catalog_problems
+from jarvis.db.audit.chain import (
+    BACKDATE_SLACK,
+    LOADABLE,
+    ExpectedHead,
+    Problem,
+    TrustedHead,
+    VerifyReport,
+    row_uuid,
+    rows_as_stored,
+    sha256,
+    verifying_snapshot,
+)
+from jarvis.db.audit.verify_sql import (
+    LINK_CHECK_SQL,
+    builtin_problems,
+    deleted_rows_sql,
+    renderable_columns,
+    row_check_sql,
+    row_key,
+)
+from jarvis.db.base import CHAINED_TABLES
+from jarvis.db.engine import Database
+
+UUID_KEYED = {"planning_cycles", "tool_calls", "decision_log"}
+"""Tables keyed by uuid; schema_changes is keyed by a bigint that `jarvis_serial_uuid` maps into the chain."""
+
+# Where a problem sorts among those at the same chain position (the order a reader meets them).
+_GAP, _LINK, _ENCODING, _ROW, _FUTURE, _BACKDATED, _CHECKPOINT, _EXPECTED = range(8)
+
+
+@dataclass(frozen=True)
+class _Interval:
+    """The checkpoints around a stretch of chain positions: rows there must be dated between them."""
+
+    seqs: list[int]
+    """Distinct checkpoint positions, ascending (PostgreSQL's width_bucket finds a link's place)."""
+    latest: list[TrustedHead]
+    """Per position, the checkpoint a later link must not be dated well before (the last one at it)."""
+    upcoming: list[TrustedHead]
+    """Per position, the checkpoint an earlier link must not be dated after (the first one at it)."""
+    lower: list[float]
+    upper: list[float]
+
+
+def _intervals(trusted: Sequence[TrustedHead], slack: timedelta) -> _Interval:
+    ordered = sorted(trusted, key=lambda h: h.seq)
+    seqs: list[int] = []
+    latest: list[TrustedHead] = []
+    upcoming: list[TrustedHead] = []
+    for head in ordered:
+        if seqs and seqs[-1] == head.seq:
+            latest[-1] = head
+        else:
+            seqs.append(head.seq)
+            latest.append(head)
+            upcoming.append(head)
+    return _Interval(
+        seqs,
+        latest,
+        upcoming,
+        [shifted(h.sealed_at, -slack) for h in latest],
+        [shifted(h.sealed_at, slack) for h in upcoming],
+    )
+
+
+class _Run:
+    """One verify: the snapshot, what it covers, and the problems found, kept in reading order."""
+
+    def __init__(self, raw: Any, report: VerifyReport, intervals: _Interval, after: int) -> None:
+        self.raw = raw
+        self.report = report
+        self.intervals = intervals
+        self.after = after
+        self.at_positions: list[tuple[int, int, Problem]] = []
+        self.unchained: list[Problem] = []
+        self.unverified_links = 0
+
+    def at(self, seq: int, rank: int, problem: Problem) -> None:
+        self.at_positions.append((seq, rank, problem))
+
+    def params(self) -> dict[str, Any]:
+        return {
+            "after": self.after,
+            "heads": self.intervals.seqs,
+            "lower": self.intervals.lower,
+            "upper": self.intervals.upper,
+            "low": datetime.fromtimestamp(LOADABLE[0], UTC),
+            "high": datetime.fromtimestamp(LOADABLE[1], UTC),
+        }
+
+
+def verify(
+    database: Database,
+    *,
+    expect: ExpectedHead | None = None,
+    trusted: Sequence[TrustedHead] = (),
+    backdate_slack: timedelta = BACKDATE_SLACK,
+    incremental: bool = False,
+    progress: Callable[[int], None] | None = None,
+    planned: Callable[[int], None] | None = None,
+) -> VerifyReport:
+    """Check every row hash and chain link (or, `incremental`, those after the newest checkpoint) and the catalog.
+
+    Never writes. `expect` is a head published earlier; `trusted` are signed checkpoints. A chain
+    that does not hold them at their positions was truncated or rewritten after they were taken,
+    and a row that entered the chain after a checkpoint although dated well before it was backdated.
+
+    `incremental` starts from the newest of `trusted` whose hash the chain still holds at its
+    position (none: a full verify, and the report says so). `planned` is called once with the work
+    to do (rows plus links), `progress` with the work done after each step, for a progress bar.
+    """
+    report = VerifyReport()
+    intervals = _intervals(trusted, backdate_slack)
+    with verifying_snapshot(database) as raw:
+        for obj, why in catalog_problems(raw) + builtin_problems(raw):
+            report.problems.append(Problem(obj, None, None, why))
+        head = raw.execute(
+            "SELECT l.seq, l.chain_hash FROM ONLY public.audit_chain l ORDER BY l.seq DESC LIMIT 1"
+        ).fetchone()
+        report.head_seq, report.head_hash = (int(head[0]), bytes(head[1])) if head else (0, GENESIS)
+        stored = _stored_at(raw, [h.seq for h in trusted])
+        start = _starting_point(trusted, stored, report.head_seq) if incremental else None
+        if incremental and start is None:
+            report.notes.append("no signed checkpoint the chain still holds to start from: verified in full")
+        report.verified_from = start
+        run = _Run(raw, report, intervals, start.seq if start else 0)
+        links = _links_per_table(raw, run.after)
+        total = sum(links.values())
+        if planned is not None:
+            planned(2 * total)
+        done = 0
+        pending = _pending(raw)
+        for table in CHAINED_TABLES:
+            queued = pending.get(table, set())
+            rows = _rows_in(raw, table)
+            linked = links.get(table, 0) if start is None else _links_of(raw, table)
+            # Incremental: a table whose rows do not add up to its links and queue entries is read in full.
+            every_row = start is None or rows != linked + len(queued)
+            _check_rows(run, table, every_row=every_row, rows=rows, links=linked, queued=queued)
+            done += links.get(table, 0)
+            if progress is not None:
+                progress(done)
+        _check_links(run, stored.get(run.after, GENESIS) if start else GENESIS)
+        if progress is not None:
+            progress(2 * total)
+        _check_checkpoints(run, trusted, stored)
+        _check_expected(run, expect)
+        report.rows_checked = total - run.unverified_links
+        run.at_positions.sort(key=lambda item: (item[0], item[1]))
+        report.problems.extend(problem for _, _, problem in run.at_positions)
+        _check_cut(run, trusted)
+        _check_seal_head(run)
+        report.problems.extend(run.unchained)
+        _check_queue(run, pending)
+        report.pending = sum(len(ids) for ids in pending.values())
+    return report
+
+
+def _stored_at(raw: Any, seqs: list[int]) -> dict[int, bytes]:
+    """The stored chain hash at each of `seqs` that exists."""
+    if not seqs:
+        return {}
+    return {
+        int(seq): bytes(chain_hash)
+        for seq, chain_hash in raw.execute(
+            "SELECT l.seq, l.chain_hash FROM ONLY public.audit_chain l "
+            "WHERE l.seq OPERATOR(pg_catalog.=) ANY(%s::pg_catalog.int8[])",
+            (sorted(set(seqs)),),
+        )
+    }
+
+
+def _starting_point(trusted: Sequence[TrustedHead], stored: dict[int, bytes], head_seq: int) -> TrustedHead | None:
+    """The newest checkpoint whose hash the chain still holds at its position (None: start from genesis)."""
+    for head in sorted(trusted, key=lambda h: h.seq, reverse=True):
+        if 0 < head.seq <= head_seq and stored.get(head.seq) == head.hash:
+            return head
+    return None
+
+
+def _links_per_table(raw: Any, after: int) -> dict[str, int]:
+    return {
+        table: int(count)
+        for table, count in raw.execute(
+            "SELECT l.table_name, pg_catalog.count(*) FROM ONLY public.audit_chain l "
+            "WHERE l.seq > %s::pg_catalog.int8 GROUP BY l.table_name",
+            (after,),
+        )
+    }
+
+
+def _pending(raw: Any) -> dict[str, set[uuid.UUID]]:
+    queued: dict[str, set[uuid.UUID]] = {}
+    for table, row_id in raw.execute("SELECT p.table_name, p.row_id FROM ONLY public.audit_pending p"):
+        queued.setdefault(table, set()).add(row_id)
+    return queued
+
+
+def _rows_in(raw: Any, table: str) -> int | None:
+    """How many rows `table` holds (None: it cannot be read as stored, which the row check names)."""
+    try:
+        with raw.transaction():
+            return int(raw.execute(f"SELECT pg_catalog.count(*) FROM ONLY public.{table} x").fetchone()[0])
+    except psycopg.errors.InsufficientPrivilege:
+        return None
+
+
+def _links_of(raw: Any, table: str) -> int:
+    return int(
+        raw.execute(
+            "SELECT pg_catalog.count(*) FROM ONLY public.audit_chain l WHERE l.table_name = %s::pg_catalog.text",
+            (table,),
+        ).fetchone()[0]
+    )
+
+
+def _check_rows(run: _Run, table: str, *, every_row: bool, rows: int | None, links: int, queued: set[uuid.UUID]) -> None:
+    """`table`'s rows against their links, in PostgreSQL; the disagreements named here.
+
+    With `every_row`, every row is read (in a plan PostgreSQL may run in parallel, so the result
+    is streamed, not read through a cursor); a link whose row is gone is then found by counting:
+    `links` links, `rows` rows, of which so many are in no link or are copies.
+    """
+    legacy: list[tuple[uuid.UUID, int, bytes, float | None, int]] = []
+    unlinked = 0
+    id_is_uuid = table in UUID_KEYED
+    try:
+        with run.raw.transaction():  # a savepoint: a table that cannot be read leaves the snapshot usable
+            columns = renderable_columns(run.raw, table)
+            sql = row_check_sql(table, columns, every_row=every_row, id_is_uuid=id_is_uuid)
+            if every_row:
+                found = run.raw.cursor().stream(sql, run.params())
+            else:
+                cursor = run.raw.cursor(name=f"jarvis_verify_{uuid.uuid4().hex}")
+                cursor.itersize = 10_000
+                found = cursor.execute(sql, run.params())
+            for row_id, link_row_id, seq, encoding, matches, epoch, interval, stored_hash in found:
+                if link_row_id is None:
+                    unlinked += 1
+                    if row_id not in queued:
+                        run.unchained.append(
+                            Problem(table, row_id, None, "row is not in the chain (written with the triggers bypassed)")
+                        )
+                elif row_id is None:
+                    run.at(seq, _ROW, Problem(table, link_row_id, seq, "row was deleted"))
+                    run.unverified_links += 1
+                elif encoding == 1:
+                    legacy.append((link_row_id, seq, bytes(stored_hash), epoch, interval))
+                else:
+                    _judge(run, table, link_row_id, seq, epoch, interval, None if matches else "changed")
+            if every_row and rows is not None:
+                copies = _check_duplicates(run, table)
+                if links > rows - unlinked - copies:
+                    for seq, row_id in run.raw.execute(deleted_rows_sql(table, id_is_uuid)):
+                        run.at(seq, _ROW, Problem(table, row_id, seq, "row was deleted"))
+                        run.unverified_links += 1
+            if legacy:
+                _check_legacy(run, table, legacy)
+    except psycopg.errors.InsufficientPrivilege as error:  # row security would filter it: never read partially
+        run.report.problems.append(Problem(table, None, None, f"cannot be read as stored: {str(error).splitlines()[0]}"))
+
+
+def _judge(
+    run: _Run, table: str, row_id: uuid.UUID, seq: int, epoch: float | None, interval: int, fault: str | None
+) -> None:
+    """Name what is wrong with one linked row: unloadable, changed, or dated outside its checkpoints."""
+    when = float("nan") if epoch is None else float(epoch)
+    if not math.isfinite(when) or not LOADABLE[0] <= when < LOADABLE[1]:
+        fault = f"created_at {_when(when)} is outside what any client can load"
+    if fault == "changed":
+        run.at(seq, _ROW, Problem(table, row_id, seq, "row content was changed after it was sealed"))
+        run.unverified_links += 1
+    elif fault is not None:
+        run.at(seq, _ROW, Problem(table, row_id, seq, f"row cannot be verified: {fault}"))
+        run.unverified_links += 1
+    heads = run.intervals
+    if interval < len(heads.seqs) and math.isfinite(when) and when > heads.upper[interval]:
+        upcoming = heads.upcoming[interval]
+        run.at(
+            seq,
+            _FUTURE,
+            Problem(
+                table,
+                row_id,
+                seq,
+                f"dated {_when(when)}, after {upcoming.label} that already holds it "
+                f"(sealed at {upcoming.sealed_at.isoformat(timespec='seconds')}): dated in the future",
+            ),
+        )
+    if interval >= 1 and when < heads.lower[interval - 1]:
+        latest = heads.latest[interval - 1]
+        run.at(
+            seq,
+            _BACKDATED,
+            Problem(
+                table,
+                row_id,
+                seq,
+                f"dated {_when(when)} but entered the chain after {latest.label} (sealed at "
+                f"{latest.sealed_at.isoformat(timespec='seconds')}): backdated, or held in an open "
+                "transaction for longer than a minute",
+            ),
+        )
+
+
+def _check_duplicates(run: _Run, table: str) -> int:
+    """Two rows with one id (only possible with the primary key's index bypassed) both match one link.
+
+    Returns how many rows are such extra copies.
+    """
+    copies = 0
+    for row_id, count in run.raw.execute(
+        f"SELECT x.id, pg_catalog.count(*) FROM ONLY public.{table} x GROUP BY x.id "
+        "HAVING pg_catalog.count(*) > 1::pg_catalog.int8"
+    ):
+        copies += int(count) - 1
+        run.report.problems.append(Problem(table, row_uuid(row_id), None, "two rows share this id (a forged copy?)"))
+    return copies
+
+
+def _check_legacy(run: _Run, table: str, legacy: list[tuple[uuid.UUID, int, bytes, float | None, int]]) -> None:
+    """Encoding 1 (links sealed before migration 0003): the row re-encoded in Python from its JSON."""
+    if table not in AUDIT_COLUMNS:  # schema_changes joined the chain with encoding 2
+        for row_id, seq, _, epoch, interval in legacy:
+            _judge(run, table, row_id, seq, epoch, interval, f"{table} was never sealed with encoding 1 (the link was relabelled)")
+        return
+    documents: dict[uuid.UUID, str] = {}
+    ids = [row_id for row_id, *_ in legacy]
+    with rows_as_stored(run.raw, table, "pg_catalog.to_jsonb(x)", where_id_in=ids) as cursor:
+        for key, row_json in cursor:
+            documents[row_uuid(key)] = row_json
+    for row_id, seq, stored_hash, epoch, interval in legacy:
+        fault: str | None = None
+        try:
+            if sha256(canonical_python_from_json(table, documents[row_id])) != stored_hash:
+                fault = "changed"
+        except NotCanonicalError as error:
+            fault = str(error)
+        _judge(run, table, row_id, seq, epoch, interval, fault)
+
+
+def _check_links(run: _Run, previous: bytes) -> None:
+    """Every link after the starting point against its stored predecessor, in PostgreSQL."""
+    with run.raw.transaction(), run.raw.cursor(name=f"jarvis_links_{uuid.uuid4().hex}") as cursor:
+        cursor.itersize = 10_000
+        cursor.execute(LINK_CHECK_SQL, {"after": run.after, "previous": previous})
+        for seq, table, row_id, previous_seq, bad_link, encoding in cursor:
+            if seq != previous_seq + 1:
+                missing = previous_seq + 1
+                run.at(seq, _GAP, Problem(table, row_id, seq, f"chain position {missing} is missing (links deleted)"))
+            if bad_link:
+                run.at(seq, _LINK, Problem(table, row_id, seq, "chain link does not match its predecessor"))
+            if encoding not in (1, 2):
+                run.at(seq, _ENCODING, Problem(table, row_id, seq, f"unknown encoding {encoding}"))
+
+
+def _check_checkpoints(run: _Run, trusted: Sequence[TrustedHead], stored: dict[int, bytes]) -> None:
+    """Every signed checkpoint against the chain hash stored at its position (in either mode)."""
+    for head in sorted(trusted, key=lambda h: h.seq):
+        if head.seq in stored:
+            run.report.checkpoints_checked += 1
+            if stored[head.seq] != head.hash:
+                run.at(
+                    head.seq,
+                    _CHECKPOINT,
+                    Problem("audit_chain", None, head.seq, f"{head.label} does not match the chain: history was rewritten"),
+                )
+
+
+def _check_expected(run: _Run, expect: ExpectedHead | None) -> None:
+    if expect is None:
+        return
+    if expect.seq == 0 and expect.hash == GENESIS:
+        run.report.expected_head_found = True
+        return
+    found = [
+        int(seq)
+        for (seq,) in run.raw.execute(
+            "SELECT l.seq FROM ONLY public.audit_chain l WHERE l.chain_hash = %s::pg_catalog.bytea", (expect.hash,)
+        )
+    ]
+    run.report.expected_head_found = bool(found)
+    for seq in sorted(found):
+        if expect.seq is not None and expect.seq != seq:
+            run.at(
+                seq,
+                _EXPECTED,
+                Problem(
+                    "audit_chain",
+                    None,
+                    seq,
+                    f"the expected head {expect.hash.hex()[:12]}… is at chain position {seq}, not {expect.seq}",
+                ),
+            )
+
+
+def _check_cut(run: _Run, trusted: Sequence[TrustedHead]) -> None:
+    for head in sorted(trusted, key=lambda h: h.seq):
+        if head.seq > run.report.head_seq:
+            run.report.problems.append(
+                Problem("audit_chain", None, head.seq, f"{head.label} is beyond the chain's head: the chain was cut")
+            )
+        elif head.seq == 0 and head.hash != GENESIS:
+            run.report.problems.append(Problem("audit_chain", None, None, f"{head.label} has a bad genesis"))
+
+
+def _check_seal_head(run: _Run) -> None:
+    report = run.report
+    seal_head = run.raw.execute("SELECT h.seq, h.chain_hash FROM ONLY public.audit_seal_head h").fetchone()
+    if seal_head is None or (int(seal_head[0]), bytes(seal_head[1])) != (report.head_seq, report.head_hash):
+        shown = f"{seal_head[0]}:{bytes(seal_head[1]).hex()[:12]}…" if seal_head else "missing"
+        report.problems.append(
+            Problem(
+                "audit_seal_head",
+                None,
+                None,
+                f"is {shown}, but the chain's head is {report.head_seq}:{report.head_hex[:12]}… "
+                "(rewound or edited: sealing fails until it matches)",
+            )
+        )
+
+
+def _check_queue(run: _Run, pending: dict[str, set[uuid.UUID]]) -> None:
+    """Queue entries whose row is gone (deleted before it was sealed)."""
+    for table in CHAINED_TABLES:
+        if not pending.get(table):
+            continue
+        key = row_key(table, table in UUID_KEYED)
+        try:
+            with run.raw.transaction():
+                found = run.raw.execute(
+                    "SELECT p.row_id FROM ONLY public.audit_pending p WHERE p.table_name = %s::pg_catalog.text "
+                    f"AND NOT EXISTS (SELECT FROM ONLY public.{table} x WHERE {key} = p.row_id)",
+                    (table,),
+                ).fetchall()
+        except psycopg.errors.InsufficientPrivilege:
+            continue  # already named: the table cannot be read as stored
+        for (row_id,) in found:
+            run.report.problems.append(Problem(table, row_id, None, "queued row was deleted before it was sealed"))
+
+
+def shifted(moment: datetime, delta: timedelta) -> float:
+    """`moment + delta` as epoch seconds, saturating instead of overflowing at the calendar's ends."""
+    try:
+        return (moment + delta).timestamp()
+    except OverflowError:
+        return math.inf if delta > timedelta(0) else -math.inf
+
+
+def _when(epoch: float) -> str:
+    try:
+        return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds")
+    except (OverflowError, ValueError, OSError):
+        return str(epoch)
