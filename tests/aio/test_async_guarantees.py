@@ -1,0 +1,246 @@
+"""What only the asyncio API has to prove: async tools, cancellation, many tasks on one loop, a loop never blocked."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator
+
+import psycopg
+import pytest
+from sqlalchemy import text
+
+from jarvis.config import Settings, load_settings
+from jarvis.db import Database, PoolExhaustedError
+from jarvis.db.aio import AsyncDatabase, AsyncPlanningLog, AsyncToolCallLog, open_async_database
+from jarvis_testkit.trail import seal_and_verify
+
+pytestmark = pytest.mark.anyio
+
+DEADLINE = 30.0
+"""Seconds a condition may take on a loaded 2-core machine before the test calls it failed."""
+
+
+def statuses_of(database: Database, start_id: uuid.UUID) -> list[str]:
+    with database.connect() as conn:
+        return list(
+            conn.execute(
+                text("SELECT status FROM tool_calls WHERE id = :id OR parent_id = :id ORDER BY created_at"),
+                {"id": start_id},
+            ).scalars()
+        )
+
+
+def outcome_of(database: Database, start_id: uuid.UUID) -> dict[str, object]:
+    with database.connect() as conn:
+        row = conn.execute(text("SELECT * FROM tool_calls WHERE parent_id = :id"), {"id": start_id}).mappings().one()
+        return dict(row)
+
+
+@pytest.fixture
+def log(async_database: AsyncDatabase) -> AsyncToolCallLog:
+    return AsyncToolCallLog(async_database)
+
+
+async def test_the_start_row_commits_before_the_async_tool_runs(log: AsyncToolCallLog, database: Database) -> None:
+    seen: list[list[str]] = []
+
+    @log.audited("probe_async")
+    async def probe() -> int:
+        with database.connect() as conn:  # another connection, while the coroutine runs
+            seen.append(list(conn.execute(text("SELECT status FROM tool_calls WHERE tool_name = 'probe_async'")).scalars()))
+        await asyncio.sleep(0)
+        return 42
+
+    assert await probe() == 42
+    assert seen == [["started"]]
+
+
+async def test_the_completion_holds_what_the_coroutine_returned(log: AsyncToolCallLog, database: Database) -> None:
+    @log.audited()
+    async def add(a: int, b: int) -> int:
+        await asyncio.sleep(0)
+        return a + b
+
+    assert await add(2, b=3) == 5
+    with database.connect() as conn:
+        start_input, output, status = conn.execute(
+            text(
+                "SELECT s.input, c.output, c.status FROM tool_calls s JOIN tool_calls c ON c.parent_id = s.id "
+                "WHERE s.tool_name = 'add'"
+            )
+        ).one()
+    assert (start_input, output, status) == ({"args": [2], "kwargs": {"b": 3}}, 5, "succeeded")
+
+
+async def test_a_failing_async_tool_is_recorded_failed_and_its_exception_propagates(
+    log: AsyncToolCallLog, database: Database
+) -> None:
+    original = ValueError("bad ticker 'XYZ'")
+    async with log.record("quote", {}) as call:
+        pass
+    with pytest.raises(ValueError) as info:
+        async with log.record("quote", {}) as call:
+            raise original
+    assert info.value is original
+    assert outcome_of(database, call.id)["error"] == "ValueError: bad ticker 'XYZ'"
+    assert statuses_of(database, call.id) == ["started", "failed"]
+
+
+async def test_the_async_decorator_refuses_a_synchronous_function(log: AsyncToolCallLog) -> None:
+    def plain() -> int:
+        return 1
+
+    with pytest.raises(TypeError, match=r"plain is not an async def function.*ToolCallLog\.audited\(\)"):
+        log.audited()(plain)  # type: ignore[arg-type]
+
+
+async def test_a_task_cancelled_mid_tool_records_cancelled_and_stays_cancelled(
+    log: AsyncToolCallLog, database: Database
+) -> None:
+    running = asyncio.Event()
+    ids: list[uuid.UUID] = []
+
+    async def tool() -> None:
+        async with log.record("hang", {}) as call:
+            ids.append(call.id)
+            running.set()
+            await asyncio.Event().wait()  # never set: only a cancellation ends it
+
+    task = asyncio.create_task(tool())
+    async with asyncio.timeout(DEADLINE):
+        await running.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert task.cancelled()
+    assert statuses_of(database, ids[0]) == ["started", "cancelled"]
+    assert str(outcome_of(database, ids[0])["error"]).startswith("CancelledError")
+
+
+async def test_a_task_timeout_mid_tool_records_cancelled_and_raises_timeout(
+    log: AsyncToolCallLog, database: Database
+) -> None:
+    @log.audited("slow")
+    async def slow() -> None:
+        await asyncio.Event().wait()
+
+    async def run_with_timeout() -> None:
+        async with asyncio.timeout(0.05):  # fires whenever the loop gets to it: no bound is asserted
+            await slow()
+
+    with pytest.raises(TimeoutError):
+        await run_with_timeout()
+    with database.connect() as conn:
+        ids = list(conn.execute(text("SELECT id FROM tool_calls WHERE tool_name = 'slow' AND parent_id IS NULL")).scalars())
+    assert [statuses_of(database, start) for start in ids] == [["started", "cancelled"]]
+
+
+@pytest.fixture
+async def pool_of_20(migrated_database_url: str) -> AsyncIterator[AsyncDatabase]:
+    settings = load_settings(database_url=migrated_database_url, pool_size=20, connect_timeout=60)
+    database = await open_async_database(settings, url=migrated_database_url)
+    yield database
+    await database.aclose()
+
+
+async def test_200_concurrent_tasks_over_a_pool_of_20_record_every_call_in_one_chain(
+    pool_of_20: AsyncDatabase, database: Database
+) -> None:
+    planning = AsyncPlanningLog(pool_of_20, agent="two-hundred")
+    log = AsyncToolCallLog(pool_of_20)
+    cycle = await planning.open_cycle({"tasks": 200})
+
+    async def one(n: int) -> uuid.UUID:
+        async with log.record("concurrent", {"n": n}, cycle_id=cycle) as call:
+            await asyncio.sleep(0)
+            call.succeed(n)
+        return call.id
+
+    async with asyncio.timeout(DEADLINE * 4):
+        ids = await asyncio.gather(*(one(n) for n in range(200)))
+    await planning.close_cycle(cycle)
+    with database.connect() as conn:
+        starts = conn.execute(
+            text("SELECT count(*) FROM tool_calls WHERE cycle_id = :c AND status = 'started'"), {"c": cycle}
+        ).scalar()
+        outcomes = conn.execute(
+            text("SELECT count(*) FROM tool_calls WHERE parent_id = ANY(:ids) AND status = 'succeeded'"),
+            {"ids": list(ids)},
+        ).scalar()
+    assert (len(set(ids)), starts, outcomes) == (200, 200, 200)
+    report = seal_and_verify(database)
+    assert report.ok, report.problems
+
+
+async def test_an_exhausted_pool_is_a_clear_error_after_the_connect_timeout(
+    migrated_database_url: str, settings: Settings
+) -> None:
+    small = load_settings(database_url=migrated_database_url, pool_size=2, connect_timeout=0.2)
+    async with await open_async_database(small, url=migrated_database_url) as database:
+        holding = asyncio.Event()
+        release = asyncio.Event()
+
+        holders: list[int] = []
+
+        async def hold() -> None:
+            async with database.connection():
+                holders.append(1)
+                if len(holders) == 2:
+                    holding.set()
+                await release.wait()
+
+        tasks = [asyncio.create_task(hold()) for _ in range(2)]
+        async with asyncio.timeout(DEADLINE):
+            await holding.wait()
+        with pytest.raises(PoolExhaustedError, match=r"All 2 pooled .* 0\.2 s \(JARVIS_CONNECT_TIMEOUT\).*JARVIS_POOL_SIZE"):
+            await AsyncToolCallLog(database).start("starved", {})
+        release.set()
+        await asyncio.gather(*tasks)
+        start = await AsyncToolCallLog(database).start("fed", {})  # the pool recovers once connections come back
+    assert start.tool_name == "fed"
+
+
+async def test_the_event_loop_keeps_running_while_an_append_waits_on_the_database(
+    log: AsyncToolCallLog, migrated_database_url: str
+) -> None:
+    """A blocking append would freeze the loop until the lock is released; the ticker must tick meanwhile.
+
+    A thread holds a lock that makes the append wait, and releases it once the ticker has ticked
+    TICKS times, or after DEADLINE seconds (which a blocking append would need, and then fail on
+    the count).
+    """
+    ticks_wanted = 20
+    ticked_enough = threading.Event()
+    locked = threading.Event()
+    released = threading.Event()
+
+    def lock_holder() -> None:
+        with psycopg.connect(migrated_database_url) as conn:
+            conn.execute("LOCK TABLE public.tool_calls IN EXCLUSIVE MODE")
+            locked.set()
+            ticked_enough.wait(DEADLINE)
+            conn.rollback()
+            released.set()
+
+    holder = threading.Thread(target=lock_holder, daemon=True)
+    holder.start()
+    assert locked.wait(DEADLINE)
+    ticks: list[float] = []
+    append = asyncio.create_task(log.start("while_locked", {}))
+
+    async def ticker() -> None:
+        while not append.done():
+            ticks.append(time.monotonic())
+            if len(ticks) >= ticks_wanted:
+                ticked_enough.set()
+            await asyncio.sleep(0.01)
+
+    await asyncio.gather(ticker(), append)
+    holder.join(DEADLINE)
+    assert released.is_set()
+    assert len(ticks) >= ticks_wanted, f"the loop ticked {len(ticks)} times while the append waited"
+    gaps = [later - earlier for earlier, later in zip(ticks, ticks[1:], strict=False)]
+    assert max(gaps) < 1.0, f"the loop stalled for {max(gaps):.2f} s"
