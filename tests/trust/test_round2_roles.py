@@ -46,8 +46,8 @@ def test_app_role_cannot_queue_rows_through_the_sealing_trigger_on_a_table_of_it
         app.execute("CREATE TABLE agent_ext.tool_calls (id uuid)")
         try:
             app.execute(
-                "CREATE TRIGGER queue AFTER INSERT ON agent_ext.tool_calls REFERENCING NEW TABLE AS new_rows "
-                "FOR EACH STATEMENT EXECUTE FUNCTION public.jarvis_queue_for_sealing()"
+                "CREATE TRIGGER queue AFTER INSERT ON agent_ext.tool_calls "
+                "FOR EACH ROW EXECUTE FUNCTION public.jarvis_queue_for_sealing()"
             )
             app.execute("INSERT INTO agent_ext.tool_calls SELECT unnest(%s::uuid[])", (framed,))
         except psycopg.errors.InsufficientPrivilege:

@@ -155,14 +155,14 @@ def test_extra_trigger_rewriting_what_the_agent_writes_is_reported(isolated_data
     "neutered",
     [
         # same name, same function; never fires
-        "CREATE TRIGGER decision_log_cycle_reference BEFORE INSERT ON public.decision_log FOR EACH ROW "
-        "WHEN (false) EXECUTE FUNCTION public.jarvis_check_cycle_reference()",
+        "CREATE TRIGGER decision_log_before_insert BEFORE INSERT ON public.decision_log FOR EACH ROW "
+        "WHEN (false) EXECUTE FUNCTION public.jarvis_decision_log_before_insert()",
         # same name, same function; fires on an event that never happens
-        "CREATE TRIGGER decision_log_cycle_reference BEFORE TRUNCATE ON public.decision_log FOR EACH STATEMENT "
-        "EXECUTE FUNCTION public.jarvis_check_cycle_reference()",
+        "CREATE TRIGGER decision_log_before_insert BEFORE TRUNCATE ON public.decision_log FOR EACH STATEMENT "
+        "EXECUTE FUNCTION public.jarvis_decision_log_before_insert()",
         # same name, a function of the same name in another schema that allows everything
-        "CREATE TRIGGER decision_log_cycle_reference BEFORE INSERT ON public.decision_log FOR EACH ROW "
-        "EXECUTE FUNCTION shadow.jarvis_check_cycle_reference()",
+        "CREATE TRIGGER decision_log_before_insert BEFORE INSERT ON public.decision_log FOR EACH ROW "
+        "EXECUTE FUNCTION shadow.jarvis_decision_log_before_insert()",
     ],
     ids=["when_false", "other_event", "same_name_other_schema"],
 )
@@ -172,10 +172,10 @@ def test_trigger_neutered_under_its_own_name_is_reported(
     with superuser(trail.url) as conn:
         conn.execute("CREATE SCHEMA shadow")
         conn.execute(
-            "CREATE FUNCTION shadow.jarvis_check_cycle_reference() RETURNS trigger LANGUAGE plpgsql "
+            "CREATE FUNCTION shadow.jarvis_decision_log_before_insert() RETURNS trigger LANGUAGE plpgsql "
             "AS $$ BEGIN RETURN NEW; END $$"
         )
-        conn.execute("DROP TRIGGER decision_log_cycle_reference ON public.decision_log")
+        conn.execute("DROP TRIGGER decision_log_before_insert ON public.decision_log")
         conn.execute(neutered)
     # The effect: the agent's role can now slip a decision into a cycle that was closed (and approved) long ago.
     backfilled = uuid.uuid4()
@@ -189,7 +189,7 @@ def test_trigger_neutered_under_its_own_name_is_reported(
     report = without_traceback(lambda: verify(isolated_database))
 
     assert not report.ok, report.summary()
-    assert any("decision_log_cycle_reference" in text for text in problems(report)) or backfilled in {
+    assert any("decision_log_before_insert" in text for text in problems(report)) or backfilled in {
         p.row_id for p in report.problems
     }, problems(report)
 

@@ -41,75 +41,57 @@ EXPECTED_TRIGGERS: dict[str, dict[str, str]] = {
         "decision_log_append_only": "CREATE TRIGGER decision_log_append_only BEFORE DELETE OR UPDATE ON "
         "public.decision_log FOR EACH ROW EXECUTE FUNCTION "
         "public.jarvis_reject_mutation()",
-        "decision_log_cycle_reference": "CREATE TRIGGER decision_log_cycle_reference BEFORE INSERT ON "
+        "decision_log_before_insert": "CREATE TRIGGER decision_log_before_insert BEFORE INSERT ON "
         "public.decision_log FOR EACH ROW EXECUTE FUNCTION "
-        "public.jarvis_check_cycle_reference()",
+        "public.jarvis_decision_log_before_insert()",
         "decision_log_no_truncate": "CREATE TRIGGER decision_log_no_truncate BEFORE TRUNCATE ON "
         "public.decision_log FOR EACH STATEMENT EXECUTE FUNCTION "
         "public.jarvis_reject_mutation()",
         "decision_log_queue_for_sealing": "CREATE TRIGGER decision_log_queue_for_sealing AFTER INSERT ON "
-        "public.decision_log REFERENCING NEW TABLE AS new_rows FOR "
-        "EACH STATEMENT EXECUTE FUNCTION "
-        "public.jarvis_queue_for_sealing()",
-        "decision_log_stamp_created_at": "CREATE TRIGGER decision_log_stamp_created_at BEFORE INSERT ON "
         "public.decision_log FOR EACH ROW EXECUTE FUNCTION "
-        "public.jarvis_stamp_created_at()",
+        "public.jarvis_queue_for_sealing()",
     },
     "planning_cycles": {
-        "planning_cycles_append_only": "CREATE TRIGGER planning_cycles_append_only BEFORE DELETE OR "
-        "UPDATE ON public.planning_cycles FOR EACH ROW EXECUTE "
-        "FUNCTION public.jarvis_reject_mutation()",
+        "planning_cycles_append_only": "CREATE TRIGGER planning_cycles_append_only BEFORE DELETE OR UPDATE "
+        "ON public.planning_cycles FOR EACH ROW EXECUTE FUNCTION "
+        "public.jarvis_reject_mutation()",
+        "planning_cycles_before_insert": "CREATE TRIGGER planning_cycles_before_insert BEFORE INSERT ON "
+        "public.planning_cycles FOR EACH ROW EXECUTE FUNCTION "
+        "public.jarvis_planning_cycles_before_insert()",
         "planning_cycles_no_truncate": "CREATE TRIGGER planning_cycles_no_truncate BEFORE TRUNCATE ON "
         "public.planning_cycles FOR EACH STATEMENT EXECUTE FUNCTION "
         "public.jarvis_reject_mutation()",
-        "planning_cycles_one_open": "CREATE TRIGGER planning_cycles_one_open BEFORE INSERT ON "
+        "planning_cycles_queue_for_sealing": "CREATE TRIGGER planning_cycles_queue_for_sealing AFTER INSERT ON "
         "public.planning_cycles FOR EACH ROW EXECUTE FUNCTION "
-        "public.jarvis_planning_cycles_check_one_open()",
-        "planning_cycles_parent_is_start": "CREATE TRIGGER planning_cycles_parent_is_start BEFORE "
-        "INSERT ON public.planning_cycles FOR EACH ROW EXECUTE "
-        "FUNCTION public.jarvis_planning_cycles_check_parent()",
-        "planning_cycles_queue_for_sealing": "CREATE TRIGGER planning_cycles_queue_for_sealing AFTER "
-        "INSERT ON public.planning_cycles REFERENCING NEW TABLE "
-        "AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION "
         "public.jarvis_queue_for_sealing()",
-        "planning_cycles_stamp_created_at": "CREATE TRIGGER planning_cycles_stamp_created_at BEFORE "
-        "INSERT ON public.planning_cycles FOR EACH ROW EXECUTE "
-        "FUNCTION public.jarvis_stamp_created_at()",
     },
     "schema_changes": {
-        "schema_changes_append_only": "CREATE TRIGGER schema_changes_append_only BEFORE DELETE OR "
-        "UPDATE ON public.schema_changes FOR EACH ROW EXECUTE FUNCTION "
+        "schema_changes_append_only": "CREATE TRIGGER schema_changes_append_only BEFORE DELETE OR UPDATE "
+        "ON public.schema_changes FOR EACH ROW EXECUTE FUNCTION "
         "public.jarvis_reject_mutation()",
         "schema_changes_no_truncate": "CREATE TRIGGER schema_changes_no_truncate BEFORE TRUNCATE ON "
         "public.schema_changes FOR EACH STATEMENT EXECUTE FUNCTION "
         "public.jarvis_reject_mutation()",
-        "schema_changes_queue_for_sealing": "CREATE TRIGGER schema_changes_queue_for_sealing AFTER "
-        "INSERT ON public.schema_changes REFERENCING NEW TABLE AS "
-        "new_rows FOR EACH STATEMENT EXECUTE FUNCTION "
+        "schema_changes_queue_for_sealing": "CREATE TRIGGER schema_changes_queue_for_sealing AFTER INSERT ON "
+        "public.schema_changes FOR EACH ROW EXECUTE FUNCTION "
         "public.jarvis_queue_for_sealing()",
-        "schema_changes_stamp_created_at": "CREATE TRIGGER schema_changes_stamp_created_at BEFORE "
-        "INSERT ON public.schema_changes FOR EACH ROW EXECUTE "
-        "FUNCTION public.jarvis_stamp_created_at()",
+        "schema_changes_stamp_created_at": "CREATE TRIGGER schema_changes_stamp_created_at BEFORE INSERT ON "
+        "public.schema_changes FOR EACH ROW EXECUTE FUNCTION "
+        "public.jarvis_stamp_created_at()",
     },
     "tool_calls": {
         "tool_calls_append_only": "CREATE TRIGGER tool_calls_append_only BEFORE DELETE OR UPDATE ON "
         "public.tool_calls FOR EACH ROW EXECUTE FUNCTION "
         "public.jarvis_reject_mutation()",
-        "tool_calls_cycle_reference": "CREATE TRIGGER tool_calls_cycle_reference BEFORE INSERT ON "
+        "tool_calls_before_insert": "CREATE TRIGGER tool_calls_before_insert BEFORE INSERT ON "
         "public.tool_calls FOR EACH ROW EXECUTE FUNCTION "
-        "public.jarvis_check_cycle_reference()",
+        "public.jarvis_tool_calls_before_insert()",
         "tool_calls_no_truncate": "CREATE TRIGGER tool_calls_no_truncate BEFORE TRUNCATE ON "
         "public.tool_calls FOR EACH STATEMENT EXECUTE FUNCTION "
         "public.jarvis_reject_mutation()",
-        "tool_calls_parent_is_start": "CREATE TRIGGER tool_calls_parent_is_start BEFORE INSERT ON "
-        "public.tool_calls FOR EACH ROW EXECUTE FUNCTION "
-        "public.jarvis_tool_calls_check_parent()",
         "tool_calls_queue_for_sealing": "CREATE TRIGGER tool_calls_queue_for_sealing AFTER INSERT ON "
-        "public.tool_calls REFERENCING NEW TABLE AS new_rows FOR EACH "
-        "STATEMENT EXECUTE FUNCTION public.jarvis_queue_for_sealing()",
-        "tool_calls_stamp_created_at": "CREATE TRIGGER tool_calls_stamp_created_at BEFORE INSERT ON "
         "public.tool_calls FOR EACH ROW EXECUTE FUNCTION "
-        "public.jarvis_stamp_created_at()",
+        "public.jarvis_queue_for_sealing()",
     },
     "trail_info": {
         "trail_info_append_only": "CREATE TRIGGER trail_info_append_only BEFORE DELETE OR UPDATE ON "
@@ -142,116 +124,123 @@ EXPECTED_CONSTRAINTS: dict[str, dict[str, str]] = {
         "audit_seal_head_seq_check": "CHECK ((seq >= 0))",
     },
     "decision_log": {
-        "ck_decision_log_created_at_loadable": "CHECK (((created_at >= '2000-01-01 "
-        "00:00:00+00'::timestamp with time zone) AND (created_at "
-        "< '9999-01-01 00:00:00+00'::timestamp with time zone)))",
-        "ck_decision_log_decision_length": "CHECK (((length(decision) >= 1) AND (length(decision) <= " "10000)))",
-        "fk_decision_log_cycle_id_planning_cycles": "FOREIGN KEY (cycle_id) REFERENCES " "public.planning_cycles(id)",
+        "ck_decision_log_created_at_loadable": "CHECK (((created_at >= '2000-01-01 00:00:00+00'::timestamp with "
+        "time zone) AND (created_at < '9999-01-01 00:00:00+00'::timestamp "
+        "with time zone)))",
+        "ck_decision_log_decision_length": "CHECK (((length(decision) >= 1) AND (length(decision) <= 10000)))",
+        "fk_decision_log_cycle_id_planning_cycles": "FOREIGN KEY (cycle_id) REFERENCES public.planning_cycles(id)",
         "pk_decision_log": "PRIMARY KEY (id)",
     },
     "planning_cycles": {
         "ck_planning_cycles_agent_length": "CHECK (((length(agent) >= 1) AND (length(agent) <= 200)))",
-        "ck_planning_cycles_completion_has_no_goals": "CHECK (((parent_id IS NULL) OR (goals IS " "NULL)))",
-        "ck_planning_cycles_created_at_loadable": "CHECK (((created_at >= '2000-01-01 "
-        "00:00:00+00'::timestamp with time zone) AND "
-        "(created_at < '9999-01-01 00:00:00+00'::timestamp "
+        "ck_planning_cycles_completion_has_no_goals": "CHECK (((parent_id IS NULL) OR (goals IS NULL)))",
+        "ck_planning_cycles_created_at_loadable": "CHECK (((created_at >= '2000-01-01 00:00:00+00'::timestamp with "
+        "time zone) AND (created_at < '9999-01-01 00:00:00+00'::timestamp "
         "with time zone)))",
-        "ck_planning_cycles_start_has_goals": "CHECK (((parent_id IS NOT NULL) OR ((goals IS NOT "
-        "NULL) AND (outcomes IS NULL))))",
-        "ck_planning_cycles_start_has_no_parent": "CHECK (((parent_id IS NULL) = (status = " "'started'::text)))",
+        "ck_planning_cycles_start_has_goals": "CHECK (((parent_id IS NOT NULL) OR ((goals IS NOT NULL) AND "
+        "(outcomes IS NULL))))",
+        "ck_planning_cycles_start_has_no_parent": "CHECK (((parent_id IS NULL) = (status = 'started'::text)))",
         "ck_planning_cycles_status": "CHECK ((status = ANY (ARRAY['started'::text, 'succeeded'::text, "
         "'failed'::text, 'cancelled'::text, 'abandoned'::text])))",
-        "fk_planning_cycles_parent_id_planning_cycles": "FOREIGN KEY (parent_id) REFERENCES "
-        "public.planning_cycles(id)",
+        "fk_planning_cycles_parent_id_planning_cycles": "FOREIGN KEY (parent_id) REFERENCES public.planning_cycles(id)",
         "pk_planning_cycles": "PRIMARY KEY (id)",
     },
     "schema_changes": {
-        "ck_schema_changes_created_at_loadable": "CHECK (((created_at >= '2000-01-01 "
-        "00:00:00+00'::timestamp with time zone) AND "
-        "(created_at < '9999-01-01 00:00:00+00'::timestamp "
+        "ck_schema_changes_created_at_loadable": "CHECK (((created_at >= '2000-01-01 00:00:00+00'::timestamp with "
+        "time zone) AND (created_at < '9999-01-01 00:00:00+00'::timestamp "
         "with time zone)))",
         "pk_schema_changes": "PRIMARY KEY (id)",
     },
     "tool_calls": {
         "ck_tool_calls_completion_has_no_cycle": "CHECK (((parent_id IS NULL) OR (cycle_id IS NULL)))",
         "ck_tool_calls_completion_has_no_input": "CHECK (((parent_id IS NULL) OR (input IS NULL)))",
-        "ck_tool_calls_created_at_loadable": "CHECK (((created_at >= '2000-01-01 00:00:00+00'::timestamp "
-        "with time zone) AND (created_at < '9999-01-01 "
-        "00:00:00+00'::timestamp with time zone)))",
-        "ck_tool_calls_start_has_no_outcome": "CHECK (((parent_id IS NOT NULL) OR ((output IS NULL) AND "
-        "(error IS NULL) AND (duration_ms IS NULL))))",
+        "ck_tool_calls_created_at_loadable": "CHECK (((created_at >= '2000-01-01 00:00:00+00'::timestamp with "
+        "time zone) AND (created_at < '9999-01-01 00:00:00+00'::timestamp "
+        "with time zone)))",
+        "ck_tool_calls_start_has_no_outcome": "CHECK (((parent_id IS NOT NULL) OR ((output IS NULL) AND (error IS "
+        "NULL) AND (duration_ms IS NULL))))",
         "ck_tool_calls_start_has_no_parent": "CHECK (((parent_id IS NULL) = (status = 'started'::text)))",
         "ck_tool_calls_status": "CHECK ((status = ANY (ARRAY['started'::text, 'succeeded'::text, "
         "'failed'::text, 'cancelled'::text, 'abandoned'::text])))",
-        "ck_tool_calls_tool_name_length": "CHECK (((length(tool_name) >= 1) AND (length(tool_name) <= " "200)))",
-        "fk_tool_calls_cycle_id_planning_cycles": "FOREIGN KEY (cycle_id) REFERENCES " "public.planning_cycles(id)",
+        "ck_tool_calls_tool_name_length": "CHECK (((length(tool_name) >= 1) AND (length(tool_name) <= 200)))",
+        "fk_tool_calls_cycle_id_planning_cycles": "FOREIGN KEY (cycle_id) REFERENCES public.planning_cycles(id)",
         "fk_tool_calls_parent_id_tool_calls": "FOREIGN KEY (parent_id) REFERENCES public.tool_calls(id)",
         "pk_tool_calls": "PRIMARY KEY (id)",
     },
-    "trail_info": {"trail_info_one_check": "CHECK (one)", "trail_info_pkey": "PRIMARY KEY (one)"},
+    "trail_info": {
+        "trail_info_one_check": "CHECK (one)",
+        "trail_info_pkey": "PRIMARY KEY (one)",
+    },
 }
 EXPECTED_INDEXES: dict[str, dict[str, str]] = {
     "audit_chain": {
-        "pk_audit_chain": "CREATE UNIQUE INDEX pk_audit_chain ON public.audit_chain USING btree (seq)",
+        "pk_audit_chain": "CREATE UNIQUE INDEX pk_audit_chain ON public.audit_chain USING "
+        "btree (seq) WITH (fillfactor='100')",
         "uq_audit_chain_table_name_row_id": "CREATE UNIQUE INDEX uq_audit_chain_table_name_row_id ON "
         "public.audit_chain USING btree (table_name, row_id)",
     },
     "audit_pending": {
         "ix_audit_pending_queued_at": "CREATE INDEX ix_audit_pending_queued_at ON public.audit_pending "
-        "USING btree (queued_at, row_id)",
-        "pk_audit_pending": "CREATE UNIQUE INDEX pk_audit_pending ON public.audit_pending USING btree "
-        "(table_name, row_id)",
+        "USING btree (queued_at, table_name, row_id)",
+        "pk_audit_pending": "CREATE UNIQUE INDEX pk_audit_pending ON public.audit_pending USING "
+        "btree (table_name, row_id)",
     },
     "audit_seal_head": {
         "audit_seal_head_pkey": "CREATE UNIQUE INDEX audit_seal_head_pkey ON public.audit_seal_head "
-        "USING btree (one)"
+        "USING btree (one)",
     },
     "decision_log": {
         "ix_decision_log_cycle_id": "CREATE INDEX ix_decision_log_cycle_id ON public.decision_log USING "
         "btree (cycle_id)",
-        "pk_decision_log": "CREATE UNIQUE INDEX pk_decision_log ON public.decision_log USING btree (id)",
+        "pk_decision_log": "CREATE UNIQUE INDEX pk_decision_log ON public.decision_log USING "
+        "btree (id)",
     },
     "planning_cycles": {
         "ix_planning_cycles_agent_start_page": "CREATE INDEX ix_planning_cycles_agent_start_page ON "
-        "public.planning_cycles USING btree (agent, created_at, id) WHERE (parent_id IS NULL)",
-        "ix_planning_cycles_start_page": "CREATE INDEX ix_planning_cycles_start_page ON public.planning_cycles "
-        "USING btree (created_at, id) WHERE (parent_id IS NULL)",
-        "ix_planning_cycles_one_completion": "CREATE UNIQUE INDEX ix_planning_cycles_one_completion "
-        "ON public.planning_cycles USING btree (parent_id) WHERE "
-        "(parent_id IS NOT NULL)",
-        "pk_planning_cycles": "CREATE UNIQUE INDEX pk_planning_cycles ON public.planning_cycles USING " "btree (id)",
+        "public.planning_cycles USING btree (agent, created_at, id) WHERE "
+        "(parent_id IS NULL)",
+        "ix_planning_cycles_one_completion": "CREATE UNIQUE INDEX ix_planning_cycles_one_completion ON "
+        "public.planning_cycles USING btree (parent_id) WHERE (parent_id IS "
+        "NOT NULL)",
+        "ix_planning_cycles_start_page": "CREATE INDEX ix_planning_cycles_start_page ON "
+        "public.planning_cycles USING btree (created_at, id) WHERE "
+        "(parent_id IS NULL)",
+        "pk_planning_cycles": "CREATE UNIQUE INDEX pk_planning_cycles ON public.planning_cycles "
+        "USING btree (id)",
     },
     "schema_changes": {
-        "pk_schema_changes": "CREATE UNIQUE INDEX pk_schema_changes ON public.schema_changes USING " "btree (id)"
+        "pk_schema_changes": "CREATE UNIQUE INDEX pk_schema_changes ON public.schema_changes "
+        "USING btree (id)",
     },
     "tool_calls": {
         "ix_tool_calls_cycle_start_page": "CREATE INDEX ix_tool_calls_cycle_start_page ON public.tool_calls "
         "USING btree (cycle_id, created_at, id) WHERE (parent_id IS NULL)",
-        "ix_tool_calls_start_page": "CREATE INDEX ix_tool_calls_start_page ON public.tool_calls USING btree "
-        "(created_at, id) WHERE (parent_id IS NULL)",
-        "ix_tool_calls_created_at": "CREATE INDEX ix_tool_calls_created_at ON public.tool_calls USING "
-        "btree (created_at)",
         "ix_tool_calls_one_completion": "CREATE UNIQUE INDEX ix_tool_calls_one_completion ON "
         "public.tool_calls USING btree (parent_id) WHERE (parent_id IS NOT "
         "NULL)",
-        "pk_tool_calls": "CREATE UNIQUE INDEX pk_tool_calls ON public.tool_calls USING btree (id)",
+        "ix_tool_calls_start_page": "CREATE INDEX ix_tool_calls_start_page ON public.tool_calls USING "
+        "btree (created_at, id) WHERE (parent_id IS NULL)",
+        "pk_tool_calls": "CREATE UNIQUE INDEX pk_tool_calls ON public.tool_calls USING btree "
+        "(id)",
     },
-    "trail_info": {"trail_info_pkey": "CREATE UNIQUE INDEX trail_info_pkey ON public.trail_info USING btree (one)"},
+    "trail_info": {
+        "trail_info_pkey": "CREATE UNIQUE INDEX trail_info_pkey ON public.trail_info USING "
+        "btree (one)",
+    },
 }
 EXPECTED_FUNCTIONS: dict[str, tuple[str, bool]] = {
     "jarvis_append_decision_log": ("66d95b6370df6ee8f76d3b83677132846f5c59f0a3ae995b89f0789133bd3034", True),
     "jarvis_append_planning_cycles": ("79aae53e7541a2846862966ff85c4de411137c8ff6485c4f161782098c660ad3", True),
     "jarvis_append_tool_calls": ("90716140e7f0037f7825b9c451404cdb5b1005821bbf8666e70f098aa4cabb5c", True),
     "jarvis_canonical": ("49c896d66ad4da81d982b9ab211120cd587b4a9a9981a3a9876e80f11d284be7", False),
-    "jarvis_check_cycle_reference": ("e99ae2519f06d3ddd669a11c3011a08718bed192f6d2571f3cf584d95a520d14", False),
-    "jarvis_planning_cycles_check_one_open": ("584b801f1544b986221161d023aa7c72df2f55ea7d58d35bd64554db3e26b568", True),
-    "jarvis_planning_cycles_check_parent": ("08da8fcd7547e5b34d7841bc463c8d1856052b78667d6a54bc9a3e0f07f9efc0", False),
-    "jarvis_queue_for_sealing": ("3ad68c4e5143ea80c058b8406cb1747c975aff0913c159befb92ee1cc22db1d5", True),
+    "jarvis_decision_log_before_insert": ("0ff22e4597480657d1a0b269fbcb2dba66f20be31c79ec87a10d8fea41022fa0", False),
+    "jarvis_planning_cycles_before_insert": ("d94755a920941361ca45dca255554ad53ec73d9b2adf2c41b3da3a6f8b08f9e0", True),
+    "jarvis_queue_for_sealing": ("5f3c7ba43047fed41cdfbcb4fc4b518e44081ee61f1819d24909ffc6fd472585", True),
     "jarvis_reject_mutation": ("7ddf847cbc8eb6fe5c1799266e079bf6013f10cf15f0e4afbf3190dc77d3b29e", False),
-    "jarvis_seal": ("975c58854fbedf5c56e381f8f425c6554d9de9ad5e8c1e5f298ae95a127757ed", True),
+    "jarvis_seal": ("f614f49bc1b61c098ab836e6d477f4f6a9b6f8ad269d1f77eb3a1c45f886362c", True),
     "jarvis_serial_uuid": ("ccda40a165b32fc8a147959ae8b7861e5303467a4ac1a1b6663739ece3d5e2d7", False),
     "jarvis_stamp_created_at": ("7e5a6b7635a71bc03c7dcaec3696c555fee901322093c70a154cb57db115d297", False),
-    "jarvis_tool_calls_check_parent": ("e3585a2cfbfcbb4b11d4b4268e547b5ca91cc3ebd5d27ca7e65b2cf2ef9c900f", False),
+    "jarvis_tool_calls_before_insert": ("880900bff1a9207fc230119887e5ffc0faf895711d7f87a16edfe8ce0da641e6", False),
 }
 
 EXPECTED_EXECUTE: dict[str, tuple[str, ...]] = {
@@ -259,15 +248,14 @@ EXPECTED_EXECUTE: dict[str, tuple[str, ...]] = {
     "jarvis_append_planning_cycles": ("app",),
     "jarvis_append_tool_calls": ("app",),
     "jarvis_canonical": ("PUBLIC",),
-    "jarvis_check_cycle_reference": (),
-    "jarvis_planning_cycles_check_one_open": (),
-    "jarvis_planning_cycles_check_parent": (),
+    "jarvis_decision_log_before_insert": (),
+    "jarvis_planning_cycles_before_insert": (),
     "jarvis_queue_for_sealing": (),
     "jarvis_reject_mutation": (),
     "jarvis_seal": ("app",),
     "jarvis_serial_uuid": ("PUBLIC",),
     "jarvis_stamp_created_at": (),
-    "jarvis_tool_calls_check_parent": (),
+    "jarvis_tool_calls_before_insert": (),
 }
 """Who besides the owner may EXECUTE each function ("app"/"auditor": the database's roles in trail_info).
 

@@ -59,7 +59,8 @@ class AuditPending(Base):
     __tablename__ = "audit_pending"
     __table_args__ = (
         CheckConstraint(_TABLE_CHECK, name="table_name"),
-        Index("ix_audit_pending_queued_at", "queued_at", "row_id"),
+        # The sealer's order: a seal reads its batch from this index and stops (migration 0007).
+        Index("ix_audit_pending_queued_at", "queued_at", "table_name", "row_id"),
     )
 
     table_name: Mapped[str] = mapped_column(Text, primary_key=True)

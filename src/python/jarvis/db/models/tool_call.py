@@ -31,7 +31,6 @@ class ToolCall(Base):
         CheckConstraint("length(tool_name) BETWEEN 1 AND 200", name="tool_name_length"),
         # At most one completion per start row.
         Index("ix_tool_calls_one_completion", "parent_id", unique=True, postgresql_where=text("parent_id IS NOT NULL")),
-        Index("ix_tool_calls_created_at", "created_at"),
         # Pages of tool calls, newest first (AuditQueries.tool_calls): all, or one cycle's.
         Index("ix_tool_calls_start_page", "created_at", "id", postgresql_where=text("parent_id IS NULL")),
         Index(
