@@ -106,13 +106,18 @@ def _hostname(host_header: str) -> str:
 
 
 def _same_origin(headers: dict[str, str]) -> bool:
-    """A browser names the page a POST came from (Origin; Sec-Fetch-Site): it must be this server."""
-    if headers.get("sec-fetch-site", "same-origin") not in ("same-origin", "none"):
-        return False
+    """A browser says where a POST came from: Sec-Fetch-Site (modern browsers), else Origin.
+
+    With `Referrer-Policy: no-referrer` a browser's own same-origin form sends `Origin: null`,
+    so Sec-Fetch-Site decides when present; a request with neither header is no browser's.
+    """
+    site = headers.get("sec-fetch-site")
+    if site is not None:
+        return site in ("same-origin", "none")
     origin = headers.get("origin")
     if origin is None:
-        return True  # not a browser's cross-site request (those always carry Origin on POST)
-    return origin.split("://", 1)[-1] == headers.get("host", "")
+        return True
+    return origin != "null" and origin.split("://", 1)[-1] == headers.get("host", "")
 
 
 async def _plain(send: Send, status: int, text: str) -> None:
