@@ -3,30 +3,34 @@ and the MCP SDK's client gets an answer or a clear error, never silence."""
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
 from mcp import MCPError
-from mcp_parties import completions_by_start, hostile_server, proxy_session
 
 from jarvis_testkit import tamper
+from jarvis_testkit.mcp_parties import completions_by_start, proxy_session
 
 pytestmark = pytest.mark.anyio
 DEADLINE = 120.0
+HOSTILE = [sys.executable, str(Path(__file__).with_name("hostile_mcp_server.py"))]
+"""The hostile upstream, written for these tests (raw JSON-RPC, no SDK)."""
 
 
 def the_call(url: str, tool_name: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """The one start row of `tool_name` and its completion."""
     calls = tamper.rows(url, "tool_calls")
-    (start,) = [row for row in calls if row["parent_id"] is None and row["tool_name"] == tool_name]
+    (start,) = (row for row in calls if row["parent_id"] is None and row["tool_name"] == tool_name)
     return start, completions_by_start(calls)[start["id"]]
 
 
 async def test_an_answer_over_the_size_cap_is_recorded_failed_and_not_passed_on(isolated_database_url: str) -> None:
     url = isolated_database_url
     with anyio.fail_after(DEADLINE):
-        async with proxy_session(url, hostile_server(), JARVIS_MAX_VALUE_BYTES="4096") as session:
+        async with proxy_session(url, HOSTILE, JARVIS_MAX_VALUE_BYTES="4096") as session:
             with pytest.raises(MCPError) as refused:
                 await session.call_tool("huge", {"size": 100_000})
             still_working = await session.call_tool("echo", {"after": "huge"})
@@ -43,7 +47,7 @@ async def test_an_answer_over_the_size_cap_is_recorded_failed_and_not_passed_on(
 async def test_arguments_over_the_size_cap_are_not_forwarded(isolated_database_url: str) -> None:
     url = isolated_database_url
     with anyio.fail_after(DEADLINE):
-        async with proxy_session(url, hostile_server(), JARVIS_MAX_VALUE_BYTES="4096") as session:
+        async with proxy_session(url, HOSTILE, JARVIS_MAX_VALUE_BYTES="4096") as session:
             with pytest.raises(MCPError) as refused:
                 await session.call_tool("echo", {"blob": "y" * 10_000})
     assert "did not forward" in refused.value.message and "JARVIS_MAX_VALUE_BYTES" in refused.value.message
@@ -53,7 +57,7 @@ async def test_arguments_over_the_size_cap_are_not_forwarded(isolated_database_u
 async def test_an_invalid_json_rpc_response_is_recorded_failed(isolated_database_url: str) -> None:
     url = isolated_database_url
     with anyio.fail_after(DEADLINE):
-        async with proxy_session(url, hostile_server()) as session:
+        async with proxy_session(url, HOSTILE) as session:
             with pytest.raises(MCPError) as refused:
                 await session.call_tool("invalid", {})
     assert "invalid JSON-RPC response" in refused.value.message
@@ -65,17 +69,19 @@ async def test_an_invalid_json_rpc_response_is_recorded_failed(isolated_database
 async def test_a_line_that_is_not_json_is_dropped_and_the_answer_after_it_arrives(isolated_database_url: str) -> None:
     url = isolated_database_url
     with anyio.fail_after(DEADLINE):
-        async with proxy_session(url, hostile_server()) as session:
+        async with proxy_session(url, HOSTILE) as session:
             result = await session.call_tool("garbage", {})
     assert not result.is_error
-    assert [block.text for block in result.content] == ["after the garbage"]  # type: ignore[union-attr]
+    assert [block.model_dump(exclude_none=True) for block in result.content] == [
+        {"type": "text", "text": "after the garbage"}
+    ]
     assert the_call(url, "garbage")[1]["status"] == "succeeded"
 
 
 async def test_an_is_error_result_is_recorded_failed_and_passed_on(isolated_database_url: str) -> None:
     url = isolated_database_url
     with anyio.fail_after(DEADLINE):
-        async with proxy_session(url, hostile_server()) as session:
+        async with proxy_session(url, HOSTILE) as session:
             result = await session.call_tool("fail", {"why": "on purpose"})
     assert result.is_error
     _, outcome = the_call(url, "fail")
@@ -89,7 +95,7 @@ async def test_no_answer_within_the_call_timeout_is_recorded_failed_naming_the_s
 ) -> None:
     url = isolated_database_url
     with anyio.fail_after(DEADLINE):
-        async with proxy_session(url, hostile_server(), JARVIS_MCP_CALL_TIMEOUT="2") as session:
+        async with proxy_session(url, HOSTILE, JARVIS_MCP_CALL_TIMEOUT="2") as session:
             with pytest.raises(MCPError) as gave_up:
                 await session.call_tool("hang", {"forever": True})
             still_working = await session.call_tool("echo", {"after": "hang"})
@@ -106,7 +112,7 @@ async def test_an_upstream_that_exits_mid_call_is_recorded_abandoned_and_the_cli
 ) -> None:
     url = isolated_database_url
     with anyio.fail_after(DEADLINE):
-        async with proxy_session(url, hostile_server()) as session:
+        async with proxy_session(url, HOSTILE) as session:
             with pytest.raises(MCPError) as lost:
                 await session.call_tool("exit", {"code": 3})
     assert "exited (code 3) before answering" in lost.value.message
@@ -114,6 +120,6 @@ async def test_an_upstream_that_exits_mid_call_is_recorded_abandoned_and_the_cli
     assert outcome["status"] == "abandoned"
     assert "exited (code 3)" in outcome["error"]
     cycles = tamper.rows(url, "planning_cycles")
-    (closed,) = [row for row in cycles if row["parent_id"] is not None]
+    (closed,) = (row for row in cycles if row["parent_id"] is not None)
     assert closed["status"] == "failed"
     assert "exited (code 3)" in closed["outcomes"]["ended"]

@@ -5,21 +5,24 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import anyio
-import pytest
-from mcp_parties import completions_by_start, hostile_server, jarvis_command, jarvis_environment, proxy_session
 
 from jarvis.config import load_settings
 from jarvis.db import open_database
 from jarvis.db.audit.dangling import ABANDONED_REASON, running_agents
 from jarvis.mcp.sessions import process_of
 from jarvis_testkit import tamper
+from jarvis_testkit.mcp_parties import completions_by_start, jarvis_command, jarvis_environment, proxy_session
 from jarvis_testkit.processes import wait_for
 from jarvis_testkit.trail import seal_and_verify
 
 DEADLINE = 120.0
+HOSTILE = [sys.executable, str(Path(__file__).with_name("hostile_mcp_server.py"))]
+"""The hostile upstream, written for these tests (raw JSON-RPC, no SDK)."""
 
 
 def send(process: subprocess.Popen[bytes], message: dict[str, Any]) -> None:
@@ -37,14 +40,18 @@ def test_a_start_left_by_a_proxy_killed_mid_call_is_closed_as_abandoned_at_the_n
 ) -> None:
     url = isolated_database_url
     victim = subprocess.Popen(
-        jarvis_command("mcp", "proxy", "--", *hostile_server()),
+        jarvis_command("mcp", "proxy", "--", *HOSTILE),
         env=jarvis_environment(url),
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
     try:
-        initialize = {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "raw", "version": "1"}}
+        initialize = {
+            "protocolVersion": "2025-11-25",
+            "capabilities": {},
+            "clientInfo": {"name": "raw", "version": "1"},
+        }
         send(victim, {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": initialize})
         send(victim, {"jsonrpc": "2.0", "method": "notifications/initialized"})
         send(victim, {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "hang", "arguments": {}}})
@@ -56,7 +63,7 @@ def test_a_start_left_by_a_proxy_killed_mid_call_is_closed_as_abandoned_at_the_n
     start = started_hang_call(url)
     assert start is not None
     assert completions_by_start(tamper.rows(url, "tool_calls")).get(start["id"]) is None  # dangling
-    (cycle,) = [row for row in tamper.rows(url, "planning_cycles") if row["parent_id"] is None]
+    (cycle,) = (row for row in tamper.rows(url, "planning_cycles") if row["parent_id"] is None)
     dead = process_of(cycle["agent"])
     assert dead is not None
 
@@ -67,7 +74,7 @@ def test_a_start_left_by_a_proxy_killed_mid_call_is_closed_as_abandoned_at_the_n
 
         async def next_proxy() -> None:
             with anyio.fail_after(DEADLINE):
-                async with proxy_session(url, hostile_server()) as session:
+                async with proxy_session(url, HOSTILE) as session:
                     await session.list_tools()
 
         anyio.run(next_proxy)

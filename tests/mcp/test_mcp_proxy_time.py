@@ -7,11 +7,11 @@ from typing import Any
 import anyio
 import pytest
 from mcp import ClientSession, StdioServerParameters, stdio_client
-from mcp_parties import CLIENT, completions_by_start, proxy_session, time_server
 
 from jarvis.config import load_settings
 from jarvis.db import open_database
 from jarvis_testkit import tamper
+from jarvis_testkit.mcp_parties import CLIENT, completions_by_start, proxy_session, time_server
 from jarvis_testkit.trail import seal_and_verify
 
 pytestmark = pytest.mark.anyio
@@ -61,7 +61,7 @@ async def test_the_trail_holds_exactly_the_calls_with_their_arguments_and_result
     assert all(outcomes[row["id"]]["duration_ms"] is not None for row in starts)
 
     cycles = tamper.rows(url, "planning_cycles")
-    (cycle,) = [row for row in cycles if row["parent_id"] is None]
+    (cycle,) = (row for row in cycles if row["parent_id"] is None)
     assert {row["cycle_id"] for row in starts} == {cycle["id"]}
     assert cycle["goals"]["client"] == {"name": CLIENT.name, "version": CLIENT.version}
     assert completions_by_start(cycles)[cycle["id"]]["status"] == "succeeded"

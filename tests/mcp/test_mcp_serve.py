@@ -11,9 +11,9 @@ import anyio
 import pytest
 from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
-from mcp_parties import CLIENT, completions_by_start, jarvis_command, jarvis_environment, serve_session
 
 from jarvis_testkit import tamper
+from jarvis_testkit.mcp_parties import CLIENT, completions_by_start, jarvis_command, jarvis_environment, serve_session
 from jarvis_testkit.processes import wait_for
 
 pytestmark = pytest.mark.anyio
@@ -75,7 +75,7 @@ async def test_every_tool_answers_and_every_call_is_recorded_in_the_session_s_cy
     assert starts[1]["input"] == {"key": "wallet.usd", "value": 13, "expected_version": 1}
     outcomes = completions_by_start(calls)
     assert {outcomes[row["id"]]["status"] for row in starts} == {"succeeded"}
-    (cycle,) = [row for row in tamper.rows(url, "planning_cycles") if row["parent_id"] is None]
+    (cycle,) = (row for row in tamper.rows(url, "planning_cycles") if row["parent_id"] is None)
     assert {row["cycle_id"] for row in starts} == {cycle["id"]}
     closed = completions_by_start(tamper.rows(url, "planning_cycles"))[cycle["id"]]
     assert (closed["status"], closed["outcomes"]["calls"]) == ("succeeded", 9)
@@ -148,9 +148,9 @@ async def test_streamable_http_on_loopback_serves_and_records_the_session(isolat
         out, err = server.communicate(timeout=60)
     assert written == {"version": 1}
     assert server.returncode in (0, 143), err
-    (start,) = [row for row in tamper.rows(url, "tool_calls") if row["parent_id"] is None]
+    (start,) = (row for row in tamper.rows(url, "tool_calls") if row["parent_id"] is None)
     assert start["tool_name"] == "set_state"
-    (cycle,) = [row for row in tamper.rows(url, "planning_cycles") if row["parent_id"] is None]
+    (cycle,) = (row for row in tamper.rows(url, "planning_cycles") if row["parent_id"] is None)
     assert cycle["goals"]["transport"] == "http" and cycle["goals"]["client"]["name"] == CLIENT.name
     assert completions_by_start(tamper.rows(url, "planning_cycles"))[cycle["id"]]["status"] == "succeeded"
 

@@ -111,7 +111,7 @@ def outcome(response: dict[str, Any]) -> tuple[CompletionStatus, Any, str | None
     result = response["result"]
     if isinstance(result, dict) and result.get("isError") is True:
         texts = [
-            block.get("text")
+            str(block["text"])
             for block in result.get("content") or []
             if isinstance(block, dict) and isinstance(block.get("text"), str)
         ]
@@ -228,7 +228,8 @@ class Proxy:
         """Commit the call's start row and arm its timeout; or the error response if it must not be forwarded."""
         request_id = message["id"]
         key = request_key(request_id)
-        params = message.get("params") if isinstance(message.get("params"), dict) else {}
+        raw_params = message.get("params")
+        params: dict[str, Any] = raw_params if isinstance(raw_params, dict) else {}
         name = params.get("name")
         tool_name = name[:200] if isinstance(name, str) and name else NO_TOOL_NAME
         arguments = params.get("arguments")
@@ -247,7 +248,9 @@ class Proxy:
             log.error("tools/call %r not forwarded: the audit trail refused its start row: %s", tool_name, reason)
             return error_response(
                 request_id,
-                one_line(f"jarvis mcp proxy did not forward tools/call {tool_name!r}: the audit trail refused it: {reason}"),
+                one_line(
+                    f"jarvis mcp proxy did not forward tools/call {tool_name!r}: the audit trail refused it: {reason}"
+                ),
             )
         call = PendingCall(request_id, started, anyio.CancelScope())
         self.pending[key] = call

@@ -1,4 +1,4 @@
-"""The parties of the MCP tests, started as a user's MCP client would: `jarvis mcp …` in a subprocess over stdio.
+"""The parties of the MCP tests (tests/mcp): `jarvis mcp …` started as an MCP client starts a server.
 
 The subprocess finds the code under Pants too: `sys.executable -m jarvis.cli.main` with PYTHONPATH from sys.path.
 """
@@ -9,13 +9,11 @@ import os
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any
 
 from mcp import ClientSession, StdioServerParameters, stdio_client
 from mcp_types import Implementation
 
-HOSTILE_SERVER = str(Path(__file__).with_name("hostile_mcp_server.py"))
 CLIENT = Implementation(name="jarvis-tests", version="9.9")
 
 
@@ -40,10 +38,6 @@ def jarvis_parameters(database_url: str, *args: str, **env: str) -> StdioServerP
 
 def time_server() -> list[str]:
     return [sys.executable, "-m", "mcp_server_time", "--local-timezone", "UTC"]
-
-
-def hostile_server() -> list[str]:
-    return [sys.executable, HOSTILE_SERVER]
 
 
 @asynccontextmanager
