@@ -21,6 +21,7 @@ from jarvis.db.aio import (
 from jarvis.db.audit import PlanningLog, ToolCallLog
 from jarvis_testkit.both_apis import Api
 
+
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
@@ -39,7 +40,13 @@ def api(request: pytest.FixtureRequest, database: Database, async_database: Asyn
     """The sync API or its asyncio twin; its planning log has an agent name of its own (one open cycle each)."""
     agent = f"agent-{uuid.uuid4().hex[:8]}"
     if request.param == "sync":
-        return Api("sync", ToolCallLog(database), PlanningLog(database, agent=agent), StateStore(database), MemoryStore(database))
+        return Api(
+            "sync",
+            ToolCallLog(database),
+            PlanningLog(database, agent=agent),
+            StateStore(database),
+            MemoryStore(database),
+        )
     return Api(
         "async",
         AsyncToolCallLog(async_database),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import threading
 import time
 import uuid
@@ -50,7 +51,9 @@ async def test_the_start_row_commits_before_the_async_tool_runs(log: AsyncToolCa
     @log.audited("probe_async")
     async def probe() -> int:
         with database.connect() as conn:  # another connection, while the coroutine runs
-            seen.append(list(conn.execute(text("SELECT status FROM tool_calls WHERE tool_name = 'probe_async'")).scalars()))
+            seen.append(
+                list(conn.execute(text("SELECT status FROM tool_calls WHERE tool_name = 'probe_async'")).scalars())
+            )
         await asyncio.sleep(0)
         return 42
 
@@ -134,7 +137,9 @@ async def test_a_task_timeout_mid_tool_records_cancelled_and_raises_timeout(
     with pytest.raises(TimeoutError):
         await run_with_timeout()
     with database.connect() as conn:
-        ids = list(conn.execute(text("SELECT id FROM tool_calls WHERE tool_name = 'slow' AND parent_id IS NULL")).scalars())
+        ids = list(
+            conn.execute(text("SELECT id FROM tool_calls WHERE tool_name = 'slow' AND parent_id IS NULL")).scalars()
+        )
     assert [statuses_of(database, start) for start in ids] == [["started", "cancelled"]]
 
 
@@ -195,7 +200,9 @@ async def test_an_exhausted_pool_is_a_clear_error_after_the_connect_timeout(
         tasks = [asyncio.create_task(hold()) for _ in range(2)]
         async with asyncio.timeout(DEADLINE):
             await holding.wait()
-        with pytest.raises(PoolExhaustedError, match=r"All 2 pooled .* 0\.2 s \(JARVIS_CONNECT_TIMEOUT\).*JARVIS_POOL_SIZE"):
+        with pytest.raises(
+            PoolExhaustedError, match=r"All 2 pooled .* 0\.2 s \(JARVIS_CONNECT_TIMEOUT\).*JARVIS_POOL_SIZE"
+        ):
             await AsyncToolCallLog(database).start("starved", {})
         release.set()
         await asyncio.gather(*tasks)
@@ -242,5 +249,5 @@ async def test_the_event_loop_keeps_running_while_an_append_waits_on_the_databas
     holder.join(DEADLINE)
     assert released.is_set()
     assert len(ticks) >= ticks_wanted, f"the loop ticked {len(ticks)} times while the append waited"
-    gaps = [later - earlier for earlier, later in zip(ticks, ticks[1:], strict=False)]
+    gaps = [later - earlier for earlier, later in itertools.pairwise(ticks)]
     assert max(gaps) < 1.0, f"the loop stalled for {max(gaps):.2f} s"

@@ -33,7 +33,12 @@ async def test_completion_appends_a_second_row_linked_to_the_start(api: Api, dat
     done_id = await run(api.tool_calls.record_completion(start, "succeeded", output={"answer": 42}))
     started, done = rows_of(database, start.id)
     assert started["status"] == "started"
-    assert (done["id"], done["parent_id"], done["status"], done["output"]) == (done_id, start.id, "succeeded", {"answer": 42})
+    assert (done["id"], done["parent_id"], done["status"], done["output"]) == (
+        done_id,
+        start.id,
+        "succeeded",
+        {"answer": 42},
+    )
     assert isinstance(done["duration_ms"], int) and done["duration_ms"] >= 0
 
 
@@ -58,9 +63,14 @@ async def test_a_cycle_opens_takes_decisions_and_closes(api: Api, database: Data
     decision = await run(api.planning.record_decision(cycle, "look", {"why": "test"}))
     closed = await run(api.planning.close_cycle(cycle, "succeeded", {"done": True}))
     with database.connect() as conn:
-        statuses = conn.execute(
-            text("SELECT status FROM planning_cycles WHERE id IN (:a, :b) ORDER BY created_at"), {"a": cycle, "b": closed}
-        ).scalars().all()
+        statuses = (
+            conn.execute(
+                text("SELECT status FROM planning_cycles WHERE id IN (:a, :b) ORDER BY created_at"),
+                {"a": cycle, "b": closed},
+            )
+            .scalars()
+            .all()
+        )
         decided = conn.execute(text("SELECT cycle_id FROM decision_log WHERE id = :id"), {"id": decision}).scalar()
     assert statuses == ["started", "succeeded"] and decided == cycle
 
@@ -141,4 +151,4 @@ async def test_memory_remembers_searches_and_marks_stale(api: Api) -> None:
 
 async def test_memory_search_takes_a_json_object_only(api: Api) -> None:
     with pytest.raises(InvalidJsonError, match="JSON object"):
-        await run(api.memory.search(["not", "an", "object"]))  # type: ignore[arg-type]
+        await run(api.memory.search(["not", "an", "object"]))

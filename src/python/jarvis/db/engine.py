@@ -34,23 +34,46 @@ from sqlalchemy import Connection, Engine, PoolProxiedConnection, create_engine,
 from jarvis.config import Settings
 from jarvis.db.embedded import EmbeddedServer, embedded_url, start_embedded_postgres
 from jarvis.db.jsonb import set_max_value_bytes
-# Their home before the asyncio twin shared them (jarvis.db.role_rules): still importable from here.
 from jarvis.db.role_rules import (
-    ROLES_SQL as ROLES_SQL,
-    SEARCH_PATH as SEARCH_PATH,
-    DatabaseError as DatabaseError,
-    DatabaseUnavailableError as DatabaseUnavailableError,
-    NotMigratedError as NotMigratedError,
-    PoolExhaustedError as PoolExhaustedError,
-    Role as Role,
-    RoleNotGrantedError as RoleNotGrantedError,
-    RoleRules as RoleRules,
-    Roles as Roles,
-    pool_exhausted as pool_exhausted,
-    unavailable as unavailable,
+    ROLES_SQL,
+    SEARCH_PATH,
+    DatabaseError,
+    DatabaseUnavailableError,
+    NotMigratedError,
+    PoolExhaustedError,
+    Role,
+    RoleNotGrantedError,
+    RoleRules,
+    Roles,
+    pool_exhausted,
+    unavailable,
 )
 from jarvis.db.steps import Statement, Steps, T, drive
 from jarvis.db.urls import libpq_url, sqlalchemy_url
+
+# The role rules and errors lived here before the asyncio twin shared them (jarvis.db.role_rules):
+# still importable from here.
+__all__ = [
+    "Database",
+    "DatabaseError",
+    "DatabaseUnavailableError",
+    "EMBEDDED_DATABASE",
+    "NotMigratedError",
+    "PING_AFTER_IDLE",
+    "PREPARE_ONLY_WHEN_ASKED",
+    "PoolExhaustedError",
+    "ROLES_SQL",
+    "Role",
+    "RoleNotGrantedError",
+    "RoleRules",
+    "Roles",
+    "SEARCH_PATH",
+    "open_database",
+    "pool_exhausted",
+    "psycopg_connection",
+    "resolve_url",
+    "unavailable",
+]
 
 log = logging.getLogger("jarvis.db")
 

@@ -6,9 +6,9 @@ the agent can still explain what it believed when it acted.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from collections.abc import Sequence
 from typing import Any
 
 from psycopg.types.json import Jsonb
@@ -16,8 +16,8 @@ from psycopg.types.json import Jsonb
 from jarvis.db.base import JsonValue
 from jarvis.db.engine import Database
 from jarvis.db.jsonb import InvalidJsonError, check_text, ensure_jsonb
-from jarvis.db.steps import Statement, Steps
 from jarvis.db.state import InvalidKeyError
+from jarvis.db.steps import Statement, Steps
 
 
 @dataclass(frozen=True)
@@ -32,9 +32,7 @@ class Fact:
 _FACT = "id, subject, body, is_stale, created_at"
 ADD_SQL = f"INSERT INTO public.memory_facts (subject, body) VALUES (%s, %s) RETURNING {_FACT}"
 STALE_BY_ID_SQL = "UPDATE public.memory_facts SET is_stale = true WHERE NOT is_stale AND id = %s RETURNING id"
-STALE_BY_SUBJECT_SQL = (
-    "UPDATE public.memory_facts SET is_stale = true WHERE NOT is_stale AND subject = %s RETURNING id"
-)
+STALE_BY_SUBJECT_SQL = "UPDATE public.memory_facts SET is_stale = true WHERE NOT is_stale AND subject = %s RETURNING id"
 
 
 def _fact(row: Sequence[Any]) -> Fact:
@@ -62,7 +60,8 @@ def newest_first_steps(
     *, subject: str | None = None, contains: Any = None, include_stale: bool = False, limit: int = 100
 ) -> Steps[list[Fact]]:
     """Facts about `subject` and/or whose body contains `contains` (JSONB @>, the GIN index), newest first."""
-    where, params = [], []
+    where: list[str] = []
+    params: list[Any] = []
     if contains is not None:
         if not isinstance(contains, dict):
             raise InvalidJsonError('a memory search takes a JSON object, e.g. {"city": "Paris"}')

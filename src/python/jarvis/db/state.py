@@ -7,9 +7,9 @@ each other's update unnoticed.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from collections.abc import Sequence
 from typing import Any
 
 from psycopg.types.json import Jsonb

@@ -9,6 +9,7 @@ Connections are psycopg `AsyncConnection`s from a small pool of their own (jarvi
 """
 
 from jarvis.db.aio.audit import AsyncAuditListener, AsyncPlanningLog, AsyncToolCallLog
+from jarvis.db.aio.chain import seal, verify
 from jarvis.db.aio.engine import AsyncDatabase, open_async_database
 from jarvis.db.aio.stores import AsyncMemoryStore, AsyncStateStore
 
@@ -20,4 +21,6 @@ __all__ = [
     "AsyncStateStore",
     "AsyncToolCallLog",
     "open_async_database",
+    "seal",
+    "verify",
 ]

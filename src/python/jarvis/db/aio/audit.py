@@ -30,7 +30,6 @@ from datetime import datetime
 from typing import Any, ParamSpec, TypeVar
 
 import anyio
-import psycopg
 from sqlalchemy import Table
 
 from jarvis.db.aio.engine import AsyncDatabase
@@ -41,6 +40,7 @@ from jarvis.db.audit.append import (
     append_steps,
     retry_delay,
 )
+from jarvis.db.audit.ids import uuid7
 from jarvis.db.audit.planning import (
     DECISION_LOG,
     OPEN_CYCLE_SQL,
@@ -72,9 +72,7 @@ from jarvis.db.audit.tool_calls import (
     start_row,
     started_event,
 )
-from jarvis.db.audit.ids import uuid7
 from jarvis.db.base import CompletionStatus
-from jarvis.db.steps import Statement, drive_async
 
 log = logging.getLogger("jarvis.audit")
 
@@ -89,13 +87,7 @@ async def append_row(database: AsyncDatabase, table: Table, values: dict[str, An
     """`jarvis.db.audit.append.append_row`, awaited: the same statements, the same retries after a lost connection."""
     for attempt in itertools.count():
         try:
-            async with database.connection() as connection:
-                cursor = connection.cursor(binary=True)
-
-                async def execute(statement: Statement) -> Any:
-                    return await database.fetch_one(cursor, statement.sql, statement.params, in_role=statement.in_role)
-
-                return await drive_async(append_steps(database, table, values), execute, psycopg.Error)
+            return await database.run_autocommit(append_steps(database, table, values))
         except CONNECTION_LOST as error:
             await anyio.sleep(retry_delay(attempt, table, error))
     raise AssertionError("unreachable")
@@ -140,7 +132,9 @@ class AsyncToolCallLog:
     ) -> uuid.UUID:
         """Append the outcome row for `start`; the database refuses a second one."""
         check_completion(start, status, output)
-        return await self._append_completion(start, completion_row(start, status, output, error, completion_id, duration_ms))
+        return await self._append_completion(
+            start, completion_row(start, status, output, error, completion_id, duration_ms)
+        )
 
     async def _append_completion(self, start: ToolCallStart, values: dict[str, Any]) -> uuid.UUID:
         """The append itself, for values already checked (record()'s output was checked by succeed())."""
@@ -182,7 +176,7 @@ class AsyncToolCallLog:
         """Decorator for `async def` tools: the start row commits before the coroutine runs, the outcome after it."""
 
         def decorate(function: Callable[P, Awaitable[R]]) -> Callable[P, Coroutine[Any, Any, R]]:
-            name = tool_name or getattr(function, "__name__", repr(function))
+            name = tool_name or str(getattr(function, "__name__", function))
             if not inspect.iscoroutinefunction(function):
                 raise TypeError(
                     f"{name} is not an async def function; AsyncToolCallLog.audited() awaits the tools it records. "

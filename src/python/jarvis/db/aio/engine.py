@@ -21,7 +21,7 @@ import psycopg
 
 from jarvis.config import Settings
 from jarvis.db.aio.pool import AsyncPool
-from jarvis.db.engine import resolve_url
+from jarvis.db.engine import Database, open_database, resolve_url
 from jarvis.db.jsonb import set_max_value_bytes
 from jarvis.db.role_rules import ROLES_SQL, Role, RoleRules, Roles, unavailable
 from jarvis.db.steps import Statement, Steps, T, drive_async
@@ -39,6 +39,16 @@ class AsyncDatabase(RoleRules):
     role: Role = "app"
     _roles: Roles | None = field(default=None, repr=False)
     _role_statements: dict[bool, tuple[str, tuple[str, ...]]] = field(default_factory=dict, repr=False)
+    _sync_twin: Database | None = field(default=None, repr=False)
+
+    def sync_twin(self) -> Database:
+        """A sync `Database` on the same URL, role and settings, for what runs in worker threads (seal, verify).
+
+        Opened on first use (no connection until then) and shut down by `aclose()`.
+        """
+        if self._sync_twin is None:
+            self._sync_twin = open_database(self.settings, url=self.url, role=self.role)
+        return self._sync_twin
 
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
@@ -83,6 +93,16 @@ class AsyncDatabase(RoleRules):
 
             return await drive_async(steps, execute, psycopg.Error)
 
+    async def run_autocommit(self, steps: Steps[T]) -> T:
+        """Run a core operation whose statements commit one by one, each in one round trip (the append path)."""
+        async with self.connection() as connection:
+            cursor = connection.cursor(binary=True)
+
+            async def execute(statement: Statement) -> Any:
+                return await self.fetch_one(cursor, statement.sql, statement.params, in_role=statement.in_role)
+
+            return await drive_async(steps, execute, psycopg.Error)
+
     async def fetch_one(
         self, cursor: psycopg.AsyncCursor[Any], sql: str, params: Sequence[Any], *, in_role: bool = True
     ) -> tuple[Any, ...] | None:
@@ -105,6 +125,8 @@ class AsyncDatabase(RoleRules):
     async def aclose(self) -> None:
         """Close idle pooled connections; connections in use close when their work is done."""
         await self.pool.close()
+        if self._sync_twin is not None:
+            self._sync_twin.shutdown()
 
     async def __aenter__(self) -> AsyncDatabase:
         return self
@@ -119,9 +141,8 @@ async def open_async_database(settings: Settings, *, url: str | None = None, rol
     Without DATABASE_URL the embedded PostgreSQL is started (in a worker thread: it takes
     seconds). `role` is what every transaction runs as, as in `open_database`.
     """
-    if url is None:
-        url, _server = await anyio.to_thread.run_sync(resolve_url, settings)
+    where = url if url is not None else (await anyio.to_thread.run_sync(resolve_url, settings))[0]
     set_max_value_bytes(settings.max_value_bytes)
-    database = AsyncDatabase(pool=AsyncPool(url, settings), url=url, settings=settings, role=role)
+    database = AsyncDatabase(pool=AsyncPool(where, settings), url=where, settings=settings, role=role)
     log.log(logging.INFO if role == "app" else logging.DEBUG, "using PostgreSQL at %s (asyncio)", database.display_url)
     return database

@@ -104,7 +104,13 @@ def close_row(
     if status not in COMPLETION_STATUSES:
         raise ValueError(f"status {status!r} is not a completion status; use one of {COMPLETION_STATUSES}")
     ensure_jsonb(outcomes, what="cycle outcomes")
-    return {"id": completion_id or uuid7(), "parent_id": cycle_id, "agent": agent, "status": status, "outcomes": outcomes}
+    return {
+        "id": completion_id or uuid7(),
+        "parent_id": cycle_id,
+        "agent": agent,
+        "status": status,
+        "outcomes": outcomes,
+    }
 
 
 def close_refused(cycle_id: uuid.UUID, error: AuditRuleViolation) -> CycleClosedError:
@@ -129,9 +135,7 @@ ListenerT = TypeVar("ListenerT")
 class PlanningLogBase(Generic[DatabaseT, ListenerT]):
     """What a planning log holds, sync (PlanningLog) or asyncio (AsyncPlanningLog): database, agent, listeners."""
 
-    def __init__(
-        self, database: DatabaseT, *, agent: str = DEFAULT_AGENT, listeners: Sequence[ListenerT] = ()
-    ) -> None:
+    def __init__(self, database: DatabaseT, *, agent: str = DEFAULT_AGENT, listeners: Sequence[ListenerT] = ()) -> None:
         check_text(agent, "agent name")
         self.database = database
         self.agent = agent
@@ -139,7 +143,6 @@ class PlanningLogBase(Generic[DatabaseT, ListenerT]):
 
 
 class PlanningLog(PlanningLogBase[Database, AuditListener]):
-
     def open_cycle(self, goals: Any, *, cycle_id: uuid.UUID | None = None) -> uuid.UUID:
         """Record the start of a cycle with its goals (committed before this returns); the id ties decisions and tool
         calls to it. The database allows one open cycle per agent: a second is CycleAlreadyOpenError.
