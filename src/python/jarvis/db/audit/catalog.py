@@ -234,7 +234,7 @@ EXPECTED_FUNCTIONS: dict[str, tuple[str, bool]] = {
     "jarvis_append_tool_calls": ("90716140e7f0037f7825b9c451404cdb5b1005821bbf8666e70f098aa4cabb5c", True),
     "jarvis_canonical": ("49c896d66ad4da81d982b9ab211120cd587b4a9a9981a3a9876e80f11d284be7", False),
     "jarvis_decision_log_before_insert": ("0ff22e4597480657d1a0b269fbcb2dba66f20be31c79ec87a10d8fea41022fa0", False),
-    "jarvis_planning_cycles_before_insert": ("d94755a920941361ca45dca255554ad53ec73d9b2adf2c41b3da3a6f8b08f9e0", True),
+    "jarvis_planning_cycles_before_insert": ("5c7b8c32e741847836990ce8e86c50581650f428dfd4fcd07afa780040a10fea", True),
     "jarvis_queue_for_sealing": ("5f3c7ba43047fed41cdfbcb4fc4b518e44081ee61f1819d24909ffc6fd472585", True),
     "jarvis_reject_mutation": ("7ddf847cbc8eb6fe5c1799266e079bf6013f10cf15f0e4afbf3190dc77d3b29e", False),
     "jarvis_seal": ("f614f49bc1b61c098ab836e6d477f4f6a9b6f8ad269d1f77eb3a1c45f886362c", True),

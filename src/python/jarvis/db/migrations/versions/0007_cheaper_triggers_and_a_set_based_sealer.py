@@ -84,12 +84,14 @@ ONE_OPEN_CYCLE = """
       SELECT true, g.latest_start INTO guarded, latest FROM public.agent_cycle_guard g
        WHERE g.agent = NEW.agent FOR UPDATE;
     END IF;
-    -- Only the latest start row can be open: every earlier one was closed when it was opened.
-    IF latest IS DISTINCT FROM NEW.id AND EXISTS (
-      SELECT 1 FROM public.planning_cycles s WHERE s.id = latest AND s.agent = NEW.agent AND s.parent_id IS NULL
-    ) THEN
-      still_open := NOT EXISTS (SELECT 1 FROM public.planning_cycles c WHERE c.parent_id = latest);
-    ELSE  -- no latest start known (cycles from before 0007), or a retry of it: look at all of them
+    -- Only the latest start row can be open: every earlier one was closed when the latest was opened.
+    -- Found by its primary key alone (one probe), then one probe of the one-completion index.
+    IF latest IS DISTINCT FROM NEW.id THEN
+      SELECT s.agent = NEW.agent AND s.parent_id IS NULL,
+             NOT EXISTS (SELECT 1 FROM public.planning_cycles c WHERE c.parent_id = s.id)
+        INTO latest_is_start, still_open FROM public.planning_cycles s WHERE s.id = latest;
+    END IF;
+    IF latest_is_start IS NOT TRUE THEN  -- no latest start known (cycles from before 0007), or a retry of it
       still_open := EXISTS (
         SELECT 1 FROM public.planning_cycles s
         WHERE s.agent = NEW.agent AND s.parent_id IS NULL AND s.id <> NEW.id
@@ -114,6 +116,7 @@ SECURITY DEFINER {SAFE_PATH} AS $$
 DECLARE
   guarded boolean;
   latest uuid;
+  latest_is_start boolean;
   still_open boolean;
   grandparent uuid;
   parent_found boolean;
