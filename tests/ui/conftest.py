@@ -7,10 +7,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from ui.trails import demo_agent, run_demo_plan, run_hostile_cycle
 
 from jarvis.config import Settings
 from jarvis.db import Database, open_database
-from ui.trails import demo_agent, run_demo_plan, run_hostile_cycle
 
 
 @dataclass

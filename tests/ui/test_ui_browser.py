@@ -11,13 +11,13 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from ui.conftest import Trail
+from ui.trails import chromium_or_skip, launch, served
 
 from jarvis.config import Settings
 from jarvis.db import Database
 from jarvis.db.audit import ToolCallLog
 from jarvis.ui import create_app
-from ui.conftest import Trail
-from ui.trails import chromium_or_skip, launch, served
 
 DEADLINE_MS = 30_000
 

@@ -5,24 +5,24 @@ from __future__ import annotations
 import json
 import re
 import time
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 
-import httpx
 import psycopg
 import pytest
 import sqlalchemy.exc
 from sqlalchemy import text
 from starlette.testclient import TestClient
+from ui.conftest import Trail
+from ui.trails import HUGE, LINK, RTL, SCRIPT, served
 
 from jarvis.config import Settings
 from jarvis.db import Database
 from jarvis.db.audit import AuditQueries
 from jarvis.ui import create_app
 from jarvis.ui.guard import CONTENT_SECURITY_POLICY, TOKEN_COOKIE
-from ui.conftest import Trail
-from ui.trails import HUGE, LINK, RTL, SCRIPT, served
 
 TOKEN = "t0ken-for-the-tests-0123456789"
 
@@ -197,7 +197,7 @@ def test_the_ui_database_handle_cannot_write(auditor_database: Database) -> None
     with pytest.raises(sqlalchemy.exc.DBAPIError) as refused:
         with auditor_database.begin() as conn:
             conn.execute(text("INSERT INTO agent_state (key, value) VALUES ('ui.wrote', '1')"))
-    assert isinstance(refused.value.orig, (psycopg.errors.ReadOnlySqlTransaction, psycopg.errors.InsufficientPrivilege))
+    assert isinstance(refused.value.orig, psycopg.errors.ReadOnlySqlTransaction | psycopg.errors.InsufficientPrivilege)
     with pytest.raises(sqlalchemy.exc.DBAPIError):
         with auditor_database.begin() as conn:
             conn.execute(text("SET LOCAL transaction_read_only = off"))
@@ -225,7 +225,14 @@ def guarded(trail: Trail, auditor_database: Database, settings: Settings) -> Ite
 
 
 def test_off_loopback_every_request_without_the_token_is_refused(guarded: TestClient, trail: Trail) -> None:
-    for path in ("/", f"/cycles/{trail.hostile.cycle_id}", "/integrity", "/integrity/progress", "/events", "/static/ui.js"):
+    for path in (
+        "/",
+        f"/cycles/{trail.hostile.cycle_id}",
+        "/integrity",
+        "/integrity/progress",
+        "/events",
+        "/static/ui.js",
+    ):
         assert guarded.get(path).status_code == 401, path
     assert guarded.get("/", headers={"authorization": "Bearer wrong-token-wrong-token"}).status_code == 401
     assert guarded.get("/", headers={"cookie": f"{TOKEN_COOKIE}={TOKEN[:-1]}x"}).status_code == 401
@@ -252,9 +259,9 @@ def test_a_short_token_is_refused(auditor_database: Database, settings: Settings
 def next_live_event(base_url: str, tool_name: str, append: Callable[[], None]) -> dict[str, str]:
     """Open /events, call `append` once the stream is open, and return the event naming `tool_name` (30 s deadline)."""
     deadline = time.monotonic() + 30
-    with httpx.stream("GET", f"{base_url}/events", timeout=10) as response:
+    with urllib.request.urlopen(f"{base_url}/events", timeout=10) as response:
         assert response.headers["content-type"].startswith("text/event-stream")
-        lines = response.iter_lines()
+        lines = (raw.decode().rstrip("\n") for raw in response)
         assert next(lines) == "retry: 1000"
         append()
         for line in lines:
@@ -266,7 +273,9 @@ def next_live_event(base_url: str, tool_name: str, append: Callable[[], None]) -
     raise AssertionError(f"the event stream ended without an event for {tool_name}")
 
 
-def test_live_events_arrive_by_polling_postgresql(database: Database, auditor_database: Database, settings: Settings) -> None:
+def test_live_events_arrive_by_polling_postgresql(
+    database: Database, auditor_database: Database, settings: Settings
+) -> None:
     from jarvis.db.audit import ToolCallLog
 
     app = create_app(auditor_database, settings, live_window=60)
