@@ -9,6 +9,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 
+import anyio
 import psycopg
 import pytest
 from sqlalchemy import text
@@ -121,6 +122,26 @@ async def test_a_task_cancelled_mid_tool_records_cancelled_and_stays_cancelled(
     assert task.cancelled()
     assert statuses_of(database, ids[0]) == ["started", "cancelled"]
     assert str(outcome_of(database, ids[0])["error"]).startswith("CancelledError")
+
+
+async def test_an_anyio_cancel_scope_mid_tool_records_cancelled(log: AsyncToolCallLog, database: Database) -> None:
+    """anyio cancels again at every await inside a cancelled scope: the outcome row must still be written."""
+    running = asyncio.Event()
+    ids: list[uuid.UUID] = []
+    with anyio.CancelScope() as scope:
+
+        async def cancel_when_running() -> None:
+            await running.wait()
+            scope.cancel()
+
+        canceller = asyncio.create_task(cancel_when_running())
+        async with log.record("scoped", {}) as call:
+            ids.append(call.id)
+            running.set()
+            await asyncio.Event().wait()
+    await canceller
+    assert scope.cancelled_caught
+    assert statuses_of(database, ids[0]) == ["started", "cancelled"]
 
 
 async def test_a_task_timeout_mid_tool_records_cancelled_and_raises_timeout(

@@ -11,12 +11,13 @@ Everything but the sending is the sync module's (jarvis.db.audit.tool_calls, .pl
 .append): the rows, their checks, the append's statements and retries, how a refusal is
 named. The start row commits before the body (or the decorated coroutine) runs; the
 outcome after it finished. A cancelled task (`asyncio.CancelledError`, `asyncio.timeout`,
-an anyio cancel scope) gets a `cancelled` outcome, written in a shielded scope so the
-cancellation cannot also cancel its record, and the cancellation is re-raised.
+an anyio cancel scope) gets a `cancelled` outcome, written in a shielded task so the
+cancellation cannot also cancel its record (`despite_cancellation`), and is re-raised.
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import inspect
 import itertools
@@ -29,7 +30,6 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any, ParamSpec, TypeVar
 
-import anyio
 from sqlalchemy import Table
 
 from jarvis.db.aio.engine import AsyncDatabase
@@ -89,8 +89,32 @@ async def append_row(database: AsyncDatabase, table: Table, values: dict[str, An
         try:
             return await database.run_autocommit(append_steps(database, table, values))
         except CONNECTION_LOST as error:
-            await anyio.sleep(retry_delay(attempt, table, error))
+            await asyncio.sleep(retry_delay(attempt, table, error))
     raise AssertionError("unreachable")
+
+
+async def despite_cancellation(work: Coroutine[Any, Any, R]) -> R:
+    """Run `work` to its end even if this task is cancelled (again) meanwhile: an outcome row is never lost.
+
+    A cancellation that arrives while it runs is raised once `work` is done (anyio's cancel
+    scopes deliver theirs again and again; plain asyncio's only once).
+    """
+    task = asyncio.ensure_future(work)
+    cancelled = False
+    while True:
+        try:
+            result = await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if task.done() and not task.cancelled():
+                result = task.result()  # may raise the work's own error
+            elif not task.done():
+                cancelled = True
+                continue
+            else:
+                raise
+        if cancelled:
+            raise asyncio.CancelledError
+        return result
 
 
 async def announce(listeners: Sequence[AsyncAuditListener], event: AuditEvent) -> None:
@@ -156,19 +180,20 @@ class AsyncToolCallLog:
             call = ActiveCall(await self.start(tool_name, input, cycle_id=cycle_id, call_id=call_id))
         except CANCELLATIONS as interruption:
             # Cancelled around the start row's commit: if it landed, it gets its `cancelled` outcome now.
-            with anyio.CancelScope(shield=True):
-                if await self.database.read_one(LANDED_SQL, (call_id,)) is not None:
-                    start = ToolCallStart(id=call_id, tool_name=tool_name, cycle_id=cycle_id)
-                    await self.record_completion(start, "cancelled", error=describe_error(interruption))
+            start = ToolCallStart(id=call_id, tool_name=tool_name, cycle_id=cycle_id)
+            await despite_cancellation(self._cancel_if_landed(start, interruption))
             raise
         try:
             yield call
         except BaseException as raised:
             status, error = interrupted_outcome(raised)
-            with anyio.CancelScope(shield=True):
-                await self._append_completion(call.start, completion_row(call.start, status, None, error))
+            await despite_cancellation(self._append_completion(call.start, completion_row(call.start, status, None, error)))
             raise
         await self._append_completion(call.start, completion_row(call.start, "succeeded", call.output, None))
+
+    async def _cancel_if_landed(self, start: ToolCallStart, interruption: BaseException) -> None:
+        if await self.database.read_one(LANDED_SQL, (start.id,)) is not None:
+            await self.record_completion(start, "cancelled", error=describe_error(interruption))
 
     def audited(
         self, tool_name: str | None = None
@@ -180,7 +205,7 @@ class AsyncToolCallLog:
             if not inspect.iscoroutinefunction(function):
                 raise TypeError(
                     f"{name} is not an async def function; AsyncToolCallLog.audited() awaits the tools it records. "
-                    "Fix: decorate a synchronous tool with ToolCallLog.audited() (or run it with anyio.to_thread)"
+                    "Fix: decorate a synchronous tool with ToolCallLog.audited() (or run it with asyncio.to_thread)"
                 )
 
             @functools.wraps(function)

@@ -10,13 +10,13 @@ statements without ever blocking the event loop.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-import anyio.to_thread
 import psycopg
 
 from jarvis.config import Settings
@@ -141,7 +141,7 @@ async def open_async_database(settings: Settings, *, url: str | None = None, rol
     Without DATABASE_URL the embedded PostgreSQL is started (in a worker thread: it takes
     seconds). `role` is what every transaction runs as, as in `open_database`.
     """
-    where = url if url is not None else (await anyio.to_thread.run_sync(resolve_url, settings))[0]
+    where = url if url is not None else (await asyncio.to_thread(resolve_url, settings))[0]
     set_max_value_bytes(settings.max_value_bytes)
     database = AsyncDatabase(pool=AsyncPool(where, settings), url=where, settings=settings, role=role)
     log.log(logging.INFO if role == "app" else logging.DEBUG, "using PostgreSQL at %s (asyncio)", database.display_url)
