@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 from jarvis.cache import RedisLink, StreamReader
 from jarvis.db.audit import AuditQueries, Cursor
+from jarvis.db.audit.queries import MAX_LIMIT
 from jarvis.ui.display import cut, visible
 
 OVERLAP = timedelta(seconds=5)
@@ -57,10 +58,12 @@ class PollingReader:
                 self.after = Cursor.parse(resume_from)
             except ValueError:
                 self.after = None
-        if self.after is None:
+        if self.after is None:  # from now on: what is already there (within the overlap) counts as shown
             newest = queries.events_after(None, limit=1)
-            self.after = newest[-1].cursor if newest else None
-            self.shown = {event.id: event.cursor for event in newest}
+            if newest:
+                self.after = newest[-1].cursor
+                window = Cursor(self.after.created_at - OVERLAP, uuid.UUID(int=0))
+                self.shown = {event.id: event.cursor for event in queries.events_after(window, limit=MAX_LIMIT)}
 
     def read(self, wait: float) -> list[LiveEvent]:
         overlap = None if self.after is None else Cursor(self.after.created_at - OVERLAP, uuid.UUID(int=0))
