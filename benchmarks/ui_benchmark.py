@@ -69,8 +69,10 @@ def build_trail(owner: Database, app: Database, rows: int) -> None:
     written = time.perf_counter() - started
     started = time.perf_counter()
     seal(app, wait=60)  # links every queued row, batch after batch
-    print(f"trail: {cycles:,} cycles, {cycles * ROWS_PER_CYCLE:,} audit rows written in {written:.1f} s, "
-          f"sealed in {time.perf_counter() - started:.1f} s")
+    print(
+        f"trail: {cycles:,} cycles, {cycles * ROWS_PER_CYCLE:,} audit rows written in {written:.1f} s, "
+        f"sealed in {time.perf_counter() - started:.1f} s"
+    )
 
 
 def measure(client: TestClient, path: str, repeat: int) -> tuple[float, float]:
@@ -117,8 +119,10 @@ def main() -> None:
         finally:
             owner.shutdown()
             auditor.shutdown()
-    print(f"\n`jarvis ui` server time, {args.rows:,} audit rows, {args.repeat} requests per page "
-          f"({platform.processor() or platform.machine()}, Python {platform.python_version()})\n")
+    print(
+        f"\n`jarvis ui` server time, {args.rows:,} audit rows, {args.repeat} requests per page "
+        f"({platform.processor() or platform.machine()}, Python {platform.python_version()})\n"
+    )
     print("| page | median ms | p95 ms |\n| --- | ---: | ---: |")
     for name, (median, p95) in results.items():
         print(f"| {name} | {median:.1f} | {p95:.1f} |")

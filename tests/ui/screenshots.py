@@ -17,13 +17,13 @@ from pathlib import Path
 os.environ.setdefault("JARVIS_DATA_DIR", tempfile.mkdtemp(prefix="jarvis-screenshots-"))
 
 from playwright.sync_api import sync_playwright  # noqa: E402
+from ui.trails import CHROMIUM, demo_agent, launch, run_demo_plan, served  # noqa: E402
 
 from jarvis.config import load_settings  # noqa: E402
 from jarvis.db import open_database  # noqa: E402
 from jarvis.db.migrate import upgrade_to_head  # noqa: E402
 from jarvis.ui import create_app  # noqa: E402
 from jarvis_testkit import services  # noqa: E402
-from ui.trails import CHROMIUM, demo_agent, launch, run_demo_plan, served  # noqa: E402
 
 OUT = Path("docs/screenshots")
 

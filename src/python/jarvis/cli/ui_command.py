@@ -12,6 +12,7 @@ from jarvis.config import JarvisError, Settings
 from jarvis.db import Database
 from jarvis.ui import create_app, is_loopback
 
+
 def ui_command(
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on; anything but loopback needs --token."),
     port: int = typer.Option(8765, "--port", min=0, max=65535, help="Port to listen on (0: any free port)."),
@@ -29,7 +30,7 @@ def ui_command(
     if not loopback and not token:
         fail(
             f"--host {host} is reachable from other machines: give --token (or JARVIS_UI_TOKEN), e.g. "
-            '--token "$(python3 -c \'import secrets; print(secrets.token_urlsafe(32))\')"',
+            "--token \"$(python3 -c 'import secrets; print(secrets.token_urlsafe(32))')\"",
             ExitCode.BAD_INPUT,
         )
     settings = settings_or_exit()

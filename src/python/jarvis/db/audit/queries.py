@@ -278,7 +278,9 @@ class AuditQueries:
         with self.database.connect() as conn:
             rows = conn.execute(text(f"{query} ORDER BY 1 {order}, 2 {order} LIMIT :limit"), params).all()
         events = [
-            TrailEvent(at=r.created_at, id=r.id, table=r.tbl, kind=r.kind, name=r.name, status=r.status, cycle_id=r.cycle)
+            TrailEvent(
+                at=r.created_at, id=r.id, table=r.tbl, kind=r.kind, name=r.name, status=r.status, cycle_id=r.cycle
+            )
             for r in rows
         ]
         return events if after is not None else events[::-1]
