@@ -300,3 +300,29 @@ def test_live_events_arrive_from_the_redis_stream(
     finally:
         link.close()
     assert event["kind"] == "tool_call.started" and event["status"] == "started"
+
+
+def test_a_tampered_trail_fails_verify_naming_the_first_problem(
+    isolated_database: Database, isolated_database_url: str, settings: Settings
+) -> None:
+    from jarvis.db import open_database
+    from jarvis_testkit import tamper
+    from ui.trails import demo_agent, run_demo_plan
+
+    run_demo_plan(demo_agent(isolated_database))
+    changed = AuditQueries(isolated_database).tool_calls(limit=1)[0].id
+    tamper.edit(isolated_database_url, "tool_calls", changed, "input", "'{\"rewritten\": true}'")
+    reader = open_database(settings, url=isolated_database_url, role="auditor")
+    try:
+        with TestClient(create_app(reader, settings), base_url="http://127.0.0.1") as tampered:
+            tampered.post("/integrity/verify")
+            deadline = time.monotonic() + 120
+            while (job := tampered.get("/integrity/progress").json())["state"] == "running":
+                assert time.monotonic() < deadline, "verify did not finish within 120 s"
+            page = tampered.get("/integrity").text
+    finally:
+        reader.shutdown()
+    assert job["ok"] is False
+    assert job["summary"].startswith(f"TAMPERED: tool_calls row {changed}")
+    assert "row content was changed after it was sealed" in job["summary"]
+    assert f"TAMPERED: tool_calls row {changed}" in page
