@@ -26,6 +26,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from jarvis.config import JarvisError
+from jarvis.db import models  # noqa: F401  (registers the tables on Base.metadata, read below at import)
 from jarvis.db.base import AUDIT_TABLES, Base
 
 GENESIS = bytes(32)
