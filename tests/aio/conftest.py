@@ -9,11 +9,12 @@ from collections.abc import AsyncIterator
 import pytest
 
 from jarvis.config import Settings
-from jarvis.db import Database, MemoryStore, StateStore
+from jarvis.db import Database, MemoryStore, RuntimeSchema, StateStore
 from jarvis.db.aio import (
     AsyncDatabase,
     AsyncMemoryStore,
     AsyncPlanningLog,
+    AsyncRuntimeSchema,
     AsyncStateStore,
     AsyncToolCallLog,
     open_async_database,
@@ -46,6 +47,7 @@ def api(request: pytest.FixtureRequest, database: Database, async_database: Asyn
             PlanningLog(database, agent=agent),
             StateStore(database),
             MemoryStore(database),
+            RuntimeSchema(database),
         )
     return Api(
         "async",
@@ -53,4 +55,5 @@ def api(request: pytest.FixtureRequest, database: Database, async_database: Asyn
         AsyncPlanningLog(async_database, agent=agent),
         AsyncStateStore(async_database),
         AsyncMemoryStore(async_database),
+        AsyncRuntimeSchema(async_database),
     )

@@ -7,7 +7,14 @@ import uuid
 import pytest
 from sqlalchemy import text
 
-from jarvis.db import Database, InvalidJsonError, InvalidKeyError, StateConflictError
+from jarvis.db import (
+    Database,
+    InvalidJsonError,
+    InvalidKeyError,
+    RuntimeDDLError,
+    StateConflictError,
+    TableConflictError,
+)
 from jarvis.db.audit import CycleAlreadyOpenError, CycleClosedError, ToolCallAlreadyCompletedError
 from jarvis_testkit.both_apis import Api, run
 
@@ -152,3 +159,29 @@ async def test_memory_remembers_searches_and_marks_stale(api: Api) -> None:
 async def test_memory_search_takes_a_json_object_only(api: Api) -> None:
     with pytest.raises(InvalidJsonError, match="JSON object"):
         await run(api.memory.search(["not", "an", "object"]))
+
+
+async def test_runtime_ddl_creates_a_table_the_agent_can_fill_and_read(api: Api) -> None:
+    table = f"{api.flavour}_trades"
+    created = await run(api.schema.create_table(table, {"symbol": "text", "qty": "numeric", "meta": "jsonb"}))
+    row_id = await run(api.schema.insert_row(table, {"symbol": "ETH", "qty": 2, "meta": {"venue": "dex"}}))
+    rows = await run(api.schema.rows(table))
+    assert created.created and table in await run(api.schema.tables())
+    assert [(r["id"], r["symbol"], r["qty"], r["meta"]) for r in rows] == [(row_id, "ETH", 2, {"venue": "dex"})]
+    assert (await run(api.schema.create_table(table, {"symbol": "text", "qty": "numeric", "meta": "jsonb"}))).created is False
+
+
+async def test_runtime_ddl_refuses_a_conflicting_definition(api: Api) -> None:
+    table = f"{api.flavour}_prices"
+    await run(api.schema.create_table(table, {"usd": "numeric"}))
+    with pytest.raises(TableConflictError, match="already exists"):
+        await run(api.schema.create_table(table, {"usd": "text"}))
+
+
+async def test_runtime_ddl_refuses_a_hostile_name_and_an_unknown_column(api: Api) -> None:
+    with pytest.raises(RuntimeDDLError):
+        await run(api.schema.create_table("x; DROP TABLE tool_calls", {"v": "text"}))
+    table = f"{api.flavour}_strict"
+    await run(api.schema.create_table(table, {"v": "text"}))
+    with pytest.raises(RuntimeDDLError, match="no column"):
+        await run(api.schema.insert_row(table, {"w": "1"}))

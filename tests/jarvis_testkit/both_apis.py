@@ -16,6 +16,7 @@ class Api:
     planning: Any
     state: Any
     memory: Any
+    schema: Any
 
 
 async def run(value: Any) -> Any:

@@ -45,6 +45,7 @@ from jarvis.db.role_rules import (
     RoleNotGrantedError,
     RoleRules,
     Roles,
+    connection_lost,
     pool_exhausted,
     unavailable,
 )
@@ -228,7 +229,18 @@ class Database(RoleRules):
             yield conn
 
     def run(self, steps: Steps[T]) -> T:
-        """Run one core operation (a jarvis.db.steps generator) in one transaction as the role."""
+        """Run one core operation (a jarvis.db.steps generator) in one transaction as the role.
+
+        An outage on the way is DatabaseUnavailableError, as in `AsyncDatabase.run`.
+        """
+        try:
+            return self._run(steps)
+        except psycopg.OperationalError as error:
+            if connection_lost(error):
+                raise unavailable(self.url, error) from None
+            raise
+
+    def _run(self, steps: Steps[T]) -> T:
         with self.begin() as conn:
             cursor = psycopg_connection(conn).cursor()
 

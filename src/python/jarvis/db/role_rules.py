@@ -72,6 +72,15 @@ def unavailable(url: str, error: BaseException) -> DatabaseUnavailableError:
     )
 
 
+def connection_lost(error: BaseException) -> bool:
+    """Whether a psycopg error means the connection is gone (no SQLSTATE, class 08, or the server shutting down).
+
+    A statement the server refused (a lock or statement timeout: class 55, 57014) is not an outage.
+    """
+    sqlstate = getattr(error, "sqlstate", None)
+    return sqlstate is None or sqlstate.startswith(("08", "57P"))
+
+
 def pool_exhausted(settings: Settings) -> PoolExhaustedError:
     return PoolExhaustedError(
         f"All {settings.pool_size} pooled PostgreSQL connections stayed busy for "

@@ -15,31 +15,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import (
-    BigInteger,
-    Boolean,
-    Column,
-    DateTime,
-    Double,
-    Identity,
-    MetaData,
-    Numeric,
-    Table,
-    Text,
-    Uuid,
-    func,
-    insert,
-    select,
-    text,
-)
+from psycopg.types.json import Jsonb
+from sqlalchemy import BigInteger, Boolean, Column, DateTime, Double, Identity, MetaData, Numeric, Table, Text, Uuid, func
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql.base import RESERVED_WORDS
+from sqlalchemy.schema import CreateTable
 from sqlalchemy.types import TypeEngine
 
 from jarvis.config import ExitCode, JarvisError
 from jarvis.db.engine import Database
 from jarvis.db.jsonb import check_text, ensure_jsonb
-from jarvis.db.models import SchemaChange
+from jarvis.db.steps import Statement, Steps
 
 SCHEMA = "agent_ext"
 IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]{0,62}")
@@ -117,6 +104,96 @@ def _table(name: str, columns: Mapping[str, str]) -> Table:
     )
 
 
+def create_table_sql(name: str, columns: Mapping[str, str]) -> str:
+    """The CREATE TABLE of a checked definition, rendered by SQLAlchemy for PostgreSQL (no connection needed)."""
+    return str(CreateTable(_table(name, columns)).compile(dialect=postgresql.dialect()))  # type: ignore[no-untyped-call]
+
+
+LOCK_TIMEOUT_SQL = "SET LOCAL lock_timeout = '5s'"
+"""Never queue behind a long transaction for ever."""
+CREATOR_LOCK_SQL = "SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('jarvis.runtime_ddl.' || %s))"
+"""One creator per name at a time."""
+EXISTING_COLUMNS_SQL = (
+    "SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a "
+    "JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
+    "WHERE n.nspname = %s AND c.relname = %s AND a.attnum > 0 AND NOT a.attisdropped "
+    "ORDER BY a.attnum"
+)
+RECORD_SQL = "INSERT INTO public.schema_changes (table_name, action, columns) VALUES (%s, 'create_table', %s)"
+RECORDED_COLUMNS_SQL = (
+    "SELECT columns FROM public.schema_changes WHERE table_name = %s AND action = 'create_table' "
+    "ORDER BY id DESC LIMIT 1"
+)
+TABLES_SQL = "SELECT tablename FROM pg_tables WHERE schemaname = %s ORDER BY tablename"
+
+
+# The rules of runtime DDL, without I/O: RuntimeSchema and AsyncRuntimeSchema (jarvis.db.aio) run these.
+# Every identifier put into SQL text below passed check_identifier (directly, or when its table was created).
+
+
+def create_table_steps(name: str, columns: Mapping[str, str]) -> Steps[TableCreated]:
+    """Create `agent_ext.<name>`; a no-op for an identical definition, TableConflictError for a conflicting one."""
+    wanted = check_definition(name, columns)
+    yield Statement(LOCK_TIMEOUT_SQL, rows="none")
+    yield Statement(CREATOR_LOCK_SQL, (name,))
+    rows = yield Statement(EXISTING_COLUMNS_SQL, (SCHEMA, name), rows="all")
+    if rows:
+        existing = {column: kind for column, kind in rows if column not in MANAGED_COLUMNS}
+        expected = {column: COLUMN_TYPES[kind][1] for column, kind in wanted.items()}
+        if existing != expected:
+            raise TableConflictError(
+                f"table {name!r} already exists with columns {existing}; refusing to redefine it as {expected}"
+            )
+        return TableCreated(name=name, columns=wanted, created=False)
+    yield Statement(create_table_sql(name, wanted), rows="none")
+    yield Statement(RECORD_SQL, (name, Jsonb(wanted)), rows="none")
+    return TableCreated(name=name, columns=wanted, created=True)
+
+
+def describe_steps(name: str) -> Steps[dict[str, str]]:
+    """The caller-level column types of a runtime table, as recorded when it was created."""
+    recorded = yield Statement(RECORDED_COLUMNS_SQL, (name,))
+    if recorded is None:
+        raise RuntimeDDLError(f"table {name!r} does not exist; create it first")
+    return dict(recorded[0])
+
+
+def insert_row_steps(name: str, values: Mapping[str, Any]) -> Steps[int]:
+    """Insert one row into a runtime table: its id. Only recorded columns; text and JSON checked first."""
+    kinds = yield from describe_steps(check_identifier(name, "table name"))
+    unknown = sorted(set(values) - set(kinds))
+    if unknown:
+        raise RuntimeDDLError(f"table {name!r} has no column(s) {unknown}; it has {sorted(kinds)}")
+    for column, value in values.items():
+        if isinstance(value, str):
+            check_text(value, f"{name}.{column}")
+        elif kinds[column] == "jsonb":
+            ensure_jsonb(value, what=f"{name}.{column}")
+    columns = list(values)
+    params = [Jsonb(values[c]) if kinds[c] == "jsonb" else values[c] for c in columns]
+    sql = (
+        f"INSERT INTO {SCHEMA}.{name} ({', '.join(columns)}) VALUES ({', '.join(['%s'] * len(columns))}) RETURNING id"
+        if columns
+        else f"INSERT INTO {SCHEMA}.{name} DEFAULT VALUES RETURNING id"
+    )
+    row = yield Statement(sql, params)
+    return int(row[0])
+
+
+def rows_steps(name: str, limit: int) -> Steps[list[dict[str, Any]]]:
+    """The table's first `limit` rows by id, as dictionaries."""
+    kinds = yield from describe_steps(check_identifier(name, "table name"))
+    columns = [*MANAGED_COLUMNS, *kinds]
+    found = yield Statement(f"SELECT {', '.join(columns)} FROM {SCHEMA}.{name} ORDER BY id LIMIT %s", (limit,), rows="all")
+    return [dict(zip(columns, row, strict=True)) for row in found]
+
+
+def tables_steps() -> Steps[list[str]]:
+    """The names of the tables the agent created at runtime, in its own schema."""
+    rows = yield Statement(TABLES_SQL, (SCHEMA,), rows="all")
+    return [row[0] for row in rows]
+
+
 class RuntimeSchema:
     """Tables the agent creates for itself while running."""
 
@@ -125,78 +202,20 @@ class RuntimeSchema:
 
     def create_table(self, name: str, columns: Mapping[str, str]) -> TableCreated:
         """Create `agent_ext.<name>`; a no-op for an identical definition, an error for a conflicting one."""
-        wanted = check_definition(name, columns)
-        with self.database.begin() as conn:
-            # Never queue behind a long transaction for ever; one creator per name at a time.
-            conn.execute(text("SET LOCAL lock_timeout = '5s'"))
-            conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('jarvis.runtime_ddl.' || :name))"), {"name": name})
-            existing = self._existing_columns(conn, name)
-            if existing is not None:
-                expected = {column: COLUMN_TYPES[kind][1] for column, kind in wanted.items()}
-                if existing != expected:
-                    raise TableConflictError(
-                        f"table {name!r} already exists with columns {existing}; refusing to redefine it as {expected}"
-                    )
-                return TableCreated(name=name, columns=wanted, created=False)
-            _table(name, wanted).create(conn)
-            conn.execute(insert(SchemaChange).values(table_name=name, action="create_table", columns=wanted))
-        return TableCreated(name=name, columns=wanted, created=True)
+        return self.database.run(create_table_steps(name, columns))
 
     def insert_row(self, name: str, values: Mapping[str, Any]) -> int:
         """Insert one row into a runtime table; returns its id."""
-        kinds = self.describe(check_identifier(name, "table name"))
-        with self.database.begin() as conn:
-            unknown = sorted(set(values) - set(kinds))
-            if unknown:
-                raise RuntimeDDLError(f"table {name!r} has no column(s) {unknown}; it has {sorted(kinds)}")
-            for column, value in values.items():
-                if isinstance(value, str):
-                    check_text(value, f"{name}.{column}")
-                elif kinds[column] == "jsonb":
-                    ensure_jsonb(value, what=f"{name}.{column}")
-            table = _table(name, kinds)
-            return int(conn.execute(insert(table).values(**values).returning(table.c.id)).scalar_one())
+        return self.database.run(insert_row_steps(name, values))
 
     def rows(self, name: str, *, limit: int = 100) -> list[dict[str, Any]]:
         """The table's first `limit` rows by id, as dictionaries (for the agent's tools and the CLI)."""
-        table = _table(check_identifier(name, "table name"), self.describe(name))
-        with self.database.connect() as conn:
-            return [dict(row._mapping) for row in conn.execute(select(table).order_by(table.c.id).limit(limit))]
+        return self.database.run(rows_steps(name, limit))
 
     def describe(self, name: str) -> dict[str, str]:
         """The caller-level column types of a runtime table, as recorded when it was created."""
-        with self.database.connect() as conn:
-            recorded = conn.execute(
-                select(SchemaChange.columns)
-                .where(SchemaChange.table_name == name, SchemaChange.action == "create_table")
-                .order_by(SchemaChange.id.desc())
-                .limit(1)
-            ).scalar()
-        if recorded is None:
-            raise RuntimeDDLError(f"table {name!r} does not exist; create it first")
-        return dict(recorded)
+        return self.database.run(describe_steps(name))
 
     def tables(self) -> list[str]:
         """The names of the tables the agent created at runtime, in its own schema."""
-        with self.database.connect() as conn:
-            return list(
-                conn.execute(
-                    text("SELECT tablename FROM pg_tables WHERE schemaname = :schema ORDER BY tablename"),
-                    {"schema": SCHEMA},
-                ).scalars()
-            )
-
-    @staticmethod
-    def _existing_columns(conn: Any, name: str) -> dict[str, str] | None:
-        rows = conn.execute(
-            text(
-                "SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a "
-                "JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
-                "WHERE n.nspname = :schema AND c.relname = :name AND a.attnum > 0 AND NOT a.attisdropped "
-                "ORDER BY a.attnum"
-            ),
-            {"schema": SCHEMA, "name": name},
-        ).all()
-        if not rows:
-            return None
-        return {column: kind for column, kind in rows if column not in MANAGED_COLUMNS}
+        return self.database.run(tables_steps())

@@ -11,6 +11,7 @@ Connections are psycopg `AsyncConnection`s from a small pool of their own (jarvi
 from jarvis.db.aio.audit import AsyncAuditListener, AsyncPlanningLog, AsyncToolCallLog
 from jarvis.db.aio.chain import seal, verify
 from jarvis.db.aio.engine import AsyncDatabase, open_async_database
+from jarvis.db.aio.runtime_ddl import AsyncRuntimeSchema
 from jarvis.db.aio.stores import AsyncMemoryStore, AsyncStateStore
 
 __all__ = [
@@ -18,6 +19,7 @@ __all__ = [
     "AsyncDatabase",
     "AsyncMemoryStore",
     "AsyncPlanningLog",
+    "AsyncRuntimeSchema",
     "AsyncStateStore",
     "AsyncToolCallLog",
     "open_async_database",

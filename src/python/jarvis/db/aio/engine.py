@@ -23,7 +23,7 @@ from jarvis.config import Settings
 from jarvis.db.aio.pool import AsyncPool
 from jarvis.db.engine import Database, open_database, resolve_url
 from jarvis.db.jsonb import set_max_value_bytes
-from jarvis.db.role_rules import ROLES_SQL, Role, RoleRules, Roles, unavailable
+from jarvis.db.role_rules import ROLES_SQL, Role, RoleRules, Roles, connection_lost, unavailable
 from jarvis.db.steps import Statement, Steps, T, drive_async
 
 log = logging.getLogger("jarvis.db")
@@ -59,7 +59,9 @@ class AsyncDatabase(RoleRules):
                     await self._resolve_roles(connection)
                 yield connection
         except psycopg.OperationalError as error:
-            raise unavailable(self.url, error) from None
+            if connection_lost(error):
+                raise unavailable(self.url, error) from None
+            raise
 
     async def _resolve_roles(self, connection: psycopg.AsyncConnection[Any]) -> None:
         try:
