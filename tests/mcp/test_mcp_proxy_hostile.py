@@ -66,6 +66,19 @@ async def test_an_invalid_json_rpc_response_is_recorded_failed(isolated_database
     assert "neither result nor error" in outcome["error"]
 
 
+async def test_a_json_rpc_error_is_recorded_failed_and_passed_on(isolated_database_url: str) -> None:
+    url = isolated_database_url
+    with anyio.fail_after(DEADLINE):
+        async with proxy_session(url, HOSTILE) as session:
+            with pytest.raises(MCPError) as refused:
+                await session.call_tool("no_such_tool", {"n": 1})
+    assert refused.value.message == "unknown tool no_such_tool"
+    start, outcome = the_call(url, "no_such_tool")
+    assert start["input"] == {"n": 1}
+    assert outcome["status"] == "failed"
+    assert outcome["error"] == "JSON-RPC error -32602: unknown tool no_such_tool"
+
+
 async def test_a_line_that_is_not_json_is_dropped_and_the_answer_after_it_arrives(isolated_database_url: str) -> None:
     url = isolated_database_url
     with anyio.fail_after(DEADLINE):
