@@ -186,25 +186,25 @@ def test_audit_verify_ok_then_each_kind_of_tampering_exits_1(url: str, tmp_path:
     plan = tmp_path / "plan.yaml"
     plan.write_text(PLAN)
     assert jarvis("run", str(plan), url=url)[0] == 0
-    code, report = jarvis_json("audit", "verify", url=url)
+    code, report = jarvis_json("audit", "verify", "--full", url=url)
     assert code == 0 and report["ok"] and report["rows_checked"] == 8
     head = report["head_hash"]
 
     start = [r for r in tamper.rows(url, "tool_calls") if r["tool_name"] == "remember"][0]["id"]
     tamper.edit(url, "tool_calls", start, "input", '\'{"subject": "forged"}\'')
-    code, out = jarvis("audit", "verify", url=url)
+    code, out = jarvis("audit", "verify", "--full", url=url)
     assert code == 1 and f"tool_calls row {start}" in out and "changed" in out
     tamper.edit(url, "tool_calls", start, "input", '\'{"subject": "cli", "body": {"ok": true}}\'')
-    assert jarvis("audit", "verify", url=url)[0] == 0  # restoring the exact content restores the proof
+    assert jarvis("audit", "verify", "--full", url=url)[0] == 0  # restoring the exact content restores the proof
 
     forged = tamper.forge_tool_call(url)
-    code, out = jarvis("audit", "verify", url=url)
+    code, out = jarvis("audit", "verify", "--full", url=url)
     assert code == 1 and str(forged) in out and "not in the chain" in out
     tamper.delete(url, "tool_calls", forged)
 
     decision = tamper.rows(url, "decision_log")[0]["id"]
     tamper.delete(url, "decision_log", decision)
-    code, out = jarvis("audit", "verify", "--expect", head, url=url)
+    code, out = jarvis("audit", "verify", "--full", "--expect", head, url=url)
     assert code == 1 and str(decision) in out and "deleted" in out
 
 

@@ -218,14 +218,19 @@ def verify_trail(
     *,
     expect: ExpectedHead | None = None,
     public_key: Path | None = None,
+    incremental: bool = False,
     progress: Callable[[int], None] | None = None,
+    planned: Callable[[int], None] | None = None,
 ) -> VerifyReport:
     """`verify` plus every signed checkpoint of this database's witness log (checked with `public_key`).
 
-    `progress`: see `verify`.
+    `incremental` starts from the newest of those checkpoints the chain still holds (see `verify`);
+    `progress` and `planned`: see `verify`.
     """
     heads, problems = trusted_heads(settings, database, public_key)
-    report = verify(database, expect=expect, trusted=heads, progress=progress)
+    report = verify(
+        database, expect=expect, trusted=heads, incremental=incremental, progress=progress, planned=planned
+    )
     report.problems.extend(problems)
     if not heads and not problems and report.head_seq:
         report.notes.append(

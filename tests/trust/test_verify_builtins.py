@@ -1,0 +1,117 @@
+"""A superuser makes PostgreSQL's own functions or operators lie to verify, which hashes and compares in SQL.
+
+`CREATE OR REPLACE FUNCTION pg_catalog.sha256(bytea)` keeps the built-in's OID (so no new object
+appears in pg_catalog) and the planner inlines its SQL body; `UPDATE pg_operator SET oprcode`
+makes `=` on bytea run another built-in. Each test edits a sealed row, makes the comparison lie
+so that the edit compares equal (without the check, verify would say OK), and checks that verify
+does not say OK and names the function or operator.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import psycopg
+
+from jarvis.db import Database
+from jarvis.db.audit import VerifyReport, verify
+from jarvis_testkit import tamper
+from jarvis_testkit.tamper import Trail, without_traceback
+
+
+def problems(report: VerifyReport) -> list[str]:
+    return [str(problem) for problem in report.problems]
+
+
+def edited_content_and_sealed_hash(conn: psycopg.Connection[dict[str, Any]], trail: Trail) -> tuple[bytes, bytes]:
+    """The edited decision's canonical bytes as verify renders them (in UTC), and the hash its link holds."""
+    conn.execute("SET TimeZone = 'UTC'")
+    row = conn.execute(
+        "SELECT pg_catalog.convert_to(public.jarvis_canonical('decision_log', pg_catalog.to_jsonb(d)), 'UTF8') AS c, "
+        "l.row_hash AS h FROM public.decision_log d JOIN public.audit_chain l ON l.row_id = d.id WHERE d.id = %s",
+        (trail.decision,),
+    ).fetchone()
+    assert row is not None
+    return bytes(row["c"]), bytes(row["h"])
+
+
+def test_sha256_redefined_to_give_the_edited_row_its_sealed_hash_is_named(
+    isolated_database: Database, trail: Trail
+) -> None:
+    """An inlinable SQL body that answers the sealed hash for the edited row and the real one otherwise."""
+    with tamper.superuser_without_triggers(trail.url) as conn:
+        conn.execute("UPDATE public.decision_log SET decision = 'pay the attacker' WHERE id = %s", (trail.decision,))
+        content, sealed = edited_content_and_sealed_hash(conn, trail)
+        edited = hashlib.sha256(content).digest()
+        conn.execute("CREATE SCHEMA keep")
+        conn.execute("GRANT USAGE ON SCHEMA keep TO PUBLIC")
+        conn.execute("CREATE FUNCTION keep.honest(bytea) RETURNS bytea LANGUAGE internal IMMUTABLE STRICT AS 'sha256_bytea'")
+        conn.execute(
+            "CREATE FUNCTION keep.pick(bytea) RETURNS bytea LANGUAGE sql IMMUTABLE AS $$ "
+            f"SELECT CASE WHEN $1 = '\\x{edited.hex()}'::bytea THEN '\\x{sealed.hex()}'::bytea ELSE $1 END $$"
+        )
+        # $1 once in the body, so the planner inlines it even around verify's long argument.
+        conn.execute(
+            "CREATE OR REPLACE FUNCTION pg_catalog.sha256(bytea) RETURNS bytea LANGUAGE sql IMMUTABLE AS $$ "
+            "SELECT keep.pick(keep.honest($1)) $$"
+        )
+    try:
+        report = without_traceback(lambda: verify(isolated_database))
+
+        assert not report.ok, f"sha256 lies, yet verify says {report.summary()}"
+        assert any("pg_catalog.sha256(bytea)" in text and "redefined" in text for text in problems(report)), problems(
+            report
+        )
+    finally:  # pg_proc is per database, but leave the clone as PostgreSQL made it
+        with psycopg.connect(trail.url, autocommit=True) as conn:
+            conn.execute(
+                "UPDATE pg_catalog.pg_proc SET prolang = 12, prosrc = 'sha256_bytea', prosqlbody = NULL, proisstrict = true "
+                "WHERE oid = 'pg_catalog.sha256(bytea)'::regprocedure"
+            )
+
+
+def test_bytea_equality_repointed_to_another_builtin_is_named(isolated_database: Database, trail: Trail) -> None:
+    """`=` on bytea made to run `byteage`: an edit whose new hash sorts below the sealed one compares as equal."""
+    with tamper.superuser_without_triggers(trail.url) as conn:
+        for attempt in range(1000):  # about one edit in two qualifies
+            conn.execute(
+                "UPDATE public.decision_log SET decision = %s WHERE id = %s", (f"pay the attacker {attempt}", trail.decision)
+            )
+            content, sealed = edited_content_and_sealed_hash(conn, trail)
+            if hashlib.sha256(content).digest() < sealed:
+                break
+        conn.execute(
+            "UPDATE pg_catalog.pg_operator SET oprcode = 'pg_catalog.byteage'::regproc "
+            "WHERE oid = 'pg_catalog.=(bytea, bytea)'::regoperator"
+        )
+    try:
+        report = without_traceback(lambda: verify(isolated_database))
+
+        assert not report.ok, f"= lies, yet verify says {report.summary()}"
+        assert any("operator = (bytea, bytea)" in text and "byteage" in text for text in problems(report)), problems(
+            report
+        )
+    finally:
+        with psycopg.connect(trail.url, autocommit=True) as conn:
+            conn.execute(
+                "UPDATE pg_catalog.pg_operator SET oprcode = 'pg_catalog.byteaeq'::regproc "
+                "WHERE oid = 'pg_catalog.=(bytea, bytea)'::regoperator"
+            )
+
+
+def test_a_column_added_to_a_sealed_table_is_hashed_as_the_sealer_would(
+    isolated_database: Database, trail: Trail
+) -> None:
+    """Rendered from the table's actual columns (the sealer's jarvis_canonical), not the models' list."""
+    with tamper.superuser_without_triggers(trail.url) as conn:
+        conn.execute("ALTER TABLE public.decision_log ADD COLUMN approved_by text")
+        conn.execute("UPDATE public.decision_log SET approved_by = 'the attacker' WHERE id = %s", (trail.decision,))
+
+    report = without_traceback(lambda: verify(isolated_database))
+
+    assert not report.ok
+    assert [p.row_id for p in report.problems if p.row_id is not None] == [trail.decision], problems(report)
+    assert "row content was changed after it was sealed" in str(
+        next(p for p in report.problems if p.row_id == trail.decision)
+    )
