@@ -44,7 +44,7 @@ def page(browser: Any) -> Iterator[Any]:
     context = browser.new_context()
     opened = context.new_page()
     opened.set_default_timeout(DEADLINE_MS)
-    opened.dialogs: list[str] = []  # type: ignore[misc]
+    opened.dialogs = []  # every dialog a page opened: none may
     opened.on("dialog", lambda dialog: (opened.dialogs.append(dialog.message), dialog.dismiss()))
     yield opened
     context.close()

@@ -256,7 +256,7 @@ def test_a_short_token_is_refused(auditor_database: Database, settings: Settings
         create_app(auditor_database, settings, token="short")
 
 
-def next_live_event(base_url: str, tool_name: str, append: Callable[[], None]) -> dict[str, str]:
+def next_live_event(base_url: str, tool_name: str, append: Callable[[], object]) -> dict[str, str]:
     """Open /events, call `append` once the stream is open, and return the event naming `tool_name` (30 s deadline)."""
     deadline = time.monotonic() + 30
     with urllib.request.urlopen(f"{base_url}/events", timeout=10) as response:
