@@ -102,6 +102,60 @@ def _namespace_from(conn: Any, where: str) -> str:
     return "jarvis:" + hashlib.sha256(identity.encode()).hexdigest()[:16]
 
 
+CONNECTION_ERRORS = (redis.ConnectionError, redis.TimeoutError, OSError)
+"""What makes Redis count as down (redis.asyncio raises the same classes)."""
+
+
+class RedisHealth:
+    """Whether Redis is down, and when to try it again: the degradation rules of both links, without I/O.
+
+    `RedisLink` (sync) and `AsyncRedisLink` (jarvis.cache.aio) ask it before each operation
+    and tell it what happened; it logs one warning per outage and one on recovery.
+    """
+
+    def __init__(self, url: str, retry_after: float) -> None:
+        self.url = url
+        self.retry_after = retry_after
+        self._lock = threading.Lock()
+        self._down_since: float | None = None
+        self._next_try = 0.0
+
+    @property
+    def available(self) -> bool:
+        return self._down_since is None
+
+    def wait_before_trying(self) -> bool:
+        """True while Redis is down and its next try is not due yet: return the fallback at once."""
+        return self._down_since is not None and time.monotonic() < self._next_try
+
+    def failed(self, error: BaseException) -> None:
+        """An operation (or the probe) failed: Redis is down from now, tried again after `retry_after`."""
+        with self._lock:
+            self._next_try = time.monotonic() + self.retry_after
+            if self._down_since is None:
+                self._down_since = time.monotonic()
+                log.warning(
+                    "Redis at %s is unavailable (%s); continuing on PostgreSQL alone until it is back",
+                    mask_url(self.url),
+                    redact(str(error)) or type(error).__name__,
+                )
+
+    def answered(self) -> bool:
+        """The probe answered: True if this ends an outage (the caller then runs its recoveries)."""
+        with self._lock:
+            if self._down_since is None:
+                return False
+            outage = time.monotonic() - self._down_since
+            self._down_since = None
+        log.warning("Redis at %s is back after %.1f s; caching and streaming resume", mask_url(self.url), outage)
+        return True
+
+    @staticmethod
+    def command_failed(error: BaseException) -> None:
+        """A command Redis refused (e.g. a script error): a bug, logged, but never the caller's problem."""
+        log.error("Redis command failed: %s", redact(str(error)))
+
+
 class RedisLink:
     def __init__(
         self,
@@ -117,6 +171,7 @@ class RedisLink:
         self.namespace = namespace
         self.auth = Authenticator(auth_key if auth_key is not None else ensure_cache_key(load_settings()))
         self.retry_after = retry_after
+        self.health = RedisHealth(url, retry_after)
         self.client = redis.Redis.from_url(
             url,
             socket_timeout=socket_timeout,
@@ -124,9 +179,6 @@ class RedisLink:
             health_check_interval=10,
             retry_on_timeout=False,
         )
-        self._lock = threading.Lock()
-        self._down_since: float | None = None
-        self._next_try = 0.0
         self.recoveries: list[Callable[[], None]] = []
         """Called (once) each time Redis answers again after an outage, e.g. to replay lost invalidations."""
 
@@ -137,48 +189,29 @@ class RedisLink:
     @property
     def available(self) -> bool:
         """False while Redis is considered down (callers fall back to PostgreSQL)."""
-        return self._down_since is None
+        return self.health.available
 
     def run(self, operation: Callable[[redis.Redis], T], fallback: T) -> T:
         """`operation(client)`, or `fallback` while Redis is unreachable. Never raises a Redis error."""
-        if self._down_since is not None:
-            if time.monotonic() < self._next_try:
-                return fallback
+        if self.health.wait_before_trying():
+            return fallback
+        if not self.health.available:
             try:
                 self.client.ping()
             except (redis.RedisError, OSError) as error:
-                self._mark_down(error)
+                self.health.failed(error)
                 return fallback
-            self._mark_up()  # replays what was lost before anyone reads through the cache again
+            if self.health.answered():  # replays what was lost before anyone reads through the cache again
+                for recovery in self.recoveries:
+                    recovery()
         try:
             return operation(self.client)
-        except (redis.ConnectionError, redis.TimeoutError, OSError) as error:
-            self._mark_down(error)
+        except CONNECTION_ERRORS as error:
+            self.health.failed(error)
             return fallback
-        except redis.RedisError as error:  # e.g. a script error: a bug, but still never the caller's problem
-            log.error("Redis command failed: %s", redact(str(error)))
+        except redis.RedisError as error:
+            self.health.command_failed(error)
             return fallback
-
-    def _mark_down(self, error: BaseException) -> None:
-        with self._lock:
-            self._next_try = time.monotonic() + self.retry_after
-            if self._down_since is None:
-                self._down_since = time.monotonic()
-                log.warning(
-                    "Redis at %s is unavailable (%s); continuing on PostgreSQL alone until it is back",
-                    mask_url(self.url),
-                    redact(str(error)) or type(error).__name__,
-                )
-
-    def _mark_up(self) -> None:
-        with self._lock:
-            if self._down_since is None:
-                return
-            outage = time.monotonic() - self._down_since
-            self._down_since = None
-        log.warning("Redis at %s is back after %.1f s; caching and streaming resume", mask_url(self.url), outage)
-        for recovery in self.recoveries:
-            recovery()
 
     def close(self) -> None:
         """Close the client's connections."""
