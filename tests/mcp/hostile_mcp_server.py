@@ -3,7 +3,7 @@
 Its tools misbehave on purpose: `huge` answers with SIZE bytes of text, `invalid` with a response
 that has neither result nor error, `garbage` writes a line that is not JSON before a good answer,
 `hang` never answers, `exit` exits (code 3) in the middle of the call, `fail` answers with an
-isError result; `echo` behaves.
+isError result; `echo` behaves. It also lists a resource and a prompt, which the proxy must relay unchanged.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ def main() -> None:
         if method == "initialize":
             result = {
                 "protocolVersion": message["params"]["protocolVersion"],
-                "capabilities": {"tools": {}},
+                "capabilities": {"tools": {}, "resources": {}, "prompts": {}},
                 "serverInfo": {"name": "hostile", "version": "1.0"},
             }
             send({"jsonrpc": "2.0", "id": request_id, "result": result})
@@ -63,6 +63,12 @@ def main() -> None:
             send({"jsonrpc": "2.0", "id": request_id, "result": {"tools": tools}})
         elif method == "tools/call":
             call_tool(request_id, message["params"]["name"], message["params"].get("arguments") or {})
+        elif method == "resources/list":
+            resource = {"uri": "hostile://notes", "name": "notes", "mimeType": "text/plain"}
+            send({"jsonrpc": "2.0", "id": request_id, "result": {"resources": [resource]}})
+        elif method == "prompts/list":
+            prompt = {"name": "greet", "description": "say hello", "arguments": [{"name": "who", "required": True}]}
+            send({"jsonrpc": "2.0", "id": request_id, "result": {"prompts": [prompt]}})
         elif method == "ping":
             send({"jsonrpc": "2.0", "id": request_id, "result": {}})
         else:

@@ -9,7 +9,7 @@ from typing import Any
 
 import anyio
 import pytest
-from mcp import MCPError
+from mcp import ClientSession, MCPError, StdioServerParameters, stdio_client
 
 from jarvis_testkit import tamper
 from jarvis_testkit.mcp_parties import completions_by_start, proxy_session
@@ -20,11 +20,29 @@ HOSTILE = [sys.executable, str(Path(__file__).with_name("hostile_mcp_server.py")
 """The hostile upstream, written for these tests (raw JSON-RPC, no SDK)."""
 
 
+def wire(model: Any) -> Any:
+    return model.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
 def the_call(url: str, tool_name: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """The one start row of `tool_name` and its completion."""
     calls = tamper.rows(url, "tool_calls")
     (start,) = (row for row in calls if row["parent_id"] is None and row["tool_name"] == tool_name)
     return start, completions_by_start(calls)[start["id"]]
+
+
+async def test_resources_and_prompts_pass_through_unchanged_and_are_not_recorded(isolated_database_url: str) -> None:
+    url = isolated_database_url
+    with anyio.fail_after(DEADLINE):
+        direct = StdioServerParameters(command=HOSTILE[0], args=HOSTILE[1:])
+        async with stdio_client(direct) as (read, write), ClientSession(read, write) as session:
+            await session.initialize()
+            expected = (wire(await session.list_resources()), wire(await session.list_prompts()))
+        async with proxy_session(url, HOSTILE) as session:
+            through_proxy = (wire(await session.list_resources()), wire(await session.list_prompts()))
+    assert through_proxy == expected
+    assert expected[0]["resources"][0]["uri"] == "hostile://notes"
+    assert tamper.rows(url, "tool_calls") == []
 
 
 async def test_an_answer_over_the_size_cap_is_recorded_failed_and_not_passed_on(isolated_database_url: str) -> None:

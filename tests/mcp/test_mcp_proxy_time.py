@@ -11,7 +11,7 @@ from mcp import ClientSession, StdioServerParameters, stdio_client
 from jarvis.config import load_settings
 from jarvis.db import open_database
 from jarvis_testkit import tamper
-from jarvis_testkit.mcp_parties import CLIENT, completions_by_start, proxy_session, time_server
+from jarvis_testkit.mcp_parties import CLIENT, completions_by_start, jarvis_parameters, proxy_session, time_server
 from jarvis_testkit.trail import seal_and_verify
 
 pytestmark = pytest.mark.anyio
@@ -33,6 +33,19 @@ async def test_the_upstream_s_tools_are_listed_unchanged(migrated_database_url: 
             through_proxy = wire(await session.list_tools())
     assert through_proxy == expected
     assert {tool["name"] for tool in through_proxy["tools"]} >= {"get_current_time", "convert_time"}
+
+
+async def test_the_upstream_s_handshake_passes_through_unchanged(migrated_database_url: str) -> None:
+    command = time_server()
+    with anyio.fail_after(DEADLINE):
+        direct = StdioServerParameters(command=command[0], args=command[1:])
+        async with stdio_client(direct) as (read, write), ClientSession(read, write, client_info=CLIENT) as session:
+            expected = wire(await session.initialize())
+        parameters = jarvis_parameters(migrated_database_url, "mcp", "proxy", "--", *command)
+        async with stdio_client(parameters) as (read, write), ClientSession(read, write, client_info=CLIENT) as session:
+            through_proxy = wire(await session.initialize())
+    assert through_proxy == expected
+    assert through_proxy["serverInfo"]["name"] == "mcp-time"
 
 
 async def test_the_trail_holds_exactly_the_calls_with_their_arguments_and_results(migrated_database_url: str) -> None:
