@@ -7,11 +7,11 @@ import urllib.error
 import urllib.request
 
 from typer.testing import CliRunner
+from ui.conftest import Trail
+from ui.trails import free_port
 
 from jarvis.cli.main import app
 from jarvis_testkit.processes import jarvis_process, wait_for
-from ui.conftest import Trail
-from ui.trails import free_port
 
 
 def answers(url: str) -> bool:

@@ -305,9 +305,10 @@ def test_live_events_arrive_from_the_redis_stream(
 def test_a_tampered_trail_fails_verify_naming_the_first_problem(
     isolated_database: Database, isolated_database_url: str, settings: Settings
 ) -> None:
+    from ui.trails import demo_agent, run_demo_plan
+
     from jarvis.db import open_database
     from jarvis_testkit import tamper
-    from ui.trails import demo_agent, run_demo_plan
 
     run_demo_plan(demo_agent(isolated_database))
     changed = AuditQueries(isolated_database).tool_calls(limit=1)[0].id
