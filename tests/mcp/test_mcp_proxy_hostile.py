@@ -154,3 +154,14 @@ async def test_an_upstream_that_exits_mid_call_is_recorded_abandoned_and_the_cli
     (closed,) = (row for row in cycles if row["parent_id"] is not None)
     assert closed["status"] == "failed"
     assert "exited (code 3)" in closed["outcomes"]["ended"]
+
+
+async def test_the_recorded_upstream_command_masks_a_password_in_a_url(isolated_database_url: str) -> None:
+    url = isolated_database_url
+    with anyio.fail_after(DEADLINE):
+        async with proxy_session(url, [*HOSTILE, "postgresql://app:s3cret-pw@db:5432/x"]) as session:
+            await session.call_tool("echo", {})
+    (cycle,) = [row for row in tamper.rows(url, "planning_cycles") if row["parent_id"] is None]
+    assert cycle["goals"]["upstream"][:2] == HOSTILE
+    assert "s3cret-pw" not in str(cycle["goals"]) and "s3cret-pw" not in cycle["agent"]
+    assert "postgresql://app:" in cycle["goals"]["upstream"][2]

@@ -5,13 +5,11 @@ Both speak MCP on stdout, so nothing else is ever printed there: errors and logs
 
 from __future__ import annotations
 
-import shlex
-
 import anyio
 import typer
 
 from jarvis.cli.session import ExitCode, fail, reported_errors, settings_or_exit
-from jarvis.mcp.proxy import Proxy
+from jarvis.mcp.proxy import Proxy, shown_command
 from jarvis.mcp.serve import LOOPBACK_HOSTS, serve_http, serve_stdio
 from jarvis.mcp.sessions import start_agent
 
@@ -64,7 +62,7 @@ def proxy_command(
     """Run the MCP server CMD behind an audit proxy: every tools/call is recorded before it is forwarded."""
     settings = settings_or_exit()
     with reported_errors():
-        agent = start_agent(settings, "proxy", shlex.join(command))
+        agent = start_agent(settings, "proxy", shown_command(command))
         try:
             code = anyio.run(lambda: Proxy(agent, command, call_timeout=call_timeout).run())
         finally:

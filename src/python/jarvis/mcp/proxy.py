@@ -48,7 +48,7 @@ import anyio.to_thread
 from anyio.streams.buffered import BufferedByteReceiveStream
 
 from jarvis.agent.runtime import Agent
-from jarvis.config import ExitCode, JarvisError
+from jarvis.config import ExitCode, JarvisError, redact
 from jarvis.db.audit import ToolCallStart
 from jarvis.db.audit.tool_calls import MAX_ERROR_LENGTH, describe_error
 from jarvis.db.base import CompletionStatus
@@ -72,6 +72,12 @@ class UpstreamStartError(JarvisError):
     """The upstream MCP server could not be started (no such command, not executable)."""
 
     exit_code = ExitCode.BAD_INPUT
+
+
+def shown_command(command: list[str]) -> str:
+    """The upstream command as recorded and shown: passwords in URLs masked (pass other secrets in the environment,
+    which is never recorded)."""
+    return redact(shlex.join(command))
 
 
 def one_line(text: str) -> str:
@@ -138,9 +144,9 @@ class Proxy:
     def __init__(self, agent: Agent, command: list[str], *, call_timeout: float) -> None:
         self.agent = agent
         self.command = command
-        self.shown_command = shlex.join(command)
+        self.shown_command = shown_command(command)
         self.call_timeout = call_timeout
-        self.session = SessionCycle(agent, 1, {"mcp": "proxy", "upstream": command})
+        self.session = SessionCycle(agent, 1, {"mcp": "proxy", "upstream": [redact(part) for part in command]})
         self.pending: dict[str, PendingCall] = {}
         self.client_closed = False
         self.write_lock = anyio.Lock()
