@@ -6,7 +6,8 @@ their inputs are validated by the library's pydantic models and every call goes 
 `Agent.run_tool`: the start row is committed before the tool runs, the outcome after. Input that
 fails validation is refused before anything is recorded, exactly as for a plan step (a malformed
 request never enters the trail as if the tool had been attempted). Each client session is one
-planning cycle (sessions.py). An error reaches the client as an MCP tool error (`isError`) with
+planning cycle (sessions.py), opened at its first tool call: over stdio it is closed when the client
+disconnects; over HTTP (sessions told apart by their `Mcp-Session-Id`), when the server stops. An error reaches the client as an MCP tool error (`isError`) with
 the one-line message; never a traceback.
 
 The library API is synchronous; every call runs in a worker thread (`anyio.to_thread.run_sync`),
@@ -96,7 +97,8 @@ class Sessions:
 
     def of(self, ctx: ServerRequestContext[Any, Any]) -> SessionCycle:
         headers = getattr(ctx.request, "headers", None)
-        key = (headers.get("mcp-session-id") if headers is not None else None) or "stdio"
+        # stdio has one session; an HTTP request without a session id (stateless) shares one cycle.
+        key = (headers.get("mcp-session-id") if headers is not None else None) or "default"
         with self.lock:
             session = self.by_key.get(key)
             if session is None:
