@@ -20,7 +20,6 @@ import psycopg
 from audit_benchmark import Result, api_calls, concurrently, machine, raw_two_inserts, timed, write_section
 from bench_database import benchmark_database
 
-from jarvis.config import Settings
 from jarvis.db.aio import AsyncDatabase, AsyncToolCallLog, open_async_database
 
 
@@ -72,13 +71,13 @@ def main() -> None:
                 total.seconds += measured.seconds
         loop.run_until_complete(async_database.aclose())
     loop.close()
-    print("\n".join(report(settings, server, [raw, raw_threads, sync_threads, async_few, async_many])))
+    markdown = "\n".join(report(server, [raw, raw_threads, sync_threads, async_few, async_many]))
+    print(markdown)
     if args.write:
-        body = "\n".join(report(settings, server, [raw, raw_threads, sync_threads, async_few, async_many]))
-        write_section(args.write, "asyncio API", body, "./pants run benchmarks:async -- --write docs/benchmarks.md")
+        write_section(args.write, "asyncio API", markdown, "./pants run benchmarks:async -- --write docs/benchmarks.md")
 
 
-def report(settings: Settings, server: tuple[object, ...] | None, rows: list[Result]) -> list[str]:
+def report(server: tuple[object, ...] | None, rows: list[Result]) -> list[str]:
     raw, raw_threads, sync_threads, async_few, async_many = rows
     ratios = [
         ("async, 16 tasks / sync, 16 threads", async_few.per_second / sync_threads.per_second),

@@ -45,7 +45,9 @@ async def test_async_appends_are_published_signed_and_read_by_the_sync_reader(
 async def test_appends_go_on_while_redis_is_down_and_publishing_resumes_after(
     async_database: AsyncDatabase, private_redis_server: RedisServer, database: Database
 ) -> None:
-    link = AsyncRedisLink(private_redis_server.url, namespace=namespace_for(database.url), auth_key=KEY, retry_after=0.05)
+    link = AsyncRedisLink(
+        private_redis_server.url, namespace=namespace_for(database.url), auth_key=KEY, retry_after=0.05
+    )
     log = AsyncToolCallLog(async_database, listeners=[AsyncAuditStream(link).publish])
     private_redis_server.stop()
     try:

@@ -168,7 +168,9 @@ async def test_runtime_ddl_creates_a_table_the_agent_can_fill_and_read(api: Api)
     rows = await run(api.schema.rows(table))
     assert created.created and table in await run(api.schema.tables())
     assert [(r["id"], r["symbol"], r["qty"], r["meta"]) for r in rows] == [(row_id, "ETH", 2, {"venue": "dex"})]
-    assert (await run(api.schema.create_table(table, {"symbol": "text", "qty": "numeric", "meta": "jsonb"}))).created is False
+    assert (
+        await run(api.schema.create_table(table, {"symbol": "text", "qty": "numeric", "meta": "jsonb"}))
+    ).created is False
 
 
 async def test_runtime_ddl_refuses_a_conflicting_definition(api: Api) -> None:

@@ -16,7 +16,20 @@ from dataclasses import dataclass
 from typing import Any
 
 from psycopg.types.json import Jsonb
-from sqlalchemy import BigInteger, Boolean, Column, DateTime, Double, Identity, MetaData, Numeric, Table, Text, Uuid, func
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Double,
+    Identity,
+    MetaData,
+    Numeric,
+    Table,
+    Text,
+    Uuid,
+    func,
+)
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql.base import RESERVED_WORDS
@@ -106,7 +119,8 @@ def _table(name: str, columns: Mapping[str, str]) -> Table:
 
 def create_table_sql(name: str, columns: Mapping[str, str]) -> str:
     """The CREATE TABLE of a checked definition, rendered by SQLAlchemy for PostgreSQL (no connection needed)."""
-    return str(CreateTable(_table(name, columns)).compile(dialect=postgresql.dialect()))  # type: ignore[no-untyped-call]
+    dialect = postgresql.dialect()  # type: ignore[no-untyped-call]
+    return str(CreateTable(_table(name, columns)).compile(dialect=dialect))
 
 
 LOCK_TIMEOUT_SQL = "SET LOCAL lock_timeout = '5s'"
@@ -184,7 +198,9 @@ def rows_steps(name: str, limit: int) -> Steps[list[dict[str, Any]]]:
     """The table's first `limit` rows by id, as dictionaries."""
     kinds = yield from describe_steps(check_identifier(name, "table name"))
     columns = [*MANAGED_COLUMNS, *kinds]
-    found = yield Statement(f"SELECT {', '.join(columns)} FROM {SCHEMA}.{name} ORDER BY id LIMIT %s", (limit,), rows="all")
+    found = yield Statement(
+        f"SELECT {', '.join(columns)} FROM {SCHEMA}.{name} ORDER BY id LIMIT %s", (limit,), rows="all"
+    )
     return [dict(zip(columns, row, strict=True)) for row in found]
 
 

@@ -12,13 +12,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import psycopg
 from psycopg.types.json import Jsonb
 
 from jarvis.config import ExitCode, JarvisError
 from jarvis.db.base import JsonValue
-from jarvis.db.engine import Database
+from jarvis.db.engine import Database, unavailable
 from jarvis.db.jsonb import check_text, ensure_jsonb
-from jarvis.db.steps import Statement, Steps
+from jarvis.db.steps import Statement, Steps, T, drive
 
 MAX_KEY_LENGTH = 512
 
@@ -89,6 +90,26 @@ LIST_PREFIX_SQL = (
 # The rules of state, without I/O: StateStore and AsyncStateStore (jarvis.db.aio) run these, each in one transaction.
 
 
+READ_LEFTOVERS_TO_UNDO = (
+    psycopg.errors.QueryCanceled,  # a statement_timeout
+    psycopg.errors.LockNotAvailable,  # a lock_timeout
+    psycopg.errors.InsufficientPrivilege,  # a role left set that may not read (or the login may not)
+)
+"""What a bare read can fail on because of a session a pooled neighbour left behind (the role statement undoes it)."""
+
+
+def get_steps(key: str) -> Steps[StateEntry | None]:
+    """The entry under `key`: a bare SELECT first (everything in it is schema-qualified, so a neighbour's search
+    path cannot change it, and reading needs no role), again after the role statement when a neighbour's
+    leftovers refuse it."""
+    check_key(key)
+    try:
+        row = yield Statement(GET_SQL, (key,), in_role=False)
+    except READ_LEFTOVERS_TO_UNDO:
+        row = yield Statement(GET_SQL, (key,), in_role=True)
+    return entry_from_get(key, row)
+
+
 def entry_from_get(key: str, row: Sequence[Any] | None) -> StateEntry | None:
     """`GET_SQL`'s row as an entry (the key is the one asked for)."""
     return StateEntry(key=key, value=row[0], version=row[1], updated_at=row[2]) if row else None
@@ -140,12 +161,30 @@ class StateStore:
         self.database = database
 
     def get(self, key: str) -> StateEntry | None:
-        """The entry under `key`, or None: one round trip (the role statement and the SELECT together)."""
-        return entry_from_get(key, self.database.read_one(GET_SQL, (check_key(key),)))
+        """The entry under `key`, or None: one bare SELECT, as raw psycopg would send it (see `get_steps`)."""
+        return self._in_round_trips(get_steps(key))
 
     def set(self, key: str, value: Any, *, expected_version: int | None = None) -> StateEntry:
-        """Write `value`. With `expected_version` (0 = must not exist yet) it is a compare-and-set."""
-        return self.database.run(set_steps(key, value, expected_version))
+        """Write `value`. With `expected_version` (0 = must not exist yet) it is a compare-and-set.
+
+        One round trip: the role statement and the write in one pipeline, one implicit transaction.
+        """
+        return self._in_round_trips(set_steps(key, value, expected_version))
+
+    def _in_round_trips(self, steps: Steps[T]) -> T:
+        """Run `steps` in autocommit, each statement in one round trip and its own implicit transaction."""
+        database = self.database
+        try:
+            with database.autocommit_cursor() as cursor:
+                return drive(
+                    steps,
+                    lambda statement: database.fetch_one(
+                        cursor, statement.sql, statement.params, in_role=statement.in_role
+                    ),
+                    psycopg.Error,
+                )
+        except psycopg.OperationalError as error:
+            raise unavailable(database.url, error) from None
 
     def delete(self, key: str, *, expected_version: int | None = None) -> bool:
         """Remove `key`; False if it did not exist. With `expected_version`, only that version is removed."""

@@ -187,7 +187,9 @@ class AsyncToolCallLog:
             yield call
         except BaseException as raised:
             status, error = interrupted_outcome(raised)
-            await despite_cancellation(self._append_completion(call.start, completion_row(call.start, status, None, error)))
+            await despite_cancellation(
+                self._append_completion(call.start, completion_row(call.start, status, None, error))
+            )
             raise
         await self._append_completion(call.start, completion_row(call.start, "succeeded", call.output, None))
 
