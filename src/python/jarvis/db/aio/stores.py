@@ -2,7 +2,8 @@
 
 Each method runs the sync module's statement generator (jarvis.db.state, jarvis.db.memory)
 on an `AsyncDatabase`: the same SQL, checks and errors (`StateConflictError`,
-`InvalidKeyError`, `InvalidJsonError`), one transaction per call; `get` is one round trip.
+`InvalidKeyError`, `InvalidJsonError`); state `get` and `set` as one-round-trip statements
+(as the sync store sends them), everything else in one transaction per call.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from typing import Any
 
 from jarvis.db.aio.engine import AsyncDatabase
 from jarvis.db.memory import Fact, add_steps, mark_stale_steps, newest_first_steps
-from jarvis.db.state import GET_SQL, StateEntry, check_key, delete_steps, entry_from_get, list_steps, set_steps
+from jarvis.db.state import StateEntry, delete_steps, get_steps, list_steps, set_steps
 
 
 class AsyncStateStore:
@@ -21,12 +22,12 @@ class AsyncStateStore:
         self.database = database
 
     async def get(self, key: str) -> StateEntry | None:
-        """The entry under `key`, or None, in one round trip."""
-        return entry_from_get(key, await self.database.read_one(GET_SQL, (check_key(key),)))
+        """The entry under `key`, or None, in one round trip (as `StateStore.get`: `get_steps`)."""
+        return await self.database.run_autocommit(get_steps(key))
 
     async def set(self, key: str, value: Any, *, expected_version: int | None = None) -> StateEntry:
-        """Write `value`; with `expected_version` (0 = must not exist yet) a compare-and-set."""
-        return await self.database.run(set_steps(key, value, expected_version))
+        """Write `value`; with `expected_version` (0 = must not exist yet) a compare-and-set, in one round trip."""
+        return await self.database.run_autocommit(set_steps(key, value, expected_version))
 
     async def delete(self, key: str, *, expected_version: int | None = None) -> bool:
         """Remove `key`; False if it did not exist. With `expected_version`, only that version."""
