@@ -3,7 +3,7 @@
 Its tools misbehave on purpose: `huge` answers with SIZE bytes of text, `invalid` with a response
 that has neither result nor error, `garbage` writes a line that is not JSON before a good answer,
 `hang` never answers, `exit` exits (code 3) in the middle of the call, `fail` answers with an
-isError result; `echo` behaves. It also lists a resource and a prompt, which the proxy must relay unchanged.
+isError result; `echo` behaves. It is lax too: it runs a `tools/call` sent without an id. It also lists a resource and a prompt, which the proxy must relay unchanged.
 """
 
 from __future__ import annotations
@@ -49,7 +49,10 @@ def main() -> None:
         message = json.loads(line)
         method, request_id = message.get("method"), message.get("id")
         if request_id is None:
-            continue  # notifications
+            if method == "tools/call":  # a lax server: runs a "call" sent as a notification, and says so
+                note = {"level": "warning", "data": "ran a tools/call that had no id"}
+                send({"jsonrpc": "2.0", "method": "notifications/message", "params": note})
+            continue  # other notifications
         if method == "initialize":
             result = {
                 "protocolVersion": message["params"]["protocolVersion"],

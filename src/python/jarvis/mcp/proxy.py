@@ -18,7 +18,8 @@ upstream's; the proxy only parses lines to find `initialize`, `tools/call` and t
 Messages it makes itself are JSON-RPC error responses to a `tools/call` it refused or gave up on,
 and a `notifications/cancelled` to the upstream for a call that timed out. A line from the
 upstream that is not JSON is dropped (logged on stderr); batches (JSON arrays, not MCP since
-2025-06-18) are refused, so no `tools/call` can slip through unrecorded.
+2025-06-18) are refused, and a `tools/call` without an id (a notification) is dropped, so no
+`tools/call` can slip through unrecorded.
 
 When the trail and the relay disagree, the trail wins: a call whose start row cannot be committed
 (an argument over JARVIS_MAX_VALUE_BYTES, PostgreSQL down) is not forwarded; an answer that cannot
@@ -208,7 +209,12 @@ class Proxy:
             return
         if isinstance(message, dict):
             self.note_client(message)
-            if message.get("method") == "tools/call" and "id" in message:
+            if message.get("method") == "tools/call" and "id" not in message:
+                # A request without an id is a notification: nobody could be told its outcome, and a lax
+                # upstream that ran it anyway would run a tool unrecorded.
+                log.warning("a tools/call without an id (a notification) was dropped, not forwarded")
+                return
+            if message.get("method") == "tools/call":
                 refusal = await self.begin_call(message)
                 if refusal is not None:
                     await self.to_client(refusal)
