@@ -21,7 +21,7 @@ from pathlib import Path
 from audit_benchmark import machine, write_section
 from bench_database import benchmark_database
 from peer_bench.dbos_side import dbos_contender
-from peer_bench.footprint import Footprint, Meter
+from peer_bench.footprint import Footprint, Job, Meter
 from peer_bench.goals import goals
 from peer_bench.growth import Growth, grow
 from peer_bench.jarvis_side import jarvis_contenders, seal_queued
@@ -36,6 +36,9 @@ from jarvis.db.audit import verify
 from jarvis.db.urls import database_name, with_database
 
 SECTION = "Peers: Jarvis, raw psycopg, LangGraph and DBOS"
+SUPERSEDED = ("Audit trail", "State cache", "Reading the numbers")
+"""Sections of docs/benchmarks.md whose figures this run replaces (benchmarks:audit's and :state's, and the
+notes on them): dropped when the peers section is written, so the file never shows two answers."""
 READ_KEY, WRITE_KEY = "bench.read", "bench.write"
 ACCOUNTED = (*AUDITED, "raw_upsert", "state_set")
 
@@ -94,8 +97,7 @@ def main() -> None:
             contenders,
             rates,
             footprints,
-            forks=len(report.problems),
-            verified_rows=report.rows_checked,
+            chain=report,
             growth=growth,
             goals=judged,
         ),
@@ -103,6 +105,19 @@ def main() -> None:
     print("\n".join(lines))
     if args.write:
         write_section(args.write, SECTION, "\n".join(lines), command)
+        drop_sections(args.write, SUPERSEDED)
+
+
+def drop_sections(path: Path, titles: tuple[str, ...]) -> None:
+    """Remove the `## title` sections of a Markdown file (up to the next `## `), keeping the rest."""
+    kept: list[str] = []
+    dropping = False
+    for line in path.read_text().splitlines(keepends=True):
+        if line.startswith("## "):
+            dropping = line[3:].strip() in titles
+        if not dropping:
+            kept.append(line)
+    path.write_text("".join(kept))
 
 
 def _ordered(contenders: list[Contender]) -> list[Contender]:
@@ -115,22 +130,24 @@ def _ordered(contenders: list[Contender]) -> list[Contender]:
 def _footprints(
     contenders: list[Contender], admin: str, name: str, system_database: str, units: int
 ) -> dict[str, Footprint]:
+    """Each accounted contender's writes per unit, DBOS last: its system database is never quiet for long."""
+    by_key = {c.key: c for c in contenders}
+
+    def job(key: str) -> Job:
+        contender = by_key[key]
+
+        def work() -> None:
+            contender.run(units)
+            contender.settle()
+
+        return Job(key, [name, system_database] if key == "dbos" else [name], units, work)
+
     meter = Meter(admin, [name, system_database])
     try:
-        by_key = {c.key: c for c in contenders}
-        found = {}
-        for key in ACCOUNTED:
-            contender = by_key[key]
-            databases = [name, system_database] if key == "dbos" else [name]
-
-            def work(contender: Contender = contender) -> None:
-                contender.run(units)
-                contender.settle()
-
-            found[key] = meter.measure(databases, units, work)
-        return found
+        measured = meter.measure([job(key) for key in ACCOUNTED if key != "dbos"] + [job("dbos")])
     finally:
         meter.close()
+    return {key: measured[key] for key in ACCOUNTED}
 
 
 if __name__ == "__main__":

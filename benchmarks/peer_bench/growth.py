@@ -28,7 +28,11 @@ from peer_bench.jarvis_side import CALLS_PER_CYCLE, agent_cycle
 
 AGENT = "bench-growth"
 BASELINE_CALLS = 10_000
-INCREMENT_CALLS = 10_000
+ROWS_PER_CYCLE = 2 + 2 * CALLS_PER_CYCLE
+INCREMENT_ROWS = 10_000
+"""The incremental verify's new rows (goal 4): whole cycles, so a little over 10,000."""
+INCREMENT_CALLS = -(-INCREMENT_ROWS // ROWS_PER_CYCLE) * CALLS_PER_CYCLE
+INCREMENT_ROWS_LOADED = INCREMENT_CALLS // CALLS_PER_CYCLE * ROWS_PER_CYCLE
 CYCLES_PER_BATCH = 500
 """5,000 calls (11,000 rows) per transaction."""
 CYCLES_PER_MEASUREMENT = 20
@@ -77,7 +81,9 @@ class Growth:
     verify_rows: int
     verify_ok: bool
     incremental_s: float | None
-    """Incremental verify of INCREMENT_CALLS new calls; None when `verify` has no incremental mode."""
+    """Incremental verify after INCREMENT_CALLS new calls; None when `verify` has no incremental mode."""
+    incremental_full: bool
+    """The incremental verify found no checkpoint to start from and checked everything."""
     incremental_rows: int
     bytes_per_call: float
     queue_bytes: int
@@ -89,9 +95,10 @@ class Growth:
         return self.cycle_ms_small / self.cycle_ms_large
 
 
-def incremental_verify_available() -> bool:
-    """The incremental mode is `verify(..., full=False)`; a `verify` without `full` has none."""
-    return "full" in inspect.signature(verify).parameters
+def verify_accepts(keyword: str) -> bool:
+    """Whether this Jarvis' `verify` has the keyword (`incremental`, `progress`, `planned`): the
+    benchmark runs against the Jarvis it is built with, older ones included."""
+    return keyword in inspect.signature(verify).parameters
 
 
 def progress_bar() -> Progress:
@@ -172,11 +179,16 @@ def cycle_ms(database: Database, rounds: int) -> float:
 
 
 def timed_verify(database: Database, progress: Progress, description: str, **options: Any) -> tuple[Any, float]:
+    """verify() with a bar fed by its own `planned`/`progress` callbacks when it has them."""
     task = progress.add_task(description, total=None)
+    if verify_accepts("planned") and verify_accepts("progress"):
+        options["planned"] = lambda total: progress.update(task, total=total)
+        options["progress"] = lambda done: progress.update(task, completed=done)
     started = time.perf_counter()
     report = verify(database, **options)
     seconds = time.perf_counter() - started
-    progress.update(task, total=report.rows_checked, completed=report.rows_checked)
+    finished = progress.tasks[task].total or report.rows_checked
+    progress.update(task, total=finished, completed=finished)
     return report, seconds
 
 
@@ -192,20 +204,21 @@ def grow(database: Database, url: str, meter: Meter, database_name: str, *, rows
         load(url, rows - baseline, progress, f"loading {rows - baseline:,} more calls")
         linked, seal_seconds, _ = seal_all(database, url, progress, "sealing them")
         large = cycle_ms(database, rounds)
-        report, verify_seconds = timed_verify(database, progress, "verifying the whole trail", **_full(True))
+        report, verify_seconds = timed_verify(database, progress, "verifying the whole trail")
         disk, queue = meter.sizes([database_name])
         calls = _calls(url)
         incremental_s: float | None = None
-        incremental_rows = 0
-        if incremental_verify_available():
+        incremental_rows, incremental_full = 0, False
+        if verify_accepts("incremental"):
             head = seal(database)  # the head a signed checkpoint would hold
             trusted = TrustedHead(head.head_seq, head.head_hash, head.sealed_at, "the benchmark's head")
             load(url, INCREMENT_CALLS, progress, f"loading {INCREMENT_CALLS:,} new calls")
             seal_all(database, url, progress, "sealing them")
             incremental, incremental_s = timed_verify(
-                database, progress, "verifying the new rows", trusted=[trusted], **_full(False)
+                database, progress, "verifying the new rows", trusted=[trusted], incremental=True
             )
             incremental_rows = incremental.rows_checked
+            incremental_full = getattr(incremental, "verified_from", True) is None
     return Growth(
         rows=rows,
         cycle_ms_small=small,
@@ -216,14 +229,11 @@ def grow(database: Database, url: str, meter: Meter, database_name: str, *, rows
         verify_ok=report.ok,
         incremental_s=incremental_s,
         incremental_rows=incremental_rows,
+        incremental_full=incremental_full,
         bytes_per_call=(disk - empty_disk) / calls if calls else 0.0,
         queue_bytes=queue,
         calls_in_trail=calls,
     )
-
-
-def _full(full: bool) -> dict[str, bool]:
-    return {"full": full} if incremental_verify_available() else {}
 
 
 def _calls(url: str) -> int:

@@ -7,9 +7,10 @@ from typing import Any
 
 import psycopg
 
+from jarvis.db.audit import VerifyReport
 from peer_bench.footprint import Footprint
 from peer_bench.goals import Goal
-from peer_bench.growth import INCREMENT_CALLS, Growth
+from peer_bench.growth import INCREMENT_CALLS, INCREMENT_ROWS_LOADED, Growth
 from peer_bench.rounds import Contender, Rates
 
 SETTINGS = ("fsync", "synchronous_commit", "full_page_writes", "wal_level", "shared_buffers", "autovacuum")
@@ -42,8 +43,7 @@ def tables(
     rates: dict[str, Rates],
     footprints: dict[str, Footprint],
     *,
-    forks: int,
-    verified_rows: int,
+    chain: VerifyReport,
     growth: Growth | None,
     goals: Sequence[Goal],
 ) -> list[str]:
@@ -60,8 +60,8 @@ def tables(
         _rate_row(label["agents16"], rates["agents16"], rates["raw16"]),
         "",
         f"16 agents / one agent: **{rates['agents16'].median / rates['agent'].median:.2f}**. "
-        f"Chain forks: **{forks}** (`verify` over the whole trail afterwards: {verified_rows:,} rows, "
-        f"{'OK' if forks == 0 else 'problems found'}).",
+        f"Chain check after all rounds (`verify` of the whole trail, every agent's rows): {chain.summary()}",
+        *[f"- {problem}" for problem in chain.problems[:5]],
         "",
         "| state | operations/s (median) | min-max | median ms per operation | x raw psycopg |",
         "| --- | ---: | ---: | ---: | ---: |",
@@ -87,14 +87,15 @@ def tables(
     ]
     if growth is not None:
         incremental = (
-            f"{growth.incremental_s:.2f} s ({growth.incremental_rows:,} rows checked)"
+            f"{growth.incremental_s:.2f} s ({growth.incremental_rows:,} rows checked"
+            + (", from the start: no checkpoint found)" if growth.incremental_full else ")")
             if growth.incremental_s is not None
-            else "not available (`verify` has no `full` keyword)"
+            else "not available (`verify` has no `incremental` keyword)"
         )
         lines += [
             "",
-            f"Growth: {growth.rows:,} audited calls loaded through the append functions in cycles of ten and sealed; "
-            "no manual VACUUM.",
+            f"Growth: {growth.rows:,} audited calls loaded through the append functions in planning cycles of ten "
+            f"and sealed ({growth.verify_rows:,} rows in the chain at the full verify); no manual VACUUM.",
             "",
             "| measurement | figure |",
             "| --- | ---: |",
@@ -104,7 +105,8 @@ def tables(
             f"| seal (the whole queue after loading) | {growth.seal_rows_per_s:,.0f} rows/s |",
             f"| full verify ({growth.verify_rows:,} rows, {'OK' if growth.verify_ok else 'FAILED'}) | "
             f"{growth.verify_rows_per_s:,.0f} rows/s |",
-            f"| incremental verify after {INCREMENT_CALLS:,} new calls | {incremental} |",
+            f"| incremental verify after {INCREMENT_CALLS:,} new calls ({INCREMENT_ROWS_LOADED:,} rows) "
+            f"| {incremental} |",
             f"| bytes on disk per audited call ({growth.calls_in_trail:,} calls) | {growth.bytes_per_call:,.0f} |",
             f"| sealing queue (audit_pending) on disk | {growth.queue_bytes:,} bytes |",
         ]
