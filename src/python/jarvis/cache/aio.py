@@ -17,48 +17,20 @@ import redis
 import redis.asyncio
 
 from jarvis.cache.audit_stream import STREAM_MAXLEN, sign_fields
-from jarvis.cache.auth import Authenticator, ensure_cache_key
-from jarvis.cache.link import CONNECTION_ERRORS, RETRY_AFTER, SOCKET_TIMEOUT, RedisHealth
-from jarvis.config import load_settings
+from jarvis.cache.link import CONNECTION_ERRORS, LinkBase
 from jarvis.db.audit import AuditEvent
 
 T = TypeVar("T")
 
 
-class AsyncRedisLink:
-    """`RedisLink` on `redis.asyncio`: `await run(operation, fallback)` never raises a Redis error."""
+class AsyncRedisLink(LinkBase[redis.asyncio.Redis, Callable[[], Awaitable[None]]]):
+    """`RedisLink` on `redis.asyncio`: `await run(operation, fallback)` never raises a Redis error.
 
-    def __init__(
-        self,
-        url: str,
-        *,
-        namespace: str,
-        socket_timeout: float = SOCKET_TIMEOUT,
-        retry_after: float = RETRY_AFTER,
-        auth_key: bytes | None = None,
-    ) -> None:
-        """`namespace`: `namespace_for(database)` (jarvis.cache.link), the same as the sync link's."""
-        self.url = url
-        self.namespace = namespace
-        self.auth = Authenticator(auth_key if auth_key is not None else ensure_cache_key(load_settings()))
-        self.health = RedisHealth(url, retry_after)
-        self.client: redis.asyncio.Redis = redis.asyncio.Redis.from_url(
-            url,
-            socket_timeout=socket_timeout,
-            socket_connect_timeout=socket_timeout,
-            health_check_interval=10,
-            retry_on_timeout=False,
-        )
-        self.recoveries: list[Callable[[], Awaitable[None]]] = []
-        """Awaited (once) each time Redis answers again after an outage."""
+    Made like `RedisLink` (`namespace`: `namespace_for(database)`); its recoveries are awaited.
+    """
 
-    def key(self, *parts: str) -> str:
-        """A key inside this database's namespace (as `RedisLink.key`)."""
-        return ":".join((self.namespace, *parts))
-
-    @property
-    def available(self) -> bool:
-        return self.health.available
+    def connect(self, url: str, **options: Any) -> redis.asyncio.Redis:
+        return redis.asyncio.Redis.from_url(url, **options)
 
     async def run(self, operation: Callable[[redis.asyncio.Redis], Awaitable[T]], fallback: T) -> T:
         """`await operation(client)`, or `fallback` while Redis is unreachable."""

@@ -19,7 +19,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 import psycopg
 import redis
@@ -156,7 +156,16 @@ class RedisHealth:
         log.error("Redis command failed: %s", redact(str(error)))
 
 
-class RedisLink:
+ClientT = TypeVar("ClientT")
+RecoveryT = TypeVar("RecoveryT")
+
+
+class LinkBase(Generic[ClientT, RecoveryT]):
+    """What both links hold: the namespace, the authenticator, the health rules, a client and recoveries.
+
+    `RedisLink` has a `redis.Redis` client; `AsyncRedisLink` (jarvis.cache.aio) a `redis.asyncio.Redis`.
+    """
+
     def __init__(
         self,
         url: str,
@@ -172,15 +181,18 @@ class RedisLink:
         self.auth = Authenticator(auth_key if auth_key is not None else ensure_cache_key(load_settings()))
         self.retry_after = retry_after
         self.health = RedisHealth(url, retry_after)
-        self.client = redis.Redis.from_url(
+        self.client: ClientT = self.connect(
             url,
             socket_timeout=socket_timeout,
             socket_connect_timeout=socket_timeout,
             health_check_interval=10,
-            retry_on_timeout=False,
+            retry_on_timeout=False,  # an outage falls back at once
         )
-        self.recoveries: list[Callable[[], None]] = []
+        self.recoveries: list[RecoveryT] = []
         """Called (once) each time Redis answers again after an outage, e.g. to replay lost invalidations."""
+
+    def connect(self, url: str, **options: Any) -> ClientT:
+        raise NotImplementedError
 
     def key(self, *parts: str) -> str:
         """A key inside this database's namespace, so agents on different databases never share keys."""
@@ -190,6 +202,11 @@ class RedisLink:
     def available(self) -> bool:
         """False while Redis is considered down (callers fall back to PostgreSQL)."""
         return self.health.available
+
+
+class RedisLink(LinkBase[redis.Redis, Callable[[], None]]):
+    def connect(self, url: str, **options: Any) -> redis.Redis:
+        return redis.Redis.from_url(url, **options)
 
     def run(self, operation: Callable[[redis.Redis], T], fallback: T) -> T:
         """`operation(client)`, or `fallback` while Redis is unreachable. Never raises a Redis error."""

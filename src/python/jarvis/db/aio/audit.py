@@ -45,7 +45,9 @@ from jarvis.db.audit.planning import (
     DECISION_LOG,
     OPEN_CYCLE_SQL,
     PLANNING_CYCLES,
+    EventOf,
     PlanningLogBase,
+    Refusal,
     already_open,
     close_refused,
     close_row,
@@ -243,13 +245,7 @@ class AsyncPlanningLog(PlanningLogBase[AsyncDatabase, AsyncAuditListener]):
     ) -> uuid.UUID:
         """Record a decision and why, inside an open cycle; a closed or unknown cycle is CycleClosedError."""
         values = decision_row(cycle_id, decision, reasoning, decision_id)
-        try:
-            created_at = await append_row(self.database, DECISION_LOG, values)  # type: ignore[arg-type]
-        except AuditRuleViolation as error:
-            raise decision_refused(cycle_id, error) from None
-        await announce(self.listeners, decided_event(values, created_at))
-        row_id: uuid.UUID = values["id"]
-        return row_id
+        return await self._append(DECISION_LOG, values, functools.partial(decision_refused, cycle_id), decided_event)
 
     async def close_cycle(
         self,
@@ -261,11 +257,15 @@ class AsyncPlanningLog(PlanningLogBase[AsyncDatabase, AsyncAuditListener]):
     ) -> uuid.UUID:
         """Record how the cycle ended; a cycle is closed once only (CycleClosedError)."""
         values = close_row(self.agent, cycle_id, status, outcomes, completion_id)
+        return await self._append(PLANNING_CYCLES, values, functools.partial(close_refused, cycle_id), closed_event)
+
+    async def _append(self, table: Any, values: dict[str, Any], refused: Refusal, event: EventOf) -> uuid.UUID:
+        """Append one row (a refusal is `refused(error)`), then tell the listeners `event`."""
         try:
-            created_at = await append_row(self.database, PLANNING_CYCLES, values)  # type: ignore[arg-type]
+            created_at = await append_row(self.database, table, values)
         except AuditRuleViolation as error:
-            raise close_refused(cycle_id, error) from None
-        await announce(self.listeners, closed_event(values, created_at))
+            raise refused(error) from None
+        await announce(self.listeners, event(values, created_at))
         row_id: uuid.UUID = values["id"]
         return row_id
 

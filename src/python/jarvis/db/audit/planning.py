@@ -7,8 +7,9 @@ it is read, like every view of the trail, through `AuditQueries` (queries.py).
 
 from __future__ import annotations
 
+import functools
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
@@ -128,6 +129,11 @@ def closed_event(values: dict[str, Any], created_at: datetime) -> AuditEvent:
     )
 
 
+Refusal = Callable[[AuditRuleViolation], BaseException]
+"""What a refused append means to the caller (e.g. `close_refused` with its cycle)."""
+EventOf = Callable[[dict[str, Any], datetime], AuditEvent]
+"""The event listeners hear about a committed row."""
+
 DatabaseT = TypeVar("DatabaseT")
 ListenerT = TypeVar("ListenerT")
 
@@ -163,13 +169,7 @@ class PlanningLog(PlanningLogBase[Database, AuditListener]):
     ) -> uuid.UUID:
         """Record a decision and why it was taken, inside an open cycle; a closed or unknown cycle refuses it."""
         values = decision_row(cycle_id, decision, reasoning, decision_id)
-        try:
-            created_at = append_row(self.database, DECISION_LOG, values)  # type: ignore[arg-type]
-        except AuditRuleViolation as error:
-            raise decision_refused(cycle_id, error) from None
-        announce(self.listeners, decided_event(values, created_at))
-        row_id: uuid.UUID = values["id"]
-        return row_id
+        return self._append(DECISION_LOG, values, functools.partial(decision_refused, cycle_id), decided_event)
 
     def close_cycle(
         self,
@@ -181,11 +181,15 @@ class PlanningLog(PlanningLogBase[Database, AuditListener]):
     ) -> uuid.UUID:
         """Record how the cycle ended (a completion status and its outcomes); a cycle is closed once only."""
         values = close_row(self.agent, cycle_id, status, outcomes, completion_id)
+        return self._append(PLANNING_CYCLES, values, functools.partial(close_refused, cycle_id), closed_event)
+
+    def _append(self, table: Any, values: dict[str, Any], refused: Refusal, event: EventOf) -> uuid.UUID:
+        """Append one row (a refusal is `refused(error)`), then tell the listeners `event`."""
         try:
-            created_at = append_row(self.database, PLANNING_CYCLES, values)  # type: ignore[arg-type]
+            created_at = append_row(self.database, table, values)
         except AuditRuleViolation as error:
-            raise close_refused(cycle_id, error) from None
-        announce(self.listeners, closed_event(values, created_at))
+            raise refused(error) from None
+        announce(self.listeners, event(values, created_at))
         row_id: uuid.UUID = values["id"]
         return row_id
 
