@@ -3,7 +3,8 @@
 Its tools misbehave on purpose: `huge` answers with SIZE bytes of text, `invalid` with a response
 that has neither result nor error, `garbage` writes a line that is not JSON before a good answer,
 `hang` never answers, `exit` exits (code 3) in the middle of the call, `fail` answers with an
-isError result; `echo` behaves. It is lax too: it runs a `tools/call` sent without an id. It also lists a resource and a prompt, which the proxy must relay unchanged.
+isError result; `echo` behaves. It is lax too: it runs a `tools/call` sent without an id. It also
+lists a resource and a prompt, which the proxy must relay unchanged.
 """
 
 from __future__ import annotations

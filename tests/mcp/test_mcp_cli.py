@@ -12,7 +12,7 @@ DEADLINE = 120.0
 
 def error_line(stderr: str) -> str:
     """The one `error:` line (log lines such as `INFO using PostgreSQL at …` may come before it)."""
-    (line,) = [line for line in stderr.splitlines() if line.startswith("error:")]
+    (line,) = (line for line in stderr.splitlines() if line.startswith("error:"))
     return line
 
 

@@ -53,7 +53,7 @@ def test_a_batch_is_refused_and_none_of_its_calls_is_forwarded(isolated_database
     url = isolated_database_url
     batch = [{"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {"name": "echo", "arguments": {}}}]
     answers = exchange(url, [INITIALIZE, INITIALIZED, batch])
-    (refusal,) = [answer for answer in answers if answer.get("id") is None]  # the other: initialize's result
+    (refusal,) = (answer for answer in answers if answer.get("id") is None)  # the other: initialize's result
     assert "batches" in refusal["error"]["message"]
     assert sorted(answer.get("id") or 0 for answer in answers) == [0, 1]
     assert tamper.rows(url, "tool_calls") == []

@@ -161,7 +161,7 @@ async def test_the_recorded_upstream_command_masks_a_password_in_a_url(isolated_
     with anyio.fail_after(DEADLINE):
         async with proxy_session(url, [*HOSTILE, "postgresql://app:s3cret-pw@db:5432/x"]) as session:
             await session.call_tool("echo", {})
-    (cycle,) = [row for row in tamper.rows(url, "planning_cycles") if row["parent_id"] is None]
+    (cycle,) = (row for row in tamper.rows(url, "planning_cycles") if row["parent_id"] is None)
     assert cycle["goals"]["upstream"][:2] == HOSTILE
     assert "s3cret-pw" not in str(cycle["goals"]) and "s3cret-pw" not in cycle["agent"]
     assert "postgresql://app:" in cycle["goals"]["upstream"][2]

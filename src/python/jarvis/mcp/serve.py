@@ -7,8 +7,9 @@ their inputs are validated by the library's pydantic models and every call goes 
 fails validation is refused before anything is recorded, exactly as for a plan step (a malformed
 request never enters the trail as if the tool had been attempted). Each client session is one
 planning cycle (sessions.py), opened at its first tool call: over stdio it is closed when the client
-disconnects; over HTTP (sessions told apart by their `Mcp-Session-Id`), when the server stops. An error reaches the client as an MCP tool error (`isError`) with
-the one-line message; never a traceback.
+disconnects; over HTTP (sessions told apart by their `Mcp-Session-Id`), when the server stops.
+An error reaches the client as an MCP tool error (`isError`) with the one-line message; never a
+traceback.
 
 The library API is synchronous; every call runs in a worker thread (`anyio.to_thread.run_sync`),
 so the server's event loop is never blocked on PostgreSQL.
