@@ -82,7 +82,9 @@ def served(app: Any, *, host: str = "127.0.0.1") -> Iterator[str]:
     """`app` served by uvicorn in a thread on a free port; yields its base URL. Waits (with a deadline) until it
     answers, and stops it on exit."""
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off"))
+    server = uvicorn.Server(
+        uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off", timeout_graceful_shutdown=3)
+    )
     thread = threading.Thread(target=server.run, daemon=True, name="ui-test-server")
     thread.start()
     deadline = time.monotonic() + 30

@@ -12,6 +12,9 @@ from jarvis.config import JarvisError, Settings
 from jarvis.db import Database
 from jarvis.ui import create_app, is_loopback
 
+GRACE = 3
+"""Seconds Ctrl-C waits for open responses (live event streams) before closing them."""
+
 
 def ui_command(
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on; anything but loopback needs --token."),
@@ -44,7 +47,10 @@ def ui_command(
         where = f"http://{shown_host}:{port}/" + ("?token=<your token>" if token else "")
         console.print(f"Jarvis trail (read-only) at {where} — Ctrl-C to stop", highlight=False, markup=False)
         try:
-            uvicorn.run(app, host=host, port=port, log_level="warning", server_header=False)
+            # Open event streams end within GRACE seconds of Ctrl-C (browsers reconnect to the next server).
+            uvicorn.run(
+                app, host=host, port=port, log_level="warning", server_header=False, timeout_graceful_shutdown=GRACE
+            )
         finally:
             if link is not None:
                 link.close()
