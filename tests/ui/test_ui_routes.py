@@ -111,6 +111,28 @@ def test_a_running_call_is_drawn_as_running(
     assert re.findall(r'<g class="call (\w+)" data-status="(\w+)"', page.text) == [("running", "running")]
 
 
+def test_each_outcome_of_a_call_is_drawn_distinctly(database: Database, client: TestClient) -> None:
+    from jarvis.db.audit import PlanningLog, ToolCallLog
+
+    planning, calls = PlanningLog(database, agent="outcomes"), ToolCallLog(database)
+    cycle_id = planning.open_cycle(["every outcome"])
+    for status in ("succeeded", "failed", "cancelled", "abandoned"):
+        calls.record_completion(calls.start(f"ends_{status}", {}, cycle_id=cycle_id), status)  # type: ignore[arg-type]
+    calls.start("still_running", {}, cycle_id=cycle_id)
+    page = client.get(f"/cycles/{cycle_id}")
+    drawn = re.findall(r'<g class="call (\w+)" data-status="(\w+)"', page.text)
+    assert drawn == [
+        ("ok", "succeeded"),
+        ("failed", "failed"),
+        ("cancelled", "cancelled"),
+        ("abandoned", "abandoned"),
+        ("running", "running"),
+    ]
+    css = client.get("/static/ui.css").text
+    fills = [re.search(rf"svg\.chart \.{name} \.bar {{ fill: ([^;]+);", css) for name, _ in drawn]
+    assert all(fills) and len({fill.group(1) for fill in fills if fill}) == 5
+
+
 def test_an_unknown_cycle_is_404(client: TestClient) -> None:
     assert client.get(f"/cycles/{uuid.uuid4()}").status_code == 404
     assert client.get("/cycles/not-a-uuid").status_code == 404
