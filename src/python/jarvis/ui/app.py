@@ -28,7 +28,7 @@ from starlette.responses import (
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from jarvis.agent.witnessing import checkpoints, witness_log_path
+from jarvis.agent.witnessing import witness_log_path
 from jarvis.cache import RedisLink
 from jarvis.config import JarvisError, Settings
 from jarvis.db import Database
@@ -42,6 +42,7 @@ from jarvis.ui.guard import Guard
 from jarvis.ui.live import LiveReader, PollingReader, StreamingReader
 from jarvis.ui.timeline_chart import build_chart
 from jarvis.ui.verification import VerifyJob
+from jarvis.witness import WitnessLog
 
 PAGE_SIZE = 50
 MOST_TIMELINE_ROWS = 2_000
@@ -206,8 +207,8 @@ class Pages:
         checkpoint, checkpoint_problem, log_path = None, None, None
         try:
             log_path = witness_log_path(self.settings, self.database)
-            entries = await anyio.to_thread.run_sync(lambda: checkpoints(self.settings, self.database))
-            checkpoint = entries[-1] if entries else None
+            witness_log = WitnessLog(log_path)  # its last line only: the log grows by one line per seal
+            checkpoint = await anyio.to_thread.run_sync(witness_log.last)
         except JarvisError as error:
             checkpoint_problem = str(error)
         return self.render(
