@@ -128,9 +128,8 @@ class Pages:
         return self.problem("no such page", 404)
 
     async def not_allowed(self, request: Request, exc: Exception) -> Response:
-        response = PlainTextResponse("this UI is read-only: only GET (and POST /integrity/verify)", 405)
-        response.headers["allow"] = "GET, HEAD"
-        return response
+        allowed = getattr(exc, "headers", None) or {"Allow": "GET, HEAD"}  # the route's own methods
+        return PlainTextResponse("this UI is read-only: only GET (and POST /integrity/verify)", 405, headers=allowed)
 
     async def cycles(self, request: Request) -> Response:
         params = request.query_params
