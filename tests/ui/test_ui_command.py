@@ -5,7 +5,9 @@ from __future__ import annotations
 import signal
 import urllib.error
 import urllib.request
+from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 from ui.conftest import Trail
 from ui.trails import free_port
@@ -38,3 +40,18 @@ def test_jarvis_ui_refuses_a_public_address_without_a_token() -> None:
     result = CliRunner().invoke(app, ["ui", "--host", "0.0.0.0"], env={"JARVIS_UI_TOKEN": ""})
     assert result.exit_code == 2
     assert "give --token" in result.output
+
+
+def test_a_token_in_dot_env_lets_jarvis_ui_listen_on_a_public_address(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / ".env").write_text("JARVIS_UI_TOKEN=a-token-from-dot-env-0123456789\n")
+    monkeypatch.chdir(tmp_path)
+    closed_port = free_port()  # nothing listens there: the command gets past the token, then cannot connect
+    result = CliRunner().invoke(
+        app,
+        ["ui", "--host", "0.0.0.0"],
+        env={"JARVIS_UI_TOKEN": "", "DATABASE_URL": f"postgresql://nobody@127.0.0.1:{closed_port}/db", "REDIS_URL": ""},
+    )
+    assert "give --token" not in result.output
+    assert result.exit_code == 3, result.output

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 import uvicorn
+from dotenv import dotenv_values
 
 from jarvis.cache import RedisLink, namespace_for
 from jarvis.cache.auth import cache_key_path, load_cache_key
@@ -29,6 +32,8 @@ def ui_command(
     ),
 ) -> None:
     """Serve a read-only web view of the audit trail, memory and state (as the SELECT-only auditor role)."""
+    if not token:  # like every setting, JARVIS_UI_TOKEN may also come from .env
+        token = dotenv_values(".env").get("JARVIS_UI_TOKEN") if Path(".env").is_file() else None
     loopback = is_loopback(host)
     if not loopback and not token:
         fail(
