@@ -93,6 +93,7 @@ def create_app(
 
 
 def templates() -> Environment:
+    """The package's Jinja templates, autoescaped whatever their name, with the display filters of jarvis.ui.display."""
     environment = Environment(
         loader=PackageLoader("jarvis.ui", "templates"),
         autoescape=select_autoescape(("html", "svg"), default=True, default_for_string=True),
@@ -107,6 +108,8 @@ def templates() -> Environment:
 
 
 class Pages:
+    """The route handlers; database reads run in worker threads (the engine is synchronous)."""
+
     def __init__(self, database: Database, settings: Settings, *, redis_link: RedisLink | None, live_window: float):
         self.database = database
         self.settings = settings
