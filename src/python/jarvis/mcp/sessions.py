@@ -107,6 +107,7 @@ class SessionCycle:
         self.agent = agent
         self.planning = PlanningLog(agent.database, agent=f"{agent.name}/{number}", listeners=agent.listeners)
         self.goals = {**goals, "pid": os.getpid()}
+        self.client: dict[str, str | None] | None = None
         self.calls = 0
         self.unsuccessful = 0
         self._id: uuid.UUID | None = None
@@ -114,10 +115,12 @@ class SessionCycle:
         self._lock = threading.Lock()
 
     def set_client(self, name: str | None, version: str | None) -> None:
-        """Record the client (from `initialize`) in the goals, if the cycle is not open yet."""
-        with self._lock:
-            if self._id is None:
-                self.goals["client"] = {"name": name, "version": version}
+        """Name the client in the goals of the cycle, if it is not open yet.
+
+        Called on the event loop, so it takes no lock (`cycle_id` may hold it through a database write):
+        one assignment, read when the cycle opens.
+        """
+        self.client = {"name": name, "version": version}
 
     def cycle_id(self) -> uuid.UUID:
         """The session's cycle, opened now if this is its first call."""
@@ -125,7 +128,8 @@ class SessionCycle:
             if self._closed:
                 raise CycleClosedError(f"the session of {self.planning.agent} has ended; its cycle is closed")
             if self._id is None:
-                self._id = self.planning.open_cycle(self.goals)
+                goals = self.goals if self.client is None else {**self.goals, "client": self.client}
+                self._id = self.planning.open_cycle(goals)
             return self._id
 
     def count(self, ok: bool) -> None:
