@@ -21,7 +21,7 @@ import psycopg
 from jarvis.db.urls import with_database
 
 QUEUE = "audit_pending"
-QUIET = 11.0
+QUIET = 12.5
 """Seconds the counters must stay still: an idle backend flushes them within PGSTAT_IDLE_INTERVAL (10 s)."""
 DEADLINE = 45.0
 """A database that never goes quiet (DBOS polls its system database) is read after this long."""

@@ -88,6 +88,8 @@ class Growth:
     bytes_per_call: float
     queue_bytes: int
     calls_in_trail: int
+    autovacuum: bool
+    """Whether the server runs autovacuum at all: with it off, nothing reclaims the queue's dead rows."""
 
     @property
     def cycle_ratio(self) -> float:
@@ -233,7 +235,14 @@ def grow(database: Database, url: str, meter: Meter, database_name: str, *, rows
         bytes_per_call=(disk - empty_disk) / calls if calls else 0.0,
         queue_bytes=queue,
         calls_in_trail=calls,
+        autovacuum=_autovacuum(url),
     )
+
+
+def _autovacuum(url: str) -> bool:
+    with psycopg.connect(url, autocommit=True) as conn:
+        row = conn.execute("SHOW autovacuum").fetchone()
+    return bool(row and row[0] == "on")
 
 
 def _calls(url: str) -> int:
