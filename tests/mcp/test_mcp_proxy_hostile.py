@@ -138,6 +138,20 @@ async def test_no_answer_within_the_call_timeout_is_recorded_failed_naming_the_s
     assert not still_working.is_error
 
 
+async def test_a_call_the_client_gives_up_on_is_recorded_cancelled(isolated_database_url: str) -> None:
+    url = isolated_database_url
+    with anyio.fail_after(DEADLINE):
+        async with proxy_session(url, HOSTILE) as session:
+            with anyio.move_on_after(2) as gave_up:  # the SDK sends notifications/cancelled when a call is abandoned
+                await session.call_tool("hang", {"until": "cancelled"})
+            still_working = await session.call_tool("echo", {"after": "cancel"})
+    assert gave_up.cancelled_caught
+    assert not still_working.is_error
+    _, outcome = the_call(url, "hang")
+    assert outcome["status"] == "cancelled"
+    assert outcome["error"].startswith("the client cancelled tools/call 'hang'")
+
+
 async def test_an_upstream_that_exits_mid_call_is_recorded_abandoned_and_the_client_told(
     isolated_database_url: str,
 ) -> None:

@@ -26,6 +26,8 @@ When the trail and the relay disagree, the trail wins: a call whose start row ca
 be recorded (over the cap) is not passed on, and the call is recorded `failed` with the reason.
 No answer within the call timeout (`--call-timeout`, JARVIS_MCP_CALL_TIMEOUT) -> `failed`; the
 upstream exits mid-call -> `abandoned`; both with the reason, and a JSON-RPC error to the client.
+The client cancels the call (`notifications/cancelled`) -> `cancelled`, and the notification is
+forwarded.
 A proxy killed with -9 leaves its start rows; the next proxy or server closes them as `abandoned`
 (sessions.py).
 
@@ -214,6 +216,8 @@ class Proxy:
                 # upstream that ran it anyway would run a tool unrecorded.
                 log.warning("a tools/call without an id (a notification) was dropped, not forwarded")
                 return
+            if message.get("method") == "notifications/cancelled":
+                await self.cancelled_by_client(message)
             if message.get("method") == "tools/call":
                 refusal = await self.begin_call(message)
                 if refusal is not None:
@@ -269,6 +273,22 @@ class Proxy:
         assert self.tasks is not None
         self.tasks.start_soon(self.expire, key, call)
         return None
+
+    async def cancelled_by_client(self, message: dict[str, Any]) -> None:
+        """The client gave up on a call (it ignores any answer from now on): recorded `cancelled` with its reason.
+
+        The notification itself is still forwarded, so the upstream can stop the work.
+        """
+        params = message.get("params")
+        if not isinstance(params, dict) or "requestId" not in params:
+            return
+        call = self.pending.pop(request_key(params["requestId"]), None)
+        if call is None:
+            return
+        call.timer.cancel()
+        reason = params.get("reason")
+        because = f": {reason}" if isinstance(reason, str) and reason else ""
+        await self.record(call, "cancelled", error=one_line(f"the client cancelled {call.what}{because}"))
 
     async def expire(self, key: str, call: PendingCall) -> None:
         with call.timer:
