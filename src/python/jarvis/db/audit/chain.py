@@ -23,6 +23,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
+from psycopg import sql
 from psycopg.types.string import TextLoader
 from sqlalchemy import exc, text
 
@@ -223,12 +224,14 @@ class VerifyReport:
 
 
 @contextmanager
-def verifying_snapshot(database: Database) -> Iterator[psycopg.Connection[Any]]:
+def verifying_snapshot(database: Database, *, snapshot: str | None = None) -> Iterator[psycopg.Connection[Any]]:
     """One REPEATABLE READ READ ONLY transaction that reads rows as stored (verify, bundle export).
 
     `row_security = off` makes a query that a policy would filter fail instead; a
     search_path without `public` means no operator or function a superuser put there can
-    stand in for PostgreSQL's own (pg_temp is never searched for either).
+    stand in for PostgreSQL's own (pg_temp is never searched for either). `snapshot` (from
+    `pg_export_snapshot()` in another such transaction) makes this one see exactly what that
+    one sees, so verify can check links on a second connection while it checks rows.
     """
     with database.connect() as conn:
         raw = psycopg_connection(conn)
@@ -237,6 +240,8 @@ def verifying_snapshot(database: Database) -> Iterator[psycopg.Connection[Any]]:
                 database.roles(raw)
         with raw.transaction():
             raw.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            if snapshot is not None:
+                raw.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot)))
             database.enter_role(raw, read_only=True)
             raw.execute("SET LOCAL TimeZone = 'UTC'")
             raw.execute("SET LOCAL row_security = off")

@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 import uuid
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -47,7 +48,7 @@ from jarvis.db.audit.verify_sql import (
     row_key,
 )
 from jarvis.db.base import CHAINED_TABLES
-from jarvis.db.engine import Database
+from jarvis.db.engine import Database, DatabaseError
 
 UUID_KEYED = {"planning_cycles", "tool_calls", "decision_log"}
 """Tables keyed by uuid; schema_changes is keyed by a bigint that `jarvis_serial_uuid` maps into the chain."""
@@ -152,6 +153,8 @@ def verify(
             report.notes.append("no signed checkpoint the chain still holds to start from: verified in full")
         report.verified_from = start
         run = _Run(raw, report, intervals, start.seq if start else 0)
+        previous = stored.get(run.after, GENESIS) if start else GENESIS
+        bad_links = _start_link_check(database, raw, run.after, previous)
         links = _links_per_table(raw, run.after)
         total = sum(links.values())
         if planned is not None:
@@ -168,7 +171,7 @@ def verify(
             done += links.get(table, 0)
             if progress is not None:
                 progress(done)
-        _check_links(run, stored.get(run.after, GENESIS) if start else GENESIS)
+        _check_links(run, _finished(bad_links, raw, run.after, previous))
         if progress is not None:
             progress(2 * total)
         _check_checkpoints(run, trusted, stored)
@@ -367,19 +370,55 @@ def _check_legacy(run: _Run, table: str, legacy: list[tuple[uuid.UUID, int, byte
         _judge(run, table, row_id, seq, epoch, interval, fault)
 
 
-def _check_links(run: _Run, previous: bytes) -> None:
-    """Every link after the starting point against its stored predecessor, in PostgreSQL."""
-    with run.raw.transaction(), run.raw.cursor(name=f"jarvis_links_{uuid.uuid4().hex}") as cursor:
-        cursor.itersize = 10_000
-        cursor.execute(LINK_CHECK_SQL, {"after": run.after, "previous": previous})
-        for seq, table, row_id, previous_seq, bad_link, encoding in cursor:
-            if seq != previous_seq + 1:
-                missing = previous_seq + 1
-                run.at(seq, _GAP, Problem(table, row_id, seq, f"chain position {missing} is missing (links deleted)"))
-            if bad_link:
-                run.at(seq, _LINK, Problem(table, row_id, seq, "chain link does not match its predecessor"))
-            if encoding not in (1, 2):
-                run.at(seq, _ENCODING, Problem(table, row_id, seq, f"unknown encoding {encoding}"))
+def _start_link_check(database: Database, raw: Any, after: int, previous: bytes) -> Future[list[tuple[Any, ...]]]:
+    """Check the links on a second connection, in this transaction's snapshot, while this one checks rows.
+
+    Only on a direct connection with a spare one in the pool: behind a transaction pooler the second
+    transaction could wait for the server connection the first one holds. Otherwise the links are
+    checked here, now.
+    """
+    result: Future[list[tuple[Any, ...]]] = Future()
+    pool = database.engine.pool
+    direct = raw.info.backend_pid == raw.execute("SELECT pg_catalog.pg_backend_pid()").fetchone()[0]
+    if direct and pool.size() - pool.checkedout() >= 1:  # type: ignore[attr-defined]
+        snapshot = str(raw.execute("SELECT pg_catalog.pg_export_snapshot()").fetchone()[0])
+        background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="jarvis-verify-links")
+        result = background.submit(_link_problems, database, snapshot, after, previous)
+        background.shutdown(wait=False)
+        return result
+    result.set_result(list(raw.execute(LINK_CHECK_SQL, {"after": after, "previous": previous})))
+    return result
+
+
+def _finished(
+    bad_links: Future[list[tuple[Any, ...]]], raw: Any, after: int, previous: bytes
+) -> list[tuple[Any, ...]]:
+    """The second connection's result; if it could not be had (no connection), the links checked here."""
+    try:
+        return bad_links.result()
+    except (psycopg.OperationalError, DatabaseError):
+        return list(raw.execute(LINK_CHECK_SQL, {"after": after, "previous": previous}))
+
+
+def _link_problems(database: Database, snapshot: str, after: int, previous: bytes) -> list[tuple[Any, ...]]:
+    """The links after `after` that do not follow from their stored predecessor (the first from `previous`).
+
+    Runs on its own connection, in the verifying transaction's exported `snapshot`.
+    """
+    with verifying_snapshot(database, snapshot=snapshot) as raw:
+        return list(raw.execute(LINK_CHECK_SQL, {"after": after, "previous": previous}))
+
+
+def _check_links(run: _Run, bad_links: list[tuple[Any, ...]]) -> None:
+    """Name the gaps, broken links and unknown encodings the link check found."""
+    for seq, table, row_id, previous_seq, bad_link, encoding in bad_links:
+        if seq != previous_seq + 1:
+            missing = previous_seq + 1
+            run.at(seq, _GAP, Problem(table, row_id, seq, f"chain position {missing} is missing (links deleted)"))
+        if bad_link:
+            run.at(seq, _LINK, Problem(table, row_id, seq, "chain link does not match its predecessor"))
+        if encoding not in (1, 2):
+            run.at(seq, _ENCODING, Problem(table, row_id, seq, f"unknown encoding {encoding}"))
 
 
 def _check_checkpoints(run: _Run, trusted: Sequence[TrustedHead], stored: dict[int, bytes]) -> None:

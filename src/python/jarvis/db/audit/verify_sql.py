@@ -40,7 +40,8 @@ RELIED_ON_FUNCTIONS = (
     "pg_catalog.convert_to(text, name)",
     "pg_catalog.to_json(anyelement)",
     "pg_catalog.jsonb_typeof(jsonb)",
-    "pg_catalog.concat_ws(text, \"any\")",
+    "pg_catalog.concat(\"any\")",
+    "pg_catalog.substr(text, integer)",
     "pg_catalog.date_part(text, timestamp with time zone)",
     "pg_catalog.width_bucket(anycompatible, anycompatiblearray)",
     "pg_catalog.lag(anycompatible, integer, anycompatible)",
@@ -49,6 +50,7 @@ RELIED_ON_FUNCTIONS = (
     "pg_catalog.lpad(text, integer, text)",
     "pg_catalog.to_hex(bigint)",
     "pg_catalog.count()",
+    "pg_catalog.pg_export_snapshot()",
 )
 """Every function the queries below call (and `public.jarvis_serial_uuid`'s body calls)."""
 
@@ -151,31 +153,39 @@ def _key_order(key: str) -> tuple[int, bytes]:
     return len(encoded), encoded
 
 
-def _member(column: str, kind: str) -> str:
-    """`"column": value` in the canonical text, or NULL (left out) when the value is NULL or JSON null."""
-    key = '"' + column + '": '
+def _member(column: str, kind: str) -> list[str]:
+    """`, "column": value` as arguments of one `concat` (which skips NULLs): nothing when the value is NULL.
+
+    The key is given only when the value is there (JSON null in a jsonb column counts as absent,
+    as `jarvis_canonical` drops it); the value goes in as itself, printed by its type's output
+    function, or through `to_json` where JSON needs quoting or another timestamp format.
+    """
+    key = f"', \"{column}\": '"
     value = f"x.{column}"
     if kind == "uuid":
-        return f"'{key}\"' || {value}::pg_catalog.text || '\"'"
-    if kind in ("text", "timestamp with time zone"):
-        return f"'{key}' || pg_catalog.to_json({value})::pg_catalog.text"
+        return [f"CASE WHEN {value} IS NOT NULL THEN {key[:-1]}\"' END", value, f"CASE WHEN {value} IS NOT NULL THEN '\"' END"]
     if kind == "jsonb":
-        return f"CASE WHEN pg_catalog.jsonb_typeof({value}) <> 'null'::pg_catalog.text THEN '{key}' || {value}::pg_catalog.text END"
-    return f"'{key}' || {value}::pg_catalog.text"  # integer, bigint: their decimal text, as to_jsonb prints them
+        present = f"pg_catalog.jsonb_typeof({value}) <> 'null'::pg_catalog.text"
+        return [f"CASE WHEN {present} THEN {key} END", f"CASE WHEN {present} THEN {value} END"]
+    present = f"CASE WHEN {value} IS NOT NULL THEN {key} END"
+    if kind in ("text", "timestamp with time zone"):
+        return [present, f"pg_catalog.to_json({value})"]
+    return [present, value]  # integer, bigint: their decimal text
 
 
 def canonical_sql(table: str, columns: dict[str, str] | None) -> str:
     """An expression for the row `x`'s canonical text (encoding 2).
 
-    With the models' `columns` it is built member by member (keys in canonical order); without
+    With the models' `columns` it is one `concat` of the members in canonical key order; without
     (the table's columns differ from the models') it is the sealer's own `jarvis_canonical`.
     """
     if columns is None:
         return f"public.jarvis_canonical('{table}'::pg_catalog.text, pg_catalog.to_jsonb(x))"
     members = {name: _member(name, kind) for name, kind in columns.items()}
-    members["$table"] = f"'\"$table\": \"{table}\"'"
-    ordered = ", ".join(members[key] for key in sorted(members, key=_key_order))
-    return f"'{{' || pg_catalog.concat_ws(', '::pg_catalog.text, {ordered}) || '}}'"
+    members["$table"] = [f"', \"$table\": \"{table}\"'"]
+    arguments = [argument for key in sorted(members, key=_key_order) for argument in members[key]]
+    # Every member starts with ", "; the first one's is cut off (substr from the third character).
+    return f"'{{' || pg_catalog.substr(pg_catalog.concat({', '.join(arguments)}), 3) || '}}'"
 
 
 def renderable_columns(raw: Any, table: str) -> dict[str, str] | None:
