@@ -29,7 +29,7 @@ import redis
 from redis.exceptions import LockError
 from redis.lock import Lock
 
-from jarvis.cache.link import RedisLink
+from jarvis.cache.link import LinkBase, RedisLink
 from jarvis.config import JarvisError
 
 log = logging.getLogger("jarvis.cache")
@@ -56,22 +56,17 @@ class CycleLockHeldError(JarvisError, RuntimeError):
     """Another process holds the planning-cycle lock of this agent."""
 
 
-class CycleLock:
-    def __init__(self, link: RedisLink, agent: str, *, ttl_ms: int = LOCK_TTL_MS) -> None:
+class LockRules:
+    """The lock's keys, tokens and stale rule, without I/O: `CycleLock` and `AsyncCycleLock` (jarvis.cache.aio)."""
+
+    def __init__(self, link: LinkBase[Any, Any], agent: str, ttl_ms: int) -> None:
         self.link = link
         self.agent = agent
         self.ttl_ms = ttl_ms
         self._key = link.key("cycle-lock", agent)
         self._fence = link.key("cycle-fence", agent)
-        self._delete_if_unchanged = link.client.register_script(DELETE_IF_UNCHANGED)
         self.stale_cleared = 0
         """Lock keys removed because they were not a live holder of ours (no expiry, forged, overlong)."""
-
-    def _lock(self, owner: str | None = None) -> Lock:
-        lock = Lock(self.link.client, self._key, timeout=self.ttl_ms / 1000, blocking=False, thread_local=False)
-        if owner is not None:
-            lock.local.token = owner.encode()
-        return lock
 
     def _new_token(self) -> str:
         """A random nonce and the lifetime it asks for, signed: `nonce.ttl_ms.mac`."""
@@ -88,6 +83,45 @@ class CycleLock:
         if not self.link.auth.verify(PURPOSE, self._key, f"{nonce}.{ttl}".encode(), mac):
             return None
         return lifetime
+
+    def _stale_reason(self, held: bytes, remaining: int) -> str | None:
+        """Why the key's holder is not a live holder of ours (then it may be removed); None for a live holder."""
+        lifetime = self._token_lifetime(held)
+        if lifetime is None:
+            return "its value is not a lock token signed with this JARVIS_CACHE_KEY"
+        if remaining == -1:
+            return "it has no expiry"
+        if remaining > lifetime:
+            return f"its expiry ({remaining} ms) is longer than its token asked for ({lifetime} ms)"
+        return None
+
+    def _cleared(self, why: str) -> None:
+        self.stale_cleared += 1
+        log.warning(
+            "removed the planning-cycle lock %s of agent %r as stale: %s (planted by something other than Jarvis, "
+            "or left by another key); taking the lock",
+            self._key,
+            self.agent,
+            why,
+        )
+
+    def _held_error(self) -> CycleLockHeldError:
+        return CycleLockHeldError(
+            f"another process is running a planning cycle for agent {self.agent!r} (Redis lock {self._key})"
+        )
+
+
+class CycleLock(LockRules):
+    def __init__(self, link: RedisLink, agent: str, *, ttl_ms: int = LOCK_TTL_MS) -> None:
+        super().__init__(link, agent, ttl_ms)
+        self.link: RedisLink = link
+        self._delete_if_unchanged = link.client.register_script(DELETE_IF_UNCHANGED)
+
+    def _lock(self, owner: str | None = None) -> Lock:
+        lock = Lock(self.link.client, self._key, timeout=self.ttl_ms / 1000, blocking=False, thread_local=False)
+        if owner is not None:
+            lock.local.token = owner.encode()
+        return lock
 
     def acquire(self) -> CycleLease | None:
         """A lease, or None when Redis is unavailable (the database constraint still guards).
@@ -106,9 +140,7 @@ class CycleLock:
         if got is None and not self.link.available:
             return None
         if not got:
-            raise CycleLockHeldError(
-                f"another process is running a planning cycle for agent {self.agent!r} (Redis lock {self._key})"
-            )
+            raise self._held_error()
         token = self.link.run(lambda r: int(r.incr(self._fence)), 0)
         return CycleLease(self.agent, owner, token)
 
@@ -122,25 +154,12 @@ class CycleLock:
         held, remaining = pipe.execute()
         if held is None:
             return True
-        lifetime = self._token_lifetime(held)
-        if lifetime is None:
-            why = "its value is not a lock token signed with this JARVIS_CACHE_KEY"
-        elif remaining == -1:
-            why = "it has no expiry"
-        elif remaining > lifetime:
-            why = f"its expiry ({remaining} ms) is longer than its token asked for ({lifetime} ms)"
-        else:
+        why = self._stale_reason(held, remaining)
+        if why is None:
             return False  # a live holder
         if not self._delete_if_unchanged(keys=[self._key], args=[held], client=r):
             return False  # it changed meanwhile: someone else's now
-        self.stale_cleared += 1
-        log.warning(
-            "removed the planning-cycle lock %s of agent %r as stale: %s (planted by something other than Jarvis, "
-            "or left by another key); taking the lock",
-            self._key,
-            self.agent,
-            why,
-        )
+        self._cleared(why)
         return True
 
     def extend(self, lease: CycleLease) -> bool:
