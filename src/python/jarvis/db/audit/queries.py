@@ -165,16 +165,18 @@ _TIMELINE = """
     SELECT created_at, 'decision_log', id, 'decision', NULL, decision, reasoning
       FROM ONLY public.decision_log WHERE cycle_id = :cycle
     UNION ALL
-    SELECT t.created_at, 'tool_calls', t.id,
-           CASE WHEN t.parent_id IS NULL THEN 'tool.started' ELSE 'tool.' || t.status END,
-           t.status, t.tool_name,
-           CASE WHEN t.parent_id IS NULL THEN t.input
-                WHEN t.error IS NOT NULL THEN to_jsonb(t.error) ELSE t.output END
-      FROM ONLY public.tool_calls t
-     WHERE t.cycle_id = :cycle
-        OR t.parent_id IN (SELECT id FROM ONLY public.tool_calls WHERE cycle_id = :cycle)
+    SELECT created_at, 'tool_calls', id, 'tool.started', status, tool_name, input
+      FROM ONLY public.tool_calls WHERE cycle_id = :cycle AND parent_id IS NULL
+    UNION ALL
+    SELECT c.created_at, 'tool_calls', c.id, 'tool.' || c.status, c.status, c.tool_name,
+           CASE WHEN c.error IS NOT NULL THEN to_jsonb(c.error) ELSE c.output END
+      FROM ONLY public.tool_calls s JOIN ONLY public.tool_calls c ON c.parent_id = s.id
+     WHERE s.cycle_id = :cycle AND s.parent_id IS NULL
     ORDER BY 1, 3
 """
+"""Starts and completions of tool calls are two branches, each served by an index (the per-cycle start-row
+index, then the one-completion index): one `cycle_id = … OR parent_id IN …` condition read the whole table.
+Completions carry no cycle id (a check constraint), so a start row is exactly a row with this cycle id."""
 
 
 _CALL_COUNTS = """
