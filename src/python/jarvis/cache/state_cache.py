@@ -25,13 +25,15 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import redis
 
-from jarvis.cache.link import RedisLink
+from jarvis.cache.auth import Authenticator
+from jarvis.cache.link import LinkBase, RedisLink
 from jarvis.db import StateEntry, StateStore
 from jarvis.db.state import check_key
 
@@ -70,6 +72,72 @@ class _Row:
     stamp: tuple[str, int, str]
 
 
+# The cache's rules without I/O: CachedStateStore and AsyncCachedStateStore (jarvis.cache.aio) both use them.
+
+
+def value_key(link: LinkBase[Any, Any], key: str) -> str:
+    return link.key("state", key)
+
+
+def generation_key(link: LinkBase[Any, Any], key: str) -> str:
+    return link.key("state-gen", key)
+
+
+def row_from(key: str, row: Sequence[Any] | None) -> _Row | None:
+    """`ROW_SQL`'s row as an entry with its stamp."""
+    if row is None:
+        return None
+    row_id, version, xmin, value, updated_at = row
+    return _Row(StateEntry(key=key, value=value, version=version, updated_at=updated_at), (row_id, version, xmin))
+
+
+def encode_entry(auth: Authenticator, value_key: str, row: _Row) -> bytes:
+    """The cache entry of `row` under `value_key`: `j1.<mac>.<json>`, the MAC over the key and the payload."""
+    row_id, version, xmin = row.stamp
+    payload = json.dumps(
+        {
+            "v": row.entry.value,
+            "ver": version,
+            "at": row.entry.updated_at.isoformat(),
+            "id": row_id,
+            "xmin": xmin,
+        },
+        ensure_ascii=False,
+        allow_nan=False,
+        separators=(",", ":"),
+    ).encode()
+    return ENTRY_PREFIX + auth.sign(PURPOSE, value_key, payload).encode() + b"." + payload
+
+
+def decode_entry(auth: Authenticator, key: str, value_key: str, raw: bytes) -> _Row | None:
+    """The entry if it carries a valid MAC for this very key and reads as one; None otherwise (`rejected`)."""
+    mac, _, payload = raw.removeprefix(ENTRY_PREFIX).partition(b".")
+    if raw.startswith(ENTRY_PREFIX) and auth.verify(PURPOSE, value_key, payload, mac):
+        try:
+            data = json.loads(payload)
+            return _Row(
+                StateEntry(key=key, value=data["v"], version=data["ver"], updated_at=datetime.fromisoformat(data["at"])),
+                (str(data["id"]), int(data["ver"]), str(data["xmin"])),
+            )
+        except (ValueError, KeyError, TypeError):
+            pass  # signed by us but unreadable: an older format; treat like any bad entry
+    return None
+
+
+def rejected(value_key: str) -> None:
+    """Log an entry that failed authentication (the caller counts it and removes it)."""
+    log.warning(
+        "Redis cache entry %s failed authentication (forged, unsigned, or signed with another "
+        "JARVIS_CACHE_KEY); ignored and removed, reading PostgreSQL instead",
+        value_key,
+    )
+
+
+def generation_seen(generation: Any) -> str:
+    """The generation a reader saw before reading PostgreSQL ('0' when the counter does not exist)."""
+    return generation.decode() if isinstance(generation, bytes) else "0"
+
+
 class CachedStateStore:
     """Same interface as `StateStore`; reads are served from Redis when PostgreSQL confirms they are current."""
 
@@ -90,10 +158,10 @@ class CachedStateStore:
         """Authentic entries PostgreSQL had moved past (never served)."""
 
     def _value_key(self, key: str) -> str:
-        return self.link.key("state", key)
+        return value_key(self.link, key)
 
     def _generation_key(self, key: str) -> str:
-        return self.link.key("state-gen", key)
+        return generation_key(self.link, key)
 
     def get(self, key: str) -> StateEntry | None:
         """The entry, from Redis when the cached copy is current, else from PostgreSQL (and cached)."""
@@ -116,8 +184,8 @@ class CachedStateStore:
             stale = outdated
             self.link.run(lambda r: self._delete_if_unchanged(keys=[value_key], args=[stale], client=r), 0)
         if fresh is not None and self.link.available:
-            seen = generation.decode() if isinstance(generation, bytes) else "0"
-            encoded = self._encode(value_key, fresh)
+            seen = generation_seen(generation)
+            encoded = encode_entry(self.link.auth, value_key, fresh)
             self.link.run(
                 lambda r: self._install(keys=[value_key, generation_key], args=[seen, encoded, self.ttl_ms], client=r),
                 0,
@@ -126,11 +194,7 @@ class CachedStateStore:
 
     def _read(self, key: str) -> _Row | None:
         """The row as PostgreSQL has it now, with its stamp."""
-        row = self.store.database.read_one(ROW_SQL, (key,))
-        if row is None:
-            return None
-        row_id, version, xmin, value, updated_at = row
-        return _Row(StateEntry(key=key, value=value, version=version, updated_at=updated_at), (row_id, version, xmin))
+        return row_from(key, self.store.database.read_one(ROW_SQL, (key,)))
 
     def set(self, key: str, value: Any, *, expected_version: int | None = None) -> StateEntry:
         """Write through to PostgreSQL, then drop the cached copy (even on error: the write may have committed)."""
@@ -176,41 +240,11 @@ class CachedStateStore:
         for key in lost:
             self._invalidate(key)
 
-    def _encode(self, value_key: str, row: _Row) -> bytes:
-        row_id, version, xmin = row.stamp
-        payload = json.dumps(
-            {
-                "v": row.entry.value,
-                "ver": version,
-                "at": row.entry.updated_at.isoformat(),
-                "id": row_id,
-                "xmin": xmin,
-            },
-            ensure_ascii=False,
-            allow_nan=False,
-            separators=(",", ":"),
-        ).encode()
-        return ENTRY_PREFIX + self.link.auth.sign(PURPOSE, value_key, payload).encode() + b"." + payload
-
     def _authentic(self, key: str, value_key: str, raw: bytes) -> _Row | None:
         """The entry, if it carries a valid MAC for this very key; otherwise None, a warning, and it is removed."""
-        mac, _, payload = raw.removeprefix(ENTRY_PREFIX).partition(b".")
-        if raw.startswith(ENTRY_PREFIX) and self.link.auth.verify(PURPOSE, value_key, payload, mac):
-            try:
-                data = json.loads(payload)
-                return _Row(
-                    StateEntry(
-                        key=key, value=data["v"], version=data["ver"], updated_at=datetime.fromisoformat(data["at"])
-                    ),
-                    (str(data["id"]), int(data["ver"]), str(data["xmin"])),
-                )
-            except (ValueError, KeyError, TypeError):
-                pass  # signed by us but unreadable: an older format; treat like any bad entry
-        self.rejected += 1
-        log.warning(
-            "Redis cache entry %s failed authentication (forged, unsigned, or signed with another "
-            "JARVIS_CACHE_KEY); ignored and removed, reading PostgreSQL instead",
-            value_key,
-        )
-        self.link.run(lambda r: self._delete_if_unchanged(keys=[value_key], args=[raw], client=r), 0)
-        return None
+        row = decode_entry(self.link.auth, key, value_key, raw)
+        if row is None:
+            self.rejected += 1
+            rejected(value_key)
+            self.link.run(lambda r: self._delete_if_unchanged(keys=[value_key], args=[raw], client=r), 0)
+        return row
