@@ -3,8 +3,9 @@
     ./pants run benchmarks:ui                      # a small trail (about 20,000 audit rows)
     ./pants run benchmarks:ui -- --rows 1000000    # the issue's target: every page under 150 ms
 
-The trail is written in bulk by the database owner (INSERT ... SELECT, through the same triggers
-that queue every row for sealing), then sealed; the UI reads it as the auditor role, like
+The trail is written by the database owner in one PL/pgSQL loop (each cycle as the agent writes it,
+through the same triggers that check it and queue every row for sealing), then sealed; the UI reads
+it as the auditor role, like
 `jarvis ui`. Each page is requested in-process (Starlette's TestClient, no network), so the time
 is the server's: queries plus rendering. Median and 95th percentile of `--repeat` requests.
 """
