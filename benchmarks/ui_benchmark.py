@@ -5,9 +5,8 @@
 
 The trail is written by the database owner in one PL/pgSQL loop (each cycle as the agent writes it,
 through the same triggers that check it and queue every row for sealing), then sealed; the UI reads
-it as the auditor role, like
-`jarvis ui`. Each page is requested in-process (Starlette's TestClient, no network), so the time
-is the server's: queries plus rendering. Median and 95th percentile of `--repeat` requests.
+it as the auditor role, like `jarvis ui`. Each page is requested in-process (Starlette's TestClient,
+no network), so the time is the server's: queries plus rendering. Median and 95th percentile of `--repeat` requests.
 """
 
 from __future__ import annotations
