@@ -58,7 +58,7 @@ def test_an_edit_after_the_checkpoint_is_found_incrementally(
     checkpoint = seal_and_sign(isolated_database, witnessed)
     later = more_calls(isolated_database, 3)
     seal(isolated_database)  # sealed, but not signed: the newest checkpoint is still `checkpoint`
-    tamper.edit(trail.url, "tool_calls", later[0], "input", '\'{"n": 42}\'')
+    tamper.edit(trail.url, "tool_calls", later[0], "input", "'{\"n\": 42}'")
 
     report = verify_trail(isolated_database, witnessed, incremental=True)
 
@@ -118,9 +118,9 @@ def test_a_rewritten_chain_contradicts_its_checkpoint_incrementally_and_in_full(
 
     for report in reports:
         assert not report.ok
-        assert any("does not match the chain: history was rewritten" in str(p) for p in report.problems), (
-            report.summary()
-        )
+        assert any(
+            "does not match the chain: history was rewritten" in str(p) for p in report.problems
+        ), report.summary()
 
 
 def test_without_a_checkpoint_incremental_verify_falls_back_to_full_and_says_so(

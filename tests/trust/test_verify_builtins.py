@@ -46,7 +46,9 @@ def test_sha256_redefined_to_give_the_edited_row_its_sealed_hash_is_named(
         edited = hashlib.sha256(content).digest()
         conn.execute("CREATE SCHEMA keep")
         conn.execute("GRANT USAGE ON SCHEMA keep TO PUBLIC")
-        conn.execute("CREATE FUNCTION keep.honest(bytea) RETURNS bytea LANGUAGE internal IMMUTABLE STRICT AS 'sha256_bytea'")
+        conn.execute(
+            "CREATE FUNCTION keep.honest(bytea) RETURNS bytea LANGUAGE internal IMMUTABLE STRICT AS 'sha256_bytea'"
+        )
         conn.execute(
             "CREATE FUNCTION keep.pick(bytea) RETURNS bytea LANGUAGE sql IMMUTABLE AS $$ "
             f"SELECT CASE WHEN $1 = '\\x{edited.hex()}'::bytea THEN '\\x{sealed.hex()}'::bytea ELSE $1 END $$"
@@ -66,8 +68,8 @@ def test_sha256_redefined_to_give_the_edited_row_its_sealed_hash_is_named(
     finally:  # pg_proc is per database, but leave the clone as PostgreSQL made it
         with psycopg.connect(trail.url, autocommit=True) as conn:
             conn.execute(
-                "UPDATE pg_catalog.pg_proc SET prolang = 12, prosrc = 'sha256_bytea', prosqlbody = NULL, proisstrict = true "
-                "WHERE oid = 'pg_catalog.sha256(bytea)'::regprocedure"
+                "UPDATE pg_catalog.pg_proc SET prolang = 12, prosrc = 'sha256_bytea', prosqlbody = NULL, "
+                "proisstrict = true WHERE oid = 'pg_catalog.sha256(bytea)'::regprocedure"
             )
 
 
@@ -76,7 +78,8 @@ def test_bytea_equality_repointed_to_another_builtin_is_named(isolated_database:
     with tamper.superuser_without_triggers(trail.url) as conn:
         for attempt in range(1000):  # about one edit in two qualifies
             conn.execute(
-                "UPDATE public.decision_log SET decision = %s WHERE id = %s", (f"pay the attacker {attempt}", trail.decision)
+                "UPDATE public.decision_log SET decision = %s WHERE id = %s",
+                (f"pay the attacker {attempt}", trail.decision),
             )
             content, sealed = edited_content_and_sealed_hash(conn, trail)
             if hashlib.sha256(content).digest() < sealed:

@@ -228,9 +228,7 @@ def verify_trail(
     `progress` and `planned`: see `verify`.
     """
     heads, problems = trusted_heads(settings, database, public_key)
-    report = verify(
-        database, expect=expect, trusted=heads, incremental=incremental, progress=progress, planned=planned
-    )
+    report = verify(database, expect=expect, trusted=heads, incremental=incremental, progress=progress, planned=planned)
     report.problems.extend(problems)
     if not heads and not problems and report.head_seq:
         report.notes.append(

@@ -11,12 +11,10 @@ planning cycle.
 
 from __future__ import annotations
 
-import gc
 import hashlib
-import math
 import re
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -28,17 +26,7 @@ from psycopg.types.string import TextLoader
 from sqlalchemy import exc, text
 
 from jarvis.config import ExitCode
-from jarvis.db.audit.canonical import (
-    AUDIT_COLUMNS,
-    ENCODING_JSONB,
-    ENCODING_PYTHON,
-    GENESIS,
-    NotCanonicalError,
-    canonical_python_from_json,
-    link_hash,
-)
-from jarvis.db.audit.catalog import catalog_problems
-from jarvis.db.base import CHAINED_TABLES
+from jarvis.db.audit.canonical import GENESIS
 from jarvis.db.engine import Database, DatabaseError, RoleNotGrantedError, psycopg_connection
 
 SEAL_BATCH = 5000

@@ -245,7 +245,9 @@ def _links_of(raw: Any, table: str) -> int:
     )
 
 
-def _check_rows(run: _Run, table: str, *, every_row: bool, rows: int | None, links: int, queued: set[uuid.UUID]) -> None:
+def _check_rows(
+    run: _Run, table: str, *, every_row: bool, rows: int | None, links: int, queued: set[uuid.UUID]
+) -> None:
     """`table`'s rows against their links, in PostgreSQL; the disagreements named here.
 
     With `every_row`, every row is read (in a plan PostgreSQL may run in parallel, so the result
@@ -288,7 +290,9 @@ def _check_rows(run: _Run, table: str, *, every_row: bool, rows: int | None, lin
             if legacy:
                 _check_legacy(run, table, legacy)
     except psycopg.errors.InsufficientPrivilege as error:  # row security would filter it: never read partially
-        run.report.problems.append(Problem(table, None, None, f"cannot be read as stored: {str(error).splitlines()[0]}"))
+        run.report.problems.append(
+            Problem(table, None, None, f"cannot be read as stored: {str(error).splitlines()[0]}")
+        )
 
 
 def _judge(
@@ -353,7 +357,15 @@ def _check_legacy(run: _Run, table: str, legacy: list[tuple[uuid.UUID, int, byte
     """Encoding 1 (links sealed before migration 0003): the row re-encoded in Python from its JSON."""
     if table not in AUDIT_COLUMNS:  # schema_changes joined the chain with encoding 2
         for row_id, seq, _, epoch, interval in legacy:
-            _judge(run, table, row_id, seq, epoch, interval, f"{table} was never sealed with encoding 1 (the link was relabelled)")
+            _judge(
+                run,
+                table,
+                row_id,
+                seq,
+                epoch,
+                interval,
+                f"{table} was never sealed with encoding 1 (the link was relabelled)",
+            )
         return
     documents: dict[uuid.UUID, str] = {}
     ids = [row_id for row_id, *_ in legacy]
@@ -390,9 +402,7 @@ def _start_link_check(database: Database, raw: Any, after: int, previous: bytes)
     return result
 
 
-def _finished(
-    bad_links: Future[list[tuple[Any, ...]]], raw: Any, after: int, previous: bytes
-) -> list[tuple[Any, ...]]:
+def _finished(bad_links: Future[list[tuple[Any, ...]]], raw: Any, after: int, previous: bytes) -> list[tuple[Any, ...]]:
     """The second connection's result; if it could not be had (no connection), the links checked here."""
     try:
         return bad_links.result()
@@ -430,7 +440,9 @@ def _check_checkpoints(run: _Run, trusted: Sequence[TrustedHead], stored: dict[i
                 run.at(
                     head.seq,
                     _CHECKPOINT,
-                    Problem("audit_chain", None, head.seq, f"{head.label} does not match the chain: history was rewritten"),
+                    Problem(
+                        "audit_chain", None, head.seq, f"{head.label} does not match the chain: history was rewritten"
+                    ),
                 )
 
 

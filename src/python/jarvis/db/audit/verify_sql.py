@@ -40,7 +40,7 @@ RELIED_ON_FUNCTIONS = (
     "pg_catalog.convert_to(text, name)",
     "pg_catalog.to_json(anyelement)",
     "pg_catalog.jsonb_typeof(jsonb)",
-    "pg_catalog.concat(\"any\")",
+    'pg_catalog.concat("any")',
     "pg_catalog.substr(text, integer)",
     "pg_catalog.date_part(text, timestamp with time zone)",
     "pg_catalog.width_bucket(anycompatible, anycompatiblearray)",
@@ -91,16 +91,24 @@ def builtin_problems(raw: Any) -> list[tuple[str, str]]:
     """
     columns = ", ".join(f"%s::pg_catalog.regprocedure::pg_catalog.oid AS f{i}" for i in range(len(RELIED_ON_FUNCTIONS)))
     wanted = raw.execute(f"SELECT {columns}", RELIED_ON_FUNCTIONS).fetchone()
-    procs = {oid: (name, lang) for oid, name, lang in raw.execute(
-        "SELECT p.oid, p.proname::pg_catalog.text, p.prolang FROM pg_catalog.pg_proc p"
-    )}
+    procs = {
+        oid: (name, lang)
+        for oid, name, lang in raw.execute(
+            "SELECT p.oid, p.proname::pg_catalog.text, p.prolang FROM pg_catalog.pg_proc p"
+        )
+    }
     problems: list[tuple[str, str]] = []
     for signature, oid in zip(RELIED_ON_FUNCTIONS, wanted, strict=True):
         if oid >= FIRST_USER_OID:
             problems.append((f"function {signature}", "is not PostgreSQL's own (a user created it)"))
         elif procs.get(oid, ("", INTERNAL_LANGUAGE))[1] != INTERNAL_LANGUAGE:
             problems.append((f"function {signature}", "was redefined: it is no longer PostgreSQL's compiled function"))
-    types = {oid: name for name, oid in TYPE_OIDS.items()} | {17: "bytea", 21: "smallint", 26: "oid", 701: "double precision"}
+    types = {oid: name for name, oid in TYPE_OIDS.items()} | {
+        17: "bytea",
+        21: "smallint",
+        26: "oid",
+        701: "double precision",
+    }
     found: dict[tuple[str, str, str], list[tuple[int, int]]] = {}
     for oid, name, left, right, code, namespace in raw.execute(
         "SELECT o.oid, o.oprname::pg_catalog.text, o.oprleft, o.oprright, o.oprcode::pg_catalog.oid, o.oprnamespace "
@@ -129,10 +137,7 @@ PG_CATALOG_NAMESPACE = 11
 def expected_columns(table: str) -> dict[str, str]:
     """{column: PostgreSQL type name} as the models declare the table."""
     dialect = postgresql.dialect()  # type: ignore[no-untyped-call]
-    return {
-        column.name: column.type.compile(dialect=dialect).lower()
-        for column in Base.metadata.tables[table].columns
-    }
+    return {column.name: column.type.compile(dialect=dialect).lower() for column in Base.metadata.tables[table].columns}
 
 
 def stored_columns(raw: Any, table: str) -> dict[str, int]:
@@ -163,7 +168,11 @@ def _member(column: str, kind: str) -> list[str]:
     key = f"', \"{column}\": '"
     value = f"x.{column}"
     if kind == "uuid":
-        return [f"CASE WHEN {value} IS NOT NULL THEN {key[:-1]}\"' END", value, f"CASE WHEN {value} IS NOT NULL THEN '\"' END"]
+        return [
+            f"CASE WHEN {value} IS NOT NULL THEN {key[:-1]}\"' END",
+            value,
+            f"CASE WHEN {value} IS NOT NULL THEN '\"' END",
+        ]
     if kind == "jsonb":
         present = f"pg_catalog.jsonb_typeof({value}) <> 'null'::pg_catalog.text"
         return [f"CASE WHEN {present} THEN {key} END", f"CASE WHEN {present} THEN {value} END"]
@@ -182,7 +191,7 @@ def canonical_sql(table: str, columns: dict[str, str] | None) -> str:
     if columns is None:
         return f"public.jarvis_canonical('{table}'::pg_catalog.text, pg_catalog.to_jsonb(x))"
     members = {name: _member(name, kind) for name, kind in columns.items()}
-    members["$table"] = [f"', \"$table\": \"{table}\"'"]
+    members["$table"] = [f'\', "$table": "{table}"\'']
     arguments = [argument for key in sorted(members, key=_key_order) for argument in members[key]]
     # Every member starts with ", "; the first one's is cut off (substr from the third character).
     return f"'{{' || pg_catalog.substr(pg_catalog.concat({', '.join(arguments)}), 3) || '}}'"
