@@ -1,4 +1,4 @@
-"""The asyncio twins of the Redis pieces, on `redis.asyncio`: the link, the audit stream's publisher, the cycle lock.
+"""The asyncio twins of the Redis pieces, on `redis.asyncio`: link, audit stream publisher, cycle lock, state cache.
 
 `AsyncRedisLink` degrades exactly like `RedisLink` (the same `RedisHealth` rules: a fallback
 while Redis is down, one warning per outage, a probe after `retry_after`, recoveries on
@@ -6,8 +6,10 @@ its return) and signs with the same `Authenticator`; `AsyncAuditStream.publish` 
 `AsyncAuditListener` for `AsyncToolCallLog` / `AsyncPlanningLog` that XADDs the same signed
 fields (`sign_fields`) to the same stream, so `jarvis audit tail` and `StreamReader` read
 both alike; `AsyncCycleLock` is `CycleLock` on redis.asyncio's `Lock`, with the same keys,
-signed tokens and stale rule (`LockRules`), so sync and async agents exclude each other.
-The state cache has no asyncio twin yet.
+signed tokens and stale rule (`LockRules`), so sync and async agents exclude each other;
+`AsyncCachedStateStore` is `CachedStateStore` over an `AsyncStateStore`, with the same
+entries, signatures, stamp check against PostgreSQL and generation-guarded installs
+(jarvis.cache.state_cache), so both APIs can share one cache.
 """
 
 from __future__ import annotations
@@ -23,7 +25,22 @@ from redis.exceptions import LockError
 from jarvis.cache.audit_stream import STREAM_MAXLEN, sign_fields
 from jarvis.cache.cycle_lock import DELETE_IF_UNCHANGED, LOCK_TTL_MS, CycleLease, LockRules
 from jarvis.cache.link import CONNECTION_ERRORS, LinkBase
+from jarvis.cache.state_cache import (
+    CACHE_TTL_MS,
+    GENERATION_TTL_S,
+    ROW_SQL,
+    STAMP_SQL,
+    CacheState,
+    _Row,
+    decode_entry,
+    encode_entry,
+    generation_seen,
+    rejected,
+    row_from,
+)
+from jarvis.db.aio import AsyncStateStore
 from jarvis.db.audit import AuditEvent
+from jarvis.db.state import StateEntry, check_key
 
 T = TypeVar("T")
 
@@ -160,3 +177,98 @@ class AsyncCycleLock(LockRules):
             return True
 
         return await self.link.run(release, False)
+
+
+class AsyncCachedStateStore(CacheState[AsyncStateStore, AsyncRedisLink]):
+    """`CachedStateStore` for asyncio: a hit is served only when PostgreSQL confirms its stamp."""
+
+    def __init__(self, store: AsyncStateStore, link: AsyncRedisLink, *, ttl_ms: int = CACHE_TTL_MS) -> None:
+        super().__init__(store, link, ttl_ms=ttl_ms)
+        link.recoveries.append(self._replay_lost_invalidations)
+
+    async def get(self, key: str) -> StateEntry | None:
+        """The entry, from Redis when the cached copy is current, else from PostgreSQL (and cached)."""
+        check_key(key)
+        value_key, generation_key = self._value_key(key), self._generation_key(key)
+
+        async def both(client: redis.asyncio.Redis) -> Any:
+            return await client.mget([value_key, generation_key])
+
+        cached: Any = await self.link.run(both, None)
+        raw, generation = cached if cached is not None else (None, None)
+        row = await self._authentic(key, value_key, raw) if raw is not None else None
+        if row is not None and await self.store.database.read_one(STAMP_SQL, (key,)) == row.stamp:
+            self.hits += 1
+            return row.entry
+        if row is not None:
+            self.outdated += 1  # authentic, but PostgreSQL has moved past it: never served
+        self.misses += 1
+        fresh = row_from(key, await self.store.database.read_one(ROW_SQL, (key,)))
+        if fresh is None and row is not None and raw is not None:  # the row is gone, so goes its copy
+            await self._delete_entry(value_key, raw)
+        if fresh is not None and self.link.available:
+            arguments = [generation_seen(generation), encode_entry(self.link.auth, value_key, fresh), self.ttl_ms]
+
+            async def install(client: redis.asyncio.Redis) -> Any:
+                return await self._install(keys=[value_key, generation_key], args=arguments, client=client)
+
+            await self.link.run(install, 0)
+        return fresh.entry if fresh is not None else None
+
+    async def set(self, key: str, value: Any, *, expected_version: int | None = None) -> StateEntry:
+        """Write through to PostgreSQL, then drop the cached copy (even on error: the write may have committed)."""
+        try:
+            return await self.store.set(key, value, expected_version=expected_version)
+        finally:
+            await self._invalidate(key)
+
+    async def delete(self, key: str, *, expected_version: int | None = None) -> bool:
+        """Delete in PostgreSQL, then drop the cached copy."""
+        try:
+            return await self.store.delete(key, expected_version=expected_version)
+        finally:
+            await self._invalidate(key)
+
+    async def list(self, prefix: str = "", *, limit: int = 1000) -> list[StateEntry]:
+        """Entries whose key starts with `prefix`, read from PostgreSQL (scans are not cached)."""
+        return await self.store.list(prefix, limit=limit)
+
+    async def invalidate(self, key: str) -> bool:
+        """Drop the cached copy and bump the generation; False when Redis did not answer (replayed later)."""
+        check_key(key)
+        return await self._invalidate(key)
+
+    async def _invalidate(self, key: str) -> bool:
+        async def bump(client: redis.asyncio.Redis) -> bool:
+            pipe = client.pipeline(transaction=True)
+            pipe.incr(self._generation_key(key))  # queued, not sent: the pipeline returns itself
+            pipe.expire(self._generation_key(key), GENERATION_TTL_S)
+            pipe.delete(self._value_key(key))
+            await pipe.execute()
+            return True
+
+        if await self.link.run(bump, False):
+            return True
+        self._lost(key)
+        return False
+
+    async def _replay_lost_invalidations(self) -> None:
+        for key in self._take_lost():
+            await self._invalidate(key)
+
+    async def _authentic(self, key: str, value_key: str, raw: bytes) -> _Row | None:
+        """The entry, if it carries a valid MAC for this very key; otherwise None, a warning, and it is removed."""
+        row = decode_entry(self.link.auth, key, value_key, raw)
+        if row is None:
+            self.rejected += 1
+            rejected(value_key)
+            await self._delete_entry(value_key, raw)
+        return row
+
+    async def _delete_entry(self, value_key: str, raw: bytes) -> None:
+        """Remove the entry `raw` unless it changed meanwhile (then it is someone else's)."""
+
+        async def delete(client: redis.asyncio.Redis) -> Any:
+            return await self._delete_if_unchanged(keys=[value_key], args=[raw], client=client)
+
+        await self.link.run(delete, 0)

@@ -28,7 +28,7 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import redis
 
@@ -138,10 +138,14 @@ def generation_seen(generation: Any) -> str:
     return generation.decode() if isinstance(generation, bytes) else "0"
 
 
-class CachedStateStore:
-    """Same interface as `StateStore`; reads are served from Redis when PostgreSQL confirms they are current."""
+StoreT = TypeVar("StoreT")
+LinkT = TypeVar("LinkT", bound=LinkBase[Any, Any])
 
-    def __init__(self, store: StateStore, link: RedisLink, *, ttl_ms: int = CACHE_TTL_MS) -> None:
+
+class CacheState(Generic[StoreT, LinkT]):
+    """What a state cache holds, sync (`CachedStateStore`) or asyncio (`AsyncCachedStateStore`)."""
+
+    def __init__(self, store: StoreT, link: LinkT, *, ttl_ms: int = CACHE_TTL_MS) -> None:
         self.store = store
         self.link = link
         self.ttl_ms = ttl_ms
@@ -149,7 +153,6 @@ class CachedStateStore:
         self._delete_if_unchanged = link.client.register_script(DELETE_IF_UNCHANGED)
         self._lost_invalidations: set[str] = set()
         self._lost_lock = threading.Lock()
-        link.recoveries.append(self._replay_lost_invalidations)
         self.hits = 0
         self.misses = 0
         self.rejected = 0
@@ -162,6 +165,24 @@ class CachedStateStore:
 
     def _generation_key(self, key: str) -> str:
         return generation_key(self.link, key)
+
+    def _lost(self, key: str) -> None:
+        """An invalidation Redis did not take: replayed when it answers again."""
+        with self._lost_lock:
+            self._lost_invalidations.add(key)
+
+    def _take_lost(self) -> set[str]:
+        with self._lost_lock:
+            lost, self._lost_invalidations = self._lost_invalidations, set()
+        return lost
+
+
+class CachedStateStore(CacheState[StateStore, RedisLink]):
+    """Same interface as `StateStore`; reads are served from Redis when PostgreSQL confirms they are current."""
+
+    def __init__(self, store: StateStore, link: RedisLink, *, ttl_ms: int = CACHE_TTL_MS) -> None:
+        super().__init__(store, link, ttl_ms=ttl_ms)
+        link.recoveries.append(self._replay_lost_invalidations)
 
     def get(self, key: str) -> StateEntry | None:
         """The entry, from Redis when the cached copy is current, else from PostgreSQL (and cached)."""
@@ -230,14 +251,11 @@ class CachedStateStore:
 
         if self.link.run(bump, False):
             return True
-        with self._lost_lock:
-            self._lost_invalidations.add(key)
+        self._lost(key)
         return False
 
     def _replay_lost_invalidations(self) -> None:
-        with self._lost_lock:
-            lost, self._lost_invalidations = self._lost_invalidations, set()
-        for key in lost:
+        for key in self._take_lost():
             self._invalidate(key)
 
     def _authentic(self, key: str, value_key: str, raw: bytes) -> _Row | None:
