@@ -171,6 +171,7 @@ def verify(
             done += links.get(table, 0)
             if progress is not None:
                 progress(done)
+        _check_foreign_links(run, [table for table in links if table not in CHAINED_TABLES])
         _check_links(run, _finished(bad_links, raw, run.after, previous))
         if progress is not None:
             progress(2 * total)
@@ -293,6 +294,18 @@ def _check_rows(
         run.report.problems.append(
             Problem(table, None, None, f"cannot be read as stored: {str(error).splitlines()[0]}")
         )
+
+
+def _check_foreign_links(run: _Run, tables: list[str]) -> None:
+    """Links naming a table that is not chained (its CHECK dropped, which the catalog names): no such row exists."""
+    for table in tables:
+        for seq, row_id in run.raw.execute(
+            "SELECT l.seq, l.row_id FROM ONLY public.audit_chain l "
+            "WHERE l.table_name = %s::pg_catalog.text AND l.seq > %s::pg_catalog.int8",
+            (table, run.after),
+        ):
+            run.at(seq, _ROW, Problem(table, row_id, seq, "row was deleted"))
+            run.unverified_links += 1
 
 
 def _judge(
