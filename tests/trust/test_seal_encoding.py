@@ -83,3 +83,32 @@ def test_the_sealers_row_hash_equals_jarvis_canonical_for_every_null_pattern(
     assert sealed.linked >= 16
     assert mismatched == []
     assert verify(isolated_database).ok
+
+
+def test_rows_sealed_after_a_superuser_added_a_column_still_verify(
+    isolated_database: Database, isolated_database_url: str
+) -> None:
+    """The sealer's per-table rendering knows the migrated columns; with another column it renders as
+    `jarvis_canonical` does (every stored column, nulls left out), so verify finds no false difference."""
+    with psycopg.connect(isolated_database_url, autocommit=True) as owner:
+        owner.execute("ALTER TABLE public.tool_calls ADD COLUMN reviewed_by text")
+        owner.execute("ALTER TABLE public.decision_log ALTER COLUMN decision DROP NOT NULL")
+    with tamper.as_app_role(isolated_database_url) as app:
+        app.execute(
+            "INSERT INTO public.tool_calls (id, tool_name, status, input) VALUES (%s, 't', 'started', '{}')",
+            (uuid.uuid4(),),
+        )
+        cycle = uuid.uuid4()
+        app.execute(
+            "INSERT INTO public.planning_cycles (id, agent, status, goals) VALUES (%s, 'added', 'started', '[]')",
+            (cycle,),
+        )
+    with psycopg.connect(isolated_database_url, autocommit=True) as owner:  # a NULL the models never allow
+        owner.execute(
+            "INSERT INTO public.decision_log (id, cycle_id, reasoning, decision) VALUES (%s, %s, '{}', NULL)",
+            (uuid.uuid4(), cycle),
+        )
+
+    assert seal(isolated_database).linked == 3
+    report = verify(isolated_database)
+    assert not [p for p in report.problems if p.row_id is not None], report.summary()

@@ -163,21 +163,61 @@ END $$"""
 
 CHAINED_TABLES = ("planning_cycles", "tool_calls", "decision_log", "schema_changes")
 
-NULLABLE_COLUMNS: dict[str, tuple[tuple[str, bool], ...]] = {
-    "planning_cycles": (("parent_id", False), ("goals", True), ("outcomes", True)),
-    "tool_calls": (
-        ("parent_id", False),
-        ("cycle_id", False),
-        ("input", True),
-        ("output", True),
-        ("error", False),
-        ("duration_ms", False),
+COLUMNS: dict[str, tuple[tuple[str, str, bool], ...]] = {
+    "planning_cycles": (
+        ("id", "uuid", True),
+        ("parent_id", "uuid", False),
+        ("agent", "text", True),
+        ("goals", "jsonb", False),
+        ("status", "text", True),
+        ("outcomes", "jsonb", False),
+        ("created_at", "timestamp with time zone", True),
     ),
-    "decision_log": (("reasoning", True),),
-    "schema_changes": (("columns", True),),
+    "tool_calls": (
+        ("id", "uuid", True),
+        ("parent_id", "uuid", False),
+        ("cycle_id", "uuid", False),
+        ("tool_name", "text", True),
+        ("status", "text", True),
+        ("input", "jsonb", False),
+        ("output", "jsonb", False),
+        ("error", "text", False),
+        ("duration_ms", "integer", False),
+        ("created_at", "timestamp with time zone", True),
+    ),
+    "decision_log": (
+        ("id", "uuid", True),
+        ("cycle_id", "uuid", True),
+        ("reasoning", "jsonb", True),
+        ("decision", "text", True),
+        ("created_at", "timestamp with time zone", True),
+    ),
+    "schema_changes": (
+        ("id", "bigint", True),
+        ("table_name", "text", True),
+        ("action", "text", True),
+        ("columns", "jsonb", True),
+        ("created_at", "timestamp with time zone", True),
+    ),
 }
-"""Every column of a chained table whose JSON value can be null, and whether it is JSONB (which can
-also hold a JSON null). Snapshot of the tables as 0001-0006 made them."""
+"""The chained tables' columns (name, type, NOT NULL) as 0001-0006 made them: a snapshot of this migration."""
+
+AS_MIGRATED = sorted(
+    f"{table}.{name} {kind}{' not null' if not_null else ''}"
+    for table, columns in COLUMNS.items()
+    for name, kind, not_null in columns
+)
+
+COLUMNS_AS_MIGRATED = f"""
+  SELECT pg_catalog.array_agg(d.col ORDER BY d.col COLLATE "C")
+         = ARRAY[{', '.join(f"'{column}'" for column in AS_MIGRATED)}]::text[]
+    INTO as_migrated
+    FROM (SELECT c.relname || '.' || a.attname || ' ' || pg_catalog.format_type(a.atttypid, a.atttypmod)
+                 || CASE WHEN a.attnotnull THEN ' not null' ELSE '' END AS col
+            FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
+           WHERE c.oid IN ({', '.join(f"'public.{table}'::regclass" for table in CHAINED_TABLES)})
+             AND a.attnum > 0 AND NOT a.attisdropped) d;"""
+"""Whether the chained tables still have exactly those columns (none added, dropped, retyped or made nullable)."""
 
 
 def canonical_text(table: str) -> str:
@@ -185,14 +225,17 @@ def canonical_text(table: str) -> str:
 
     `jarvis_canonical` drops every top-level key whose value is JSON null; here the keys that can be
     null are known per table, so they are removed with one `jsonb - text[]` instead of a subquery and
-    a function call per row (a quarter of the cost). tests/trust/test_seal_encoding.py compares the two
-    for every null pattern.
+    a function call per row (a quarter of the cost). That holds while the table has the columns of
+    `COLUMNS`; the sealer checks, and renders with `jarvis_canonical` itself when a column was added,
+    dropped, retyped or made nullable. tests/trust/test_seal_encoding.py compares the two.
     """
     conditions = [
         f"CASE WHEN x.{column} IS NULL"
         + (f" OR pg_catalog.jsonb_typeof(x.{column}) = 'null'" if is_json else "")
         + f" THEN '{column}' END"
-        for column, is_json in NULLABLE_COLUMNS[table]
+        for column, kind, not_null in COLUMNS[table]
+        for is_json in (kind == "jsonb",)
+        if is_json or not not_null  # a JSONB value can be a JSON null even where SQL NULL is not allowed
     ]
     null_keys = f"pg_catalog.array_remove(ARRAY[{', '.join(conditions)}]::text[], NULL)"
     return f"((pg_catalog.to_jsonb(x) - {null_keys}) || pg_catalog.jsonb_build_object('$table', '{table}'::text))::text"
@@ -202,8 +245,9 @@ def _hashed(table: str, order: int) -> str:
     """The queue entry's row of `table`, if the entry is for `table` and the row exists: when, where, its row hash."""
     match = "public.jarvis_serial_uuid(x.id) = p.row_id" if table == "schema_changes" else "x.id = p.row_id"
     return (
-        f"SELECT x.created_at AS at, {order} AS o, "
-        f"pg_catalog.sha256(pg_catalog.convert_to({canonical_text(table)}, 'UTF8')) AS content "
+        f"SELECT x.created_at AS at, {order} AS o, pg_catalog.sha256(pg_catalog.convert_to(CASE WHEN as_migrated "
+        f"THEN {canonical_text(table)} ELSE public.jarvis_canonical('{table}', pg_catalog.to_jsonb(x)) END, 'UTF8')) "
+        "AS content "
         f"FROM ONLY public.{table} x WHERE p.table_name = '{table}' AND {match}"
     )
 
@@ -226,9 +270,10 @@ DECLARE
   contents bytea[] := '{{}}';
   links bytea[] := '{{}}';
   entries tid[] := '{{}}';
+  as_migrated boolean;
 BEGIN
   -- One sealer at a time. FOR UPDATE needs UPDATE on audit_seal_head, which only this function's owner has.
-  SELECT h.seq, h.chain_hash INTO s, prev FROM public.audit_seal_head h FOR UPDATE;
+  SELECT h.seq, h.chain_hash INTO s, prev FROM public.audit_seal_head h FOR UPDATE;{COLUMNS_AS_MIGRATED}
   FOR r IN
     WITH batch AS MATERIALIZED (
       -- The oldest queue entries whose rows exist, read in the queue index's order: entries whose row is
