@@ -42,7 +42,8 @@ def test_each_audit_table_runs_its_insert_rules_in_one_trigger(migrated_database
     with psycopg.connect(migrated_database_url) as conn:
         rows = conn.execute(
             "SELECT c.relname, count(*) FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid "
-            "WHERE NOT t.tgisinternal AND t.tgtype & 2 = 2 AND t.tgtype & 4 = 4 AND t.tgtype & 1 = 1 "  # BEFORE INSERT ROW
+            # tgtype bits: 1 row, 2 before, 4 insert
+            "WHERE NOT t.tgisinternal AND t.tgtype & 2 = 2 AND t.tgtype & 4 = 4 AND t.tgtype & 1 = 1 "
             "AND c.relname IN ('planning_cycles', 'tool_calls', 'decision_log', 'schema_changes') GROUP BY 1"
         ).fetchall()
     assert dict(rows) == {"planning_cycles": 1, "tool_calls": 1, "decision_log": 1, "schema_changes": 1}
@@ -53,7 +54,8 @@ def test_a_tool_call_in_a_closed_cycle_is_refused(app: psycopg.Connection[tuple[
     close_cycle(app, cycle, "x")
     with pytest.raises(psycopg.errors.ForeignKeyViolation, match="already closed") as refused:
         app.execute(
-            "INSERT INTO public.tool_calls (id, cycle_id, tool_name, status, input) VALUES (%s, %s, 't', 'started', %s)",
+            "INSERT INTO public.tool_calls (id, cycle_id, tool_name, status, input) "
+            "VALUES (%s, %s, 't', 'started', %s)",
             (uuid.uuid4(), cycle, Jsonb({})),
         )
     assert refused.value.diag.constraint_name == "cycle_is_open"
@@ -67,7 +69,8 @@ def test_a_row_whose_cycle_is_a_completion_row_is_refused(
     completion = close_cycle(app, open_cycle(app, agent), agent)
     insert = {
         "tool_calls": "INSERT INTO public.tool_calls (id, cycle_id, tool_name, status) VALUES (%s, %s, 't', 'started')",
-        "decision_log": "INSERT INTO public.decision_log (id, cycle_id, reasoning, decision) VALUES (%s, %s, '{}', 'd')",
+        "decision_log": "INSERT INTO public.decision_log (id, cycle_id, reasoning, decision) "
+        "VALUES (%s, %s, '{}', 'd')",
     }[table]
     with pytest.raises(psycopg.errors.ForeignKeyViolation, match=f"{table}: cycle_id must point at") as refused:
         app.execute(insert, (uuid.uuid4(), completion))

@@ -48,7 +48,8 @@ def test_the_sealers_row_hash_equals_jarvis_canonical_for_every_null_pattern(
         for (cycle_id, tool_input), (output, error, duration) in zip(starts, outcomes_of_starts, strict=True):
             start = uuid.uuid4()
             app.execute(
-                "INSERT INTO public.tool_calls (id, cycle_id, tool_name, status, input) VALUES (%s, %s, 't', 'started', %s)",
+                "INSERT INTO public.tool_calls (id, cycle_id, tool_name, status, input) "
+                "VALUES (%s, %s, 't', 'started', %s)",
                 (start, cycle_id, tool_input),
             )
             app.execute(
@@ -57,7 +58,9 @@ def test_the_sealers_row_hash_equals_jarvis_canonical_for_every_null_pattern(
                 (uuid.uuid4(), start, output, error, duration),
             )
         for columns in (Jsonb(None), NESTED):
-            app.execute("INSERT INTO public.schema_changes (table_name, action, columns) VALUES ('t', 'a', %s)", (columns,))
+            app.execute(
+                "INSERT INTO public.schema_changes (table_name, action, columns) VALUES ('t', 'a', %s)", (columns,)
+            )
 
     sealed = seal(isolated_database)
 
@@ -77,7 +80,8 @@ def test_the_sealers_row_hash_equals_jarvis_canonical_for_every_null_pattern(
                WHERE c.table_name = 'schema_changes' AND public.jarvis_serial_uuid(x.id) = c.row_id
             ) r ON true
             WHERE r.doc IS NULL
-               OR c.row_hash <> pg_catalog.sha256(pg_catalog.convert_to(public.jarvis_canonical(c.table_name, r.doc), 'UTF8'))
+               OR c.row_hash <> pg_catalog.sha256(
+                    pg_catalog.convert_to(public.jarvis_canonical(c.table_name, r.doc), 'UTF8'))
             """
         ).fetchall()
     assert sealed.linked >= 16

@@ -192,8 +192,7 @@ EXPECTED_INDEXES: dict[str, dict[str, str]] = {
     "decision_log": {
         "ix_decision_log_cycle_id": "CREATE INDEX ix_decision_log_cycle_id ON public.decision_log USING "
         "btree (cycle_id)",
-        "pk_decision_log": "CREATE UNIQUE INDEX pk_decision_log ON public.decision_log USING "
-        "btree (id)",
+        "pk_decision_log": "CREATE UNIQUE INDEX pk_decision_log ON public.decision_log USING " "btree (id)",
     },
     "planning_cycles": {
         "ix_planning_cycles_agent_start_page": "CREATE INDEX ix_planning_cycles_agent_start_page ON "
@@ -205,12 +204,10 @@ EXPECTED_INDEXES: dict[str, dict[str, str]] = {
         "ix_planning_cycles_start_page": "CREATE INDEX ix_planning_cycles_start_page ON "
         "public.planning_cycles USING btree (created_at, id) WHERE "
         "(parent_id IS NULL)",
-        "pk_planning_cycles": "CREATE UNIQUE INDEX pk_planning_cycles ON public.planning_cycles "
-        "USING btree (id)",
+        "pk_planning_cycles": "CREATE UNIQUE INDEX pk_planning_cycles ON public.planning_cycles " "USING btree (id)",
     },
     "schema_changes": {
-        "pk_schema_changes": "CREATE UNIQUE INDEX pk_schema_changes ON public.schema_changes "
-        "USING btree (id)",
+        "pk_schema_changes": "CREATE UNIQUE INDEX pk_schema_changes ON public.schema_changes " "USING btree (id)",
     },
     "tool_calls": {
         "ix_tool_calls_cycle_start_page": "CREATE INDEX ix_tool_calls_cycle_start_page ON public.tool_calls "
@@ -220,12 +217,10 @@ EXPECTED_INDEXES: dict[str, dict[str, str]] = {
         "NULL)",
         "ix_tool_calls_start_page": "CREATE INDEX ix_tool_calls_start_page ON public.tool_calls USING "
         "btree (created_at, id) WHERE (parent_id IS NULL)",
-        "pk_tool_calls": "CREATE UNIQUE INDEX pk_tool_calls ON public.tool_calls USING btree "
-        "(id)",
+        "pk_tool_calls": "CREATE UNIQUE INDEX pk_tool_calls ON public.tool_calls USING btree " "(id)",
     },
     "trail_info": {
-        "trail_info_pkey": "CREATE UNIQUE INDEX trail_info_pkey ON public.trail_info USING "
-        "btree (one)",
+        "trail_info_pkey": "CREATE UNIQUE INDEX trail_info_pkey ON public.trail_info USING " "btree (one)",
     },
 }
 EXPECTED_FUNCTIONS: dict[str, tuple[str, bool]] = {
