@@ -17,6 +17,8 @@ from jarvis.db.aio import AsyncDatabase, AsyncStateStore
 pytestmark = pytest.mark.anyio
 
 KEY = secrets.token_bytes(32)
+FORGED = b'j1.00.{"v":"forged","ver":1,"at":"2020-01-01T00:00:00+00:00","id":"1","xmin":"1"}'
+"""A cache entry in the right format with a MAC that is not one (whoever can write to Redis can plant it)."""
 
 
 @pytest.fixture
@@ -62,24 +64,28 @@ async def test_a_planted_entry_is_ignored_and_removed(
     await cache.set(key, "real")
     attacker = redis.Redis.from_url(redis_url)
     value_key = async_link.key("state", key)
-    attacker.set(value_key, b'j1.00.{"v":"forged","ver":1,"at":"2020-01-01T00:00:00+00:00","id":"1","xmin":"1"}')
+    attacker.set(value_key, FORGED)
     got = await cache.get(key)
     assert got is not None and got.value == "real"
     assert cache.rejected == 1
-    assert attacker.get(value_key) != b'j1.00.{"v":"forged","ver":1,"at":"2020-01-01T00:00:00+00:00","id":"1","xmin":"1"}'
+    assert attacker.get(value_key) != FORGED
 
 
 async def test_an_entry_cached_by_the_sync_api_is_a_hit_for_the_async_one(
     cache: AsyncCachedStateStore, database: Database, redis_url: str, key: str
 ) -> None:
-    sync_cache = CachedStateStore(StateStore(database), RedisLink(redis_url, namespace=namespace_for(database.url), auth_key=KEY))
+    sync_cache = CachedStateStore(
+        StateStore(database), RedisLink(redis_url, namespace=namespace_for(database.url), auth_key=KEY)
+    )
     sync_cache.set(key, [1, 2])
     assert sync_cache.get(key) is not None and sync_cache.misses == 1  # installed by the sync cache
     got = await cache.get(key)
     assert got is not None and got.value == [1, 2] and (cache.hits, cache.misses) == (1, 0)
 
 
-async def test_without_redis_reads_and_writes_go_to_postgresql(async_database: AsyncDatabase, database: Database, key: str) -> None:
+async def test_without_redis_reads_and_writes_go_to_postgresql(
+    async_database: AsyncDatabase, database: Database, key: str
+) -> None:
     link = AsyncRedisLink("redis://127.0.0.1:9/0", namespace=namespace_for(database.url), auth_key=KEY)
     cache = AsyncCachedStateStore(AsyncStateStore(async_database), link)
     written = await cache.set(key, "alone")

@@ -116,7 +116,9 @@ def decode_entry(auth: Authenticator, key: str, value_key: str, raw: bytes) -> _
         try:
             data = json.loads(payload)
             return _Row(
-                StateEntry(key=key, value=data["v"], version=data["ver"], updated_at=datetime.fromisoformat(data["at"])),
+                StateEntry(
+                    key=key, value=data["v"], version=data["ver"], updated_at=datetime.fromisoformat(data["at"])
+                ),
                 (str(data["id"]), int(data["ver"]), str(data["xmin"])),
             )
         except (ValueError, KeyError, TypeError):
