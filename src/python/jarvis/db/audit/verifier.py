@@ -177,7 +177,7 @@ def verify(
             progress(2 * total)
         _check_checkpoints(run, trusted, stored)
         _check_expected(run, expect)
-        report.rows_checked = total - run.unverified_links
+        report.rows_checked = max(0, total - run.unverified_links)
         run.at_positions.sort(key=lambda item: (item[0], item[1]))
         report.problems.extend(problem for _, _, problem in run.at_positions)
         _check_cut(run, trusted)
