@@ -67,7 +67,7 @@ INVALID_REQUEST = -32600
 SHUTDOWN_GRACE = 5.0
 """Seconds the upstream gets to exit after its stdin is closed, and again after SIGTERM, before SIGKILL."""
 MIN_LINE_BYTES = 64 * 1024 * 1024
-"""The longest line read from the upstream: larger than any answer that could be recorded (4 x the cap)."""
+"""The longest line read from either side: at least 4 x JARVIS_MAX_VALUE_BYTES, more than could be recorded."""
 NO_TOOL_NAME = "(no tool name)"
 
 
@@ -159,6 +159,7 @@ class Proxy:
         self.tasks: anyio.abc.TaskGroup | None = None
         self.exit_code = 0
         self.ended = "the client closed the connection"
+        self.line_limit = max(MIN_LINE_BYTES, 4 * max_value_bytes())
 
     async def run(self) -> int:
         """Relay until the client closes the connection (0) or the upstream exits on its own (1)."""
@@ -194,6 +195,10 @@ class Proxy:
             *lines, buffer = buffer.split(b"\n")
             for line in lines:
                 await self.client_line(line + b"\n")
+            if len(buffer) > self.line_limit:
+                log.error("the client sent a line longer than %d bytes: closing the connection", self.line_limit)
+                buffer = b""
+                break
         if buffer.strip():
             await self.client_line(buffer + b"\n")
         self.client_closed = True
@@ -288,7 +293,7 @@ class Proxy:
         call.timer.cancel()
         reason = params.get("reason")
         because = f": {reason}" if isinstance(reason, str) and reason else ""
-        await self.record(call, "cancelled", error=one_line(f"the client cancelled {call.what}{because}"))
+        await self.settle(call, "cancelled", one_line(f"the client cancelled {call.what}{because}"))
 
     async def expire(self, key: str, call: PendingCall) -> None:
         with call.timer:
@@ -300,7 +305,7 @@ class Proxy:
                 f"no answer from the upstream MCP server within {self.call_timeout:g} s "
                 f"(JARVIS_MCP_CALL_TIMEOUT or --call-timeout); the proxy gave up on {call.what}"
             )
-            await self.record(call, "failed", error=reason)
+            await self.settle(call, "failed", reason)
             await self.to_client(error_response(call.request_id, f"jarvis mcp proxy: {reason}"))
             cancel = {"requestId": call.request_id, "reason": reason}
             await self.to_upstream(encode({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": cancel}))
@@ -310,7 +315,7 @@ class Proxy:
     async def from_upstream(self, process: anyio.abc.Process) -> None:
         assert process.stdout is not None
         lines = BufferedByteReceiveStream(process.stdout)
-        limit = max(MIN_LINE_BYTES, 4 * max_value_bytes())
+        limit = self.line_limit
         try:
             while True:
                 try:
@@ -341,14 +346,14 @@ class Proxy:
         """Record the answer to `call`; what the client is sent: the answer, or an error if it was not recorded."""
         if "result" not in response and "error" not in response:
             reason = f"the upstream sent an invalid JSON-RPC response to {call.what} (neither result nor error)"
-            await self.record(call, "failed", error=reason)
+            await self.settle(call, "failed", reason)
             return error_response(call.request_id, f"jarvis mcp proxy: {reason}")
         status, output, error = outcome(response)
         try:
             await self.record(call, status, output=output, error=error)
         except InvalidJsonError as refused:  # over JARVIS_MAX_VALUE_BYTES, or a NUL PostgreSQL cannot store
             reason = one_line(f"the upstream's answer to {call.what} was not passed on: {refused}")
-            await self.record(call, "failed", error=reason)
+            await self.settle(call, "failed", reason)
             return error_response(call.request_id, f"jarvis mcp proxy: {reason}")
         except Exception as unrecorded:
             reason = one_line(
@@ -374,7 +379,7 @@ class Proxy:
         for key, call in list(self.pending.items()):
             del self.pending[key]
             call.timer.cancel()
-            await self.record(call, "abandoned", error=f"{reason} ({call.what})")
+            await self.settle(call, "abandoned", f"{reason} ({call.what})")
             if not self.client_closed:
                 await self.to_client(error_response(call.request_id, f"jarvis mcp proxy: {reason} {call.what}"))
         self.upstream_done.set()
@@ -392,9 +397,25 @@ class Proxy:
         )
         self.session.count(status == "succeeded")
 
+    async def settle(self, call: PendingCall, status: CompletionStatus, reason: str) -> None:
+        """Record an outcome the proxy decided (timeout, cancel, upstream gone); if the trail cannot take it
+        (PostgreSQL down), say so and carry on: the start row stays open, and the next `jarvis mcp` process
+        closes it as abandoned.
+        """
+        try:
+            await self.record(call, status, error=reason)
+        except Exception as unrecorded:
+            log.error("could not record the outcome of %s (%s): %s", call.what, status, describe_error(unrecorded))
+
     async def to_client(self, data: bytes) -> None:
+        """Write to the client; a client that has gone away is not an error (everything is recorded already)."""
         async with self.write_lock:
-            await anyio.to_thread.run_sync(write_all, 1, data)
+            try:
+                await anyio.to_thread.run_sync(write_all, 1, data)
+            except OSError as gone:  # EPIPE: the client closed its end
+                if not self.client_closed:
+                    log.warning("the client stopped reading: %s", gone)
+                self.client_closed = True
 
     async def to_upstream(self, data: bytes) -> None:
         assert self.upstream is not None
