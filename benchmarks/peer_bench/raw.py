@@ -103,7 +103,7 @@ def raw_contenders(
         ),
         Contender(
             "raw_tool_calls",
-            "raw psycopg, the same 2 INSERTs into Jarvis' `tool_calls` (its triggers, FKs, indexes)",
+            "raw psycopg, the same 2 INSERTs into Jarvis' `tool_calls` as its owner (its triggers, FKs, indexes)",
             inserts_into(audited, "public.tool_calls"),
             settle=seal_queued,
         ),
