@@ -117,7 +117,7 @@ def test_each_outcome_of_a_call_is_drawn_distinctly(database: Database, client: 
     planning, calls = PlanningLog(database, agent="outcomes"), ToolCallLog(database)
     cycle_id = planning.open_cycle(["every outcome"])
     for status in ("succeeded", "failed", "cancelled", "abandoned"):
-        calls.record_completion(calls.start(f"ends_{status}", {}, cycle_id=cycle_id), status)  # type: ignore[arg-type]
+        calls.record_completion(calls.start(f"ends_{status}", {}, cycle_id=cycle_id), status)
     calls.start("still_running", {}, cycle_id=cycle_id)
     page = client.get(f"/cycles/{cycle_id}")
     drawn = re.findall(r'<g class="call (\w+)" data-status="(\w+)"', page.text)
