@@ -185,7 +185,11 @@ class VerifyReport:
         """What was re-read: `full`, or `incremental from checkpoint SEQ:HASH…` (only links and rows after it)."""
         if self.verified_from is None:
             return "full"
-        return f"incremental from checkpoint {self.verified_from.seq}:{self.verified_from.hash.hex()[:12]}…"
+        seq = self.verified_from.seq
+        return (
+            f"incremental from checkpoint {seq}:{self.verified_from.hash.hex()[:12]}…; "
+            f"the {seq} linked rows up to it not re-read: --full does"
+        )
 
     @property
     def ok(self) -> bool:
