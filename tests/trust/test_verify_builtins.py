@@ -1,4 +1,6 @@
-"""A superuser makes PostgreSQL's own functions or operators lie to verify, which hashes and compares in SQL.
+"""What verify's SQL relies on: PostgreSQL's own functions and operators, the models' columns, the chained tables.
+
+A superuser makes PostgreSQL's own functions or operators lie to verify, which hashes and compares in SQL.
 
 `CREATE OR REPLACE FUNCTION pg_catalog.sha256(bytea)` keeps the built-in's OID (so no new object
 appears in pg_catalog) and the planner inlines its SQL body; `UPDATE pg_operator SET oprcode`
@@ -118,3 +120,17 @@ def test_a_column_added_to_a_sealed_table_is_hashed_as_the_sealer_would(
     assert "row content was changed after it was sealed" in str(
         next(p for p in report.problems if p.row_id == trail.decision)
     )
+
+
+def test_a_link_naming_a_table_that_is_not_chained_is_named(isolated_database: Database, trail: Trail) -> None:
+    """The rows are checked table by table; a link to a table outside them must not go unread."""
+    with tamper.superuser_without_triggers(trail.url) as conn:
+        conn.execute("ALTER TABLE public.audit_chain DROP CONSTRAINT ck_audit_chain_table_name")
+        conn.execute("UPDATE public.audit_chain SET table_name = 'secrets' WHERE row_id = %s", (trail.decision,))
+
+    report = without_traceback(lambda: verify(isolated_database))
+
+    assert not report.ok
+    assert any(
+        p.table == "secrets" and p.row_id == trail.decision and "deleted" in p.reason for p in report.problems
+    ), problems(report)
