@@ -87,7 +87,8 @@ LIST_PREFIX_SQL = (
 )
 
 
-# The rules of state, without I/O: StateStore and AsyncStateStore (jarvis.db.aio) run these, each in one transaction.
+# The rules of state, without I/O: StateStore and AsyncStateStore (jarvis.db.aio) run these (the sync store
+# sends each statement in one round trip of its own; a write never needs a second statement in its transaction).
 
 
 READ_LEFTOVERS_TO_UNDO = (
