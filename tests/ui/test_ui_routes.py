@@ -351,3 +351,26 @@ def test_a_tampered_trail_fails_verify_naming_the_first_problem(
     assert job["summary"].startswith(f"TAMPERED: tool_calls row {changed}")
     assert "row content was changed after it was sealed" in job["summary"]
     assert f"TAMPERED: tool_calls row {changed}" in page
+
+
+def test_verify_reports_its_progress_against_the_work_it_planned(
+    trail: Trail, auditor_database: Database, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from jarvis.ui.verification import VerifyJob
+
+    job = VerifyJob(auditor_database, settings)
+    seen: list[tuple[int, int, int]] = []
+    advance = job._advance
+
+    def recorded(done: int) -> None:
+        advance(done)
+        snapshot = job.progress()
+        seen.append((snapshot.done, snapshot.total, snapshot.percent))
+
+    monkeypatch.setattr(job, "_advance", recorded)
+    assert job.start()
+    finished = job.wait(120)
+    assert finished.state == "done" and finished.percent == 100
+    assert len(seen) >= 2 and [done for done, _, _ in seen] == sorted(done for done, _, _ in seen)
+    assert all(percent < 100 for _, _, percent in seen)  # 100 only once verify has returned its report
+    assert seen[-1][0] == seen[-1][1] == finished.total  # the last step is all the planned work

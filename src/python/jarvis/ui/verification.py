@@ -52,7 +52,7 @@ class VerifyJob:
             if self._thread is not None and self._thread.is_alive():
                 return False
             head = AuditQueries(self.database).trail_head()
-            # Every row is read once and every link checked once: about 2 x chain + the queued rows.
+            # An estimate until verify says (`planned`): every row read once and every link checked once.
             total = max(1, 2 * head.seq + head.pending)
             self._progress = VerifyProgress("running", 0, total, datetime.now(UTC), None, None, None)
             self._thread = threading.Thread(target=self._run, name="jarvis-ui-verify", daemon=True)
@@ -69,16 +69,21 @@ class VerifyJob:
             thread.join(timeout)
         return self._progress
 
+    def _plan(self, total: int) -> None:
+        """verify's own count of the work (rows plus links) replaces the estimate made at start."""
+        current = self._progress
+        self._progress = VerifyProgress("running", current.done, max(1, total), current.started_at, None, None, None)
+
     def _advance(self, done: int) -> None:
         current = self._progress
         self._progress = VerifyProgress(
-            "running", done, max(current.total, done + 1), current.started_at, None, None, None
+            "running", done, max(current.total, done), current.started_at, None, None, None
         )
 
     def _run(self) -> None:
         started = self._progress.started_at
         try:
-            report = verify_trail(self.database, self.settings, progress=self._advance)
+            report = verify_trail(self.database, self.settings, progress=self._advance, planned=self._plan)
         except JarvisError as error:
             self._progress = VerifyProgress(
                 "error", self._progress.done, self._progress.total, started, datetime.now(UTC), None, str(error)
