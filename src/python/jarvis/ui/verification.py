@@ -76,9 +76,7 @@ class VerifyJob:
 
     def _advance(self, done: int) -> None:
         current = self._progress
-        self._progress = VerifyProgress(
-            "running", done, max(current.total, done), current.started_at, None, None, None
-        )
+        self._progress = VerifyProgress("running", done, max(current.total, done), current.started_at, None, None, None)
 
     def _run(self) -> None:
         started = self._progress.started_at
