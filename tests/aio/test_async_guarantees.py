@@ -9,7 +9,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 
-import anyio  # pants: no-infer-dep (anyio comes with mcp: see BUILD)
+import anyio
 import psycopg
 import pytest
 from sqlalchemy import text
