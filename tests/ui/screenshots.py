@@ -38,13 +38,16 @@ def main() -> None:
         writer = open_database(settings, url=url)
         reader = open_database(settings, url=url, role="auditor")
         try:
-            results = run_demo_plan(demo_agent(writer))
+            agent = demo_agent(writer)
+            results = run_demo_plan(agent)
             failed = next(result for result in results if result.status == "failed")
             with served(create_app(reader, settings)) as base, sync_playwright() as playwright:
                 browser = launch(playwright)
                 page = browser.new_page(viewport={"width": 1280, "height": 760})
                 page.goto(f"{base}/")
                 page.wait_for_selector("#live-state:text-is('connected')")
+                agent.run_tool("clock", {})  # one live event, as it arrives
+                page.wait_for_selector("#live li")
                 page.screenshot(path=str(OUT / "cycles.png"), full_page=True)
                 page.goto(f"{base}/cycles/{failed.cycle_id}")
                 page.screenshot(path=str(OUT / "cycle.png"), full_page=True)
