@@ -7,7 +7,7 @@ import itertools
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import anyio
 import psycopg
@@ -162,6 +162,66 @@ async def test_a_task_timeout_mid_tool_records_cancelled_and_raises_timeout(
             conn.execute(text("SELECT id FROM tool_calls WHERE tool_name = 'slow' AND parent_id IS NULL")).scalars()
         )
     assert [statuses_of(database, start) for start in ids] == [["started", "cancelled"]]
+
+
+async def until_a_backend_waits_to_lock(watcher: psycopg.Connection[tuple[object, ...]], table: str) -> None:
+    """Return once some backend waits for a lock on `table` (an ungranted pg_locks row); fail after DEADLINE."""
+    deadline = time.monotonic() + DEADLINE
+    while True:
+        row = watcher.execute(
+            "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE relation = %s::regclass AND NOT granted)", (table,)
+        ).fetchone()
+        if row is not None and row[0]:
+            return
+        assert time.monotonic() < deadline, f"no backend waited for a lock on {table} within {DEADLINE}s"
+        await asyncio.sleep(0.01)
+
+
+async def until_true(condition: Callable[[], bool]) -> None:
+    """Return once `condition()` holds, letting the loop run meanwhile; fail after DEADLINE."""
+    deadline = time.monotonic() + DEADLINE
+    while not condition():
+        assert time.monotonic() < deadline, f"not true within {DEADLINE}s"
+        await asyncio.sleep(0.01)
+
+
+def appending_in_a_task_of_its_own(caller: asyncio.Task[None]) -> bool:
+    """Whether another task than `caller` runs AsyncToolCallLog's completion append (a shielded one)."""
+    return any(
+        other is not caller and getattr(other.get_coro(), "__qualname__", "").endswith("._append_completion")
+        for other in asyncio.all_tasks()
+    )
+
+
+async def test_a_cancellation_while_the_success_row_is_written_still_records_it(
+    log: AsyncToolCallLog, database: Database, migrated_database_url: str
+) -> None:
+    """The tool ran: a cancellation that arrives while its `succeeded` row waits for a lock must not lose that row."""
+    ids: list[uuid.UUID] = []
+    locker = psycopg.connect(migrated_database_url)
+    try:
+
+        async def transfer() -> None:
+            async with log.record("transfer", {"usd": 10}) as call:
+                ids.append(call.id)
+                # Held until the test releases it: the completion's INSERT waits behind it.
+                locker.execute("LOCK TABLE tool_calls IN SHARE MODE")
+                call.succeed({"tx": "0xabc"})
+
+        task = asyncio.create_task(transfer())
+        await until_a_backend_waits_to_lock(locker, "tool_calls")
+        task.cancel()
+        # An unshielded append is cancelled in the server while the lock is still held, and the task ends;
+        # a shielded one runs in a task of its own that the cancellation cannot reach.
+        await until_true(lambda: task.done() or appending_in_a_task_of_its_own(task))
+        locker.rollback()  # releases the lock: a shielded append can now commit
+        await asyncio.wait({task}, timeout=DEADLINE)
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    finally:
+        locker.close()
+    assert statuses_of(database, ids[0]) == ["started", "succeeded"]
+    assert outcome_of(database, ids[0])["output"] == {"tx": "0xabc"}
 
 
 @pytest.fixture

@@ -11,8 +11,9 @@ Everything but the sending is the sync module's (jarvis.db.audit.tool_calls, .pl
 .append): the rows, their checks, the append's statements and retries, how a refusal is
 named. The start row commits before the body (or the decorated coroutine) runs; the
 outcome after it finished. A cancelled task (`asyncio.CancelledError`, `asyncio.timeout`,
-an anyio cancel scope) gets a `cancelled` outcome, written in a shielded task so the
-cancellation cannot also cancel its record (`despite_cancellation`), and is re-raised.
+an anyio cancel scope) gets a `cancelled` outcome; every outcome row record() writes
+(`succeeded` too) is written in a shielded task so the cancellation cannot also cancel its
+record (`despite_cancellation`), and the cancellation is re-raised once the row committed.
 """
 
 from __future__ import annotations
@@ -103,20 +104,17 @@ async def despite_cancellation(work: Coroutine[Any, Any, R]) -> R:
     """
     task = asyncio.ensure_future(work)
     cancelled = False
-    while True:
+    while not task.done():
         try:
-            result = await asyncio.shield(task)
+            await asyncio.shield(task)
         except asyncio.CancelledError:
-            if task.done() and not task.cancelled():
-                result = task.result()  # may raise the work's own error
-            elif not task.done():
-                cancelled = True
-                continue
-            else:
+            if task.cancelled():
                 raise
-        if cancelled:
-            raise asyncio.CancelledError
-        return result
+            cancelled = True  # ours, even if `work` finished before this task resumed: raised below
+    result = task.result()  # may raise the work's own error
+    if cancelled:
+        raise asyncio.CancelledError
+    return result
 
 
 async def announce(listeners: Sequence[AsyncAuditListener], event: AuditEvent) -> None:
@@ -193,7 +191,10 @@ class AsyncToolCallLog:
                 self._append_completion(call.start, completion_row(call.start, status, None, error))
             )
             raise
-        await self._append_completion(call.start, completion_row(call.start, "succeeded", call.output, None))
+        # The tool ran: a cancellation while its `succeeded` row is written must not lose that row.
+        await despite_cancellation(
+            self._append_completion(call.start, completion_row(call.start, "succeeded", call.output, None))
+        )
 
     async def _cancel_if_landed(self, start: ToolCallStart, interruption: BaseException) -> None:
         if await self.database.read_one(LANDED_SQL, (start.id,)) is not None:
