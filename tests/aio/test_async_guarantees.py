@@ -17,6 +17,7 @@ from sqlalchemy import text
 from jarvis.config import Settings, load_settings
 from jarvis.db import Database, PoolExhaustedError
 from jarvis.db.aio import AsyncDatabase, AsyncPlanningLog, AsyncToolCallLog, open_async_database
+from jarvis.db.aio.audit import despite_cancellation
 from jarvis_testkit.trail import seal_and_verify
 
 pytestmark = pytest.mark.anyio
@@ -222,6 +223,20 @@ async def test_a_cancellation_while_the_success_row_is_written_still_records_it(
         locker.close()
     assert statuses_of(database, ids[0]) == ["started", "succeeded"]
     assert outcome_of(database, ids[0])["output"] == {"tx": "0xabc"}
+
+
+async def test_a_cancellation_that_arrives_as_the_shielded_write_finishes_is_still_raised() -> None:
+    """The write finished and the cancellation came before the task resumed: the row's result must not hide it."""
+    outer: list[asyncio.Task[int]] = []
+
+    async def write_that_ends_as_its_caller_is_cancelled() -> int:
+        await asyncio.sleep(0)
+        outer[0].cancel()  # in the same step that ends this work
+        return 1
+
+    outer.append(asyncio.create_task(despite_cancellation(write_that_ends_as_its_caller_is_cancelled())))
+    with pytest.raises(asyncio.CancelledError):
+        await outer[0]
 
 
 @pytest.fixture
