@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import psycopg
 
 from jarvis.db import Database
@@ -56,3 +58,37 @@ def test_sealing_reads_and_empties_the_queue_without_scanning_its_dead_rows(
         app.commit()
     assert linked == (40,)
     assert counters == (0, 1, 40)
+
+
+def test_a_seal_starts_reading_the_queue_after_what_earlier_seals_emptied(
+    isolated_database: Database, isolated_database_url: str
+) -> None:
+    """Dead entries of earlier seals are not even visited: a seal reads from the transaction where the last one
+    stopped, so its cost does not depend on how far autovacuum is behind (here: switched off)."""
+    with psycopg.connect(isolated_database_url, autocommit=True) as owner:
+        owner.execute("ALTER TABLE public.audit_pending SET (autovacuum_enabled = false)")
+        log = ToolCallLog(isolated_database)
+        for n in range(300):  # 600 queue entries, sealed: 600 dead entries in the queue's heap and index
+            with log.record("probe", {"n": n}) as call:
+                call.succeed(None)
+        newest = owner.execute("SELECT max(queued_by) FROM public.audit_pending").fetchone()
+        # The start can only pass transactions that have ended: a writer still running anywhere on the server
+        # (another test's) holds it back. Seal until it has passed ours, within a deadline.
+        deadline = time.monotonic() + 120
+        while True:
+            seal(isolated_database)
+            passed = owner.execute("SELECT queue_scan_from > %s FROM public.audit_seal_head", newest).fetchone()
+            if passed == (True,) or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        assert passed == (True,), "the seal's starting point never passed the entries it sealed"
+    with log.record("probe", {"n": "last"}) as call:
+        call.succeed(None)
+    with tamper.as_app_role(isolated_database_url, autocommit=False) as app:  # a new session: fresh counters
+        linked = app.execute("SELECT linked FROM public.jarvis_seal(5000)").fetchone()
+        (index_entries_read,) = app.execute(  # this transaction's idx_tup_read
+            "SELECT pg_stat_get_xact_tuples_returned('public.ix_audit_pending_queued_by'::regclass)"
+        ).fetchone() or (None,)
+        app.commit()
+    assert linked == (2,)
+    assert index_entries_read is not None and index_entries_read <= 10, index_entries_read

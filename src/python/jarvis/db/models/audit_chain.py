@@ -27,6 +27,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     func,
+    text,
     true,
 )
 from sqlalchemy.orm import Mapped, mapped_column
@@ -59,13 +60,15 @@ class AuditPending(Base):
     __tablename__ = "audit_pending"
     __table_args__ = (
         CheckConstraint(_TABLE_CHECK, name="table_name"),
-        # The sealer's order: a seal reads its batch from this index and stops (migration 0007).
-        Index("ix_audit_pending_queued_at", "queued_at", "table_name", "row_id"),
+        # The sealer's order: a seal reads its batch from this index, from where the last one stopped (0007).
+        Index("ix_audit_pending_queued_by", "queued_by", "table_name", "row_id"),
     )
 
     table_name: Mapped[str] = mapped_column(Text, primary_key=True)
     row_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
     queued_at: Mapped[datetime] = mapped_column(server_default=func.clock_timestamp())
+    queued_by: Mapped[int] = mapped_column(BigInteger, server_default=text("(pg_current_xact_id())::text::bigint"))
+    """The queueing transaction's id, in 64 bits."""
 
 
 class AuditSealHead(Base):
@@ -77,3 +80,5 @@ class AuditSealHead(Base):
     one: Mapped[bool] = mapped_column(Boolean, primary_key=True, server_default=true())
     seq: Mapped[int] = mapped_column(BigInteger)
     chain_hash: Mapped[bytes] = mapped_column(LargeBinary)
+    queue_scan_from: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    """The sealer reads queue entries of this transaction id and later: everything below is sealed (0007)."""

@@ -13,8 +13,12 @@
   nothing. A guard without a latest start (cycles from before this migration), or one naming
   a row that is not this agent's start row, falls back to the full check of 0003.
 - The sealing queue is filled by a row-level `AFTER INSERT` trigger (cheaper per append than
-  a statement trigger with a transition table), and read by the sealer in the order of one
-  index, `(queued_at, table_name, row_id)`, so a seal reads its batch and stops.
+  a statement trigger with a transition table). Each entry records the transaction that
+  queued it (`queued_by`); the sealer reads entries in the order of one index,
+  `(queued_by, table_name, row_id)`, from where the last seal stopped (`audit_seal_head.
+  queue_scan_from`: every transaction below it had ended and its entries were sealed), so a
+  seal reads its batch and stops, and never visits the dead entries of earlier seals, however
+  far autovacuum is behind.
 - `jarvis_seal()` hashes a batch in one statement (the row's encoding-2 text rendered per
   table, without a function call per row), links it in a loop over arrays, and writes the
   links and removes the queue entries with one statement each. It still locks
@@ -163,6 +167,10 @@ END $$"""
 
 CHAINED_TABLES = ("planning_cycles", "tool_calls", "decision_log", "schema_changes")
 
+QUEUED_BY = "(pg_catalog.pg_current_xact_id())::text::bigint"
+"""The queueing transaction's id (64 bits, never wraps): the sealer reads entries in this order, from where the last
+seal left off, so the dead entries of earlier seals are never visited, whether or not autovacuum has removed them."""
+
 COLUMNS: dict[str, tuple[tuple[str, str, bool], ...]] = {
     "planning_cycles": (
         ("id", "uuid", True),
@@ -271,25 +279,32 @@ DECLARE
   links bytea[] := '{{}}';
   entries tid[] := '{{}}';
   as_migrated boolean;
+  scan_from bigint;
+  finished_below bigint;
+  last_queued_by bigint;
 BEGIN
   -- One sealer at a time. FOR UPDATE needs UPDATE on audit_seal_head, which only this function's owner has.
-  SELECT h.seq, h.chain_hash INTO s, prev FROM public.audit_seal_head h FOR UPDATE;{COLUMNS_AS_MIGRATED}
+  SELECT h.seq, h.chain_hash, h.queue_scan_from INTO s, prev, scan_from FROM public.audit_seal_head h FOR UPDATE;
+  -- Every transaction below this one had ended when the batch below was read: their entries were all visible.
+  finished_below := pg_catalog.pg_snapshot_xmin(pg_catalog.pg_current_snapshot())::text::bigint;{COLUMNS_AS_MIGRATED}
   FOR r IN
     WITH batch AS MATERIALIZED (
       -- The oldest queue entries whose rows exist, read in the queue index's order: entries whose row is
       -- gone yield nothing here, so they never fill a batch (they stay queued and verify names them).
-      SELECT p.ctid AS entry, p.table_name AS t, p.row_id AS id, h.at, h.o, h.content
+      SELECT p.ctid AS entry, p.queued_by, p.table_name AS t, p.row_id AS id, h.at, h.o, h.content
         FROM public.audit_pending p
        CROSS JOIN LATERAL ({' UNION ALL '.join(_hashed(table, order) for order, table in enumerate(CHAINED_TABLES))}) h
-       ORDER BY p.queued_at, p.table_name, p.row_id LIMIT max_rows
+       WHERE p.queued_by >= scan_from
+       ORDER BY p.queued_by, p.table_name, p.row_id LIMIT max_rows
     ), one_each AS (  -- two rows sharing an id (only a superuser can make them) are linked once
       SELECT DISTINCT ON (b.t, b.id) b.* FROM batch b ORDER BY b.t, b.id
     )
-    SELECT o.entry, o.t, o.id, o.content,
+    SELECT o.entry, o.queued_by, o.t, o.id, o.content,
            EXISTS (SELECT 1 FROM public.audit_chain c WHERE c.table_name = o.t AND c.row_id = o.id) AS linked_before
       FROM one_each o ORDER BY o.at, o.o, o.id
   LOOP
     entries := pg_catalog.array_append(entries, r.entry);
+    last_queued_by := GREATEST(last_queued_by, r.queued_by);
     CONTINUE WHEN r.linked_before;  -- a row queued twice (by hand) is linked once
     n := n + 1;
     prev := pg_catalog.sha256(prev || pg_catalog.int8send(s + n) || pg_catalog.convert_to(r.t, 'UTF8')
@@ -307,7 +322,11 @@ BEGIN
   -- rows). A position cannot be reused meanwhile: this statement's snapshot keeps the entries from vacuum.
   DELETE FROM public.audit_pending p WHERE p.ctid = ANY (entries);
   s := s + n;
-  UPDATE public.audit_seal_head SET seq = s, chain_hash = prev;
+  -- Where the next seal starts reading: every entry below is sealed, or its row is gone (verify names those).
+  -- The batch read the lowest transaction ids first, so a full batch may have left entries of the last one it
+  -- read, never of an earlier one; transactions below finished_below had all ended, their entries all visible.
+  UPDATE public.audit_seal_head
+     SET seq = s, chain_hash = prev, queue_scan_from = GREATEST(scan_from, LEAST(finished_below, last_queued_by));
   RETURN QUERY SELECT n, s, prev, pg_catalog.now();
 END $$"""
 
@@ -494,7 +513,9 @@ def upgrade() -> None:
             "FOR EACH ROW EXECUTE FUNCTION public.jarvis_queue_for_sealing()"
         )
     op.execute("DROP INDEX public.ix_audit_pending_queued_at")
-    op.execute("CREATE INDEX ix_audit_pending_queued_at ON public.audit_pending (queued_at, table_name, row_id)")
+    op.execute("ALTER TABLE public.audit_pending ADD COLUMN queued_by bigint NOT NULL " f"DEFAULT {QUEUED_BY}")
+    op.execute("CREATE INDEX ix_audit_pending_queued_by ON public.audit_pending (queued_by, table_name, row_id)")
+    op.execute("ALTER TABLE public.audit_seal_head ADD COLUMN queue_scan_from bigint NOT NULL DEFAULT 0")
     op.execute(SEAL)
     op.execute("DROP INDEX public.ix_tool_calls_created_at")
     op.execute("ALTER INDEX public.pk_audit_chain SET (fillfactor = 100)")
@@ -504,7 +525,8 @@ def downgrade() -> None:
     op.execute("ALTER INDEX public.pk_audit_chain RESET (fillfactor)")
     op.execute("CREATE INDEX ix_tool_calls_created_at ON public.tool_calls (created_at)")
     op.execute(OLD_SEAL)
-    op.execute("DROP INDEX public.ix_audit_pending_queued_at")
+    op.execute("ALTER TABLE public.audit_seal_head DROP COLUMN queue_scan_from")
+    op.execute("ALTER TABLE public.audit_pending DROP COLUMN queued_by")  # its index goes with it
     op.execute("CREATE INDEX ix_audit_pending_queued_at ON public.audit_pending (queued_at, row_id)")
     for table in CHAINED_TABLES:
         op.execute(f"DROP TRIGGER {table}_queue_for_sealing ON public.{table}")
