@@ -107,6 +107,20 @@ def test_a_row_forged_with_the_triggers_off_is_found_incrementally_by_counting(
     assert "not in the chain" in str(report.problems[0])
 
 
+def test_a_forged_row_hidden_behind_a_linked_row_queued_again_is_found_incrementally(
+    isolated_database: Database, trail: Trail, witnessed: Settings
+) -> None:
+    """Queuing an already-linked row by hand would balance the counts; it counts as no queued row, and is named."""
+    seal_and_sign(isolated_database, witnessed)
+    forged = tamper.forge_tool_call(trail.url, created_at_sql="now() - interval '1 day'")
+    tamper.queue_by_hand(trail.url, "tool_calls", trail.starts[0])
+
+    report = verify_trail(isolated_database, witnessed, incremental=True)
+
+    assert not report.ok and forged in named(report), report.summary()
+    assert any(p.row_id == trail.starts[0] and "queued twice" in p.reason for p in report.problems), report.problems
+
+
 def test_a_rewritten_chain_contradicts_its_checkpoint_incrementally_and_in_full(
     isolated_database: Database, trail: Trail, witnessed: Settings
 ) -> None:

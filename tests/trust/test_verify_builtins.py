@@ -134,3 +134,63 @@ def test_a_link_naming_a_table_that_is_not_chained_is_named(isolated_database: D
     assert any(
         p.table == "secrets" and p.row_id == trail.decision and "deleted" in p.reason for p in report.problems
     ), problems(report)
+
+
+def test_json_output_function_repointed_is_named(isolated_database: Database, trail: Trail) -> None:
+    """`UPDATE pg_type SET typoutput`: verify prints every text value through json's output function.
+
+    `textout` prints json's text unchanged, so nothing else is wrong; a function of the attacker's
+    (native code, /tmp/attack/lie.c) prints an edited value as the original, which this check names.
+    """
+    with psycopg.connect(trail.url, autocommit=True) as conn:
+        conn.execute(
+            "UPDATE pg_catalog.pg_type SET typoutput = 'pg_catalog.textout'::regproc WHERE oid = 'json'::regtype"
+        )
+    try:
+        report = without_traceback(lambda: verify(isolated_database))
+
+        assert not report.ok, f"json's output function was re-pointed, yet verify says {report.summary()}"
+        assert any("type json" in text and "output function is textout" in text for text in problems(report)), problems(
+            report
+        )
+    finally:
+        with psycopg.connect(trail.url, autocommit=True) as conn:
+            conn.execute(
+                "UPDATE pg_catalog.pg_type SET typoutput = 'pg_catalog.json_out'::regproc WHERE oid = 'json'::regtype"
+            )
+
+
+def test_a_c_function_created_by_a_superuser_is_named(isolated_database: Database, trail: Trail) -> None:
+    """Native code needs no compiler: any symbol of an installed library can be declared as a function."""
+    with psycopg.connect(trail.url, autocommit=True) as conn:
+        conn.execute("CREATE SCHEMA native")
+        conn.execute(
+            "CREATE FUNCTION native.handler() RETURNS language_handler LANGUAGE C "
+            "AS '$libdir/plpgsql', 'plpgsql_call_handler'"
+        )
+    try:
+        report = without_traceback(lambda: verify(isolated_database))
+
+        assert not report.ok, f"a C function was created, yet verify says {report.summary()}"
+        assert any("function handler" in text and "native code" in text for text in problems(report)), problems(report)
+    finally:
+        with psycopg.connect(trail.url, autocommit=True) as conn:
+            conn.execute("DROP SCHEMA native CASCADE")
+
+
+def test_a_preload_library_set_for_the_database_is_named(isolated_database: Database, trail: Trail) -> None:
+    """`ALTER DATABASE ... SET session_preload_libraries` loads a library into every new session."""
+    with psycopg.connect(trail.url, autocommit=True) as conn:
+        name = conn.execute("SELECT current_database()").fetchone()
+        assert name is not None
+        conn.execute(f"ALTER DATABASE \"{name[0]}\" SET session_preload_libraries = 'plpgsql'")
+    try:
+        report = without_traceback(lambda: verify(isolated_database))
+
+        assert not report.ok, f"a preload library is set, yet verify says {report.summary()}"
+        assert any(
+            "setting session_preload_libraries" in text and "plpgsql" in text for text in problems(report)
+        ), problems(report)
+    finally:
+        with psycopg.connect(trail.url, autocommit=True) as conn:
+            conn.execute(f'ALTER DATABASE "{name[0]}" RESET session_preload_libraries')

@@ -2,7 +2,8 @@
 
 Read-only, in one REPEATABLE READ READ ONLY snapshot (`chain.verifying_snapshot`): rows `FROM ONLY`,
 row security off, a search path without `public`. The catalog is checked first, and so are the
-built-in functions and operators the bulk checks call (`verify_sql.builtin_problems`); then
+built-in functions, operators and types the bulk checks use and any native code a superuser
+loaded (`verify_sql.builtin_problems`); then
 PostgreSQL renders, hashes and compares every row and link and returns only what disagrees
 (`verify_sql`), and Python names it.
 
@@ -161,8 +162,9 @@ def verify(
             planned(2 * total)
         done = 0
         pending = _pending(raw)
+        requeued = _queued_but_linked(raw)
         for table in CHAINED_TABLES:
-            queued = pending.get(table, set())
+            queued = pending.get(table, set()) - requeued.get(table, {}).keys()
             rows = _rows_in(raw, table)
             linked = links.get(table, 0) if start is None else _links_of(raw, table)
             # Incremental: a table whose rows do not add up to its links and queue entries is read in full.
@@ -183,7 +185,7 @@ def verify(
         _check_cut(run, trusted)
         _check_seal_head(run)
         report.problems.extend(run.unchained)
-        _check_queue(run, pending)
+        _check_queue(run, pending, requeued)
         report.pending = sum(len(ids) for ids in pending.values())
     return report
 
@@ -226,6 +228,21 @@ def _pending(raw: Any) -> dict[str, set[uuid.UUID]]:
     for table, row_id in raw.execute("SELECT p.table_name, p.row_id FROM ONLY public.audit_pending p"):
         queued.setdefault(table, set()).add(row_id)
     return queued
+
+
+def _queued_but_linked(raw: Any) -> dict[str, dict[uuid.UUID, int]]:
+    """Queue entries whose row is already in the chain: {table: {row id: its chain position}}.
+
+    The sealer deletes an entry in the transaction that links its row, so in one snapshot no row is
+    both; only a superuser queuing by hand makes one, e.g. to balance an incremental verify's counts.
+    """
+    found: dict[str, dict[uuid.UUID, int]] = {}
+    for table, row_id, seq in raw.execute(
+        "SELECT p.table_name, p.row_id, l.seq FROM ONLY public.audit_pending p "
+        "JOIN ONLY public.audit_chain l ON l.table_name = p.table_name AND l.row_id = p.row_id"
+    ):
+        found.setdefault(table, {})[row_id] = int(seq)
+    return found
 
 
 def _rows_in(raw: Any, table: str) -> int | None:
@@ -512,8 +529,18 @@ def _check_seal_head(run: _Run) -> None:
         )
 
 
-def _check_queue(run: _Run, pending: dict[str, set[uuid.UUID]]) -> None:
-    """Queue entries whose row is gone (deleted before it was sealed)."""
+def _check_queue(run: _Run, pending: dict[str, set[uuid.UUID]], requeued: dict[str, dict[uuid.UUID, int]]) -> None:
+    """Queue entries whose row is gone (deleted before it was sealed) or already linked (queued twice)."""
+    for table, linked in sorted(requeued.items()):
+        for row_id, seq in sorted(linked.items(), key=lambda item: item[1]):
+            run.report.problems.append(
+                Problem(
+                    table,
+                    row_id,
+                    seq,
+                    "queued twice: the row is already in the chain (only a superuser can queue a row by hand)",
+                )
+            )
     for table in CHAINED_TABLES:
         if not pending.get(table):
             continue

@@ -7,12 +7,17 @@ the verifier's code, from the row's own columns, hashed with PostgreSQL's `sha25
 with the link's `row_hash` in the same query. Chain links are recomputed the same way, each from
 its stored predecessor. Only rows and links that do not match come back.
 
-That trusts PostgreSQL's built-in functions and operators, which a superuser can redefine in
-place (`CREATE OR REPLACE FUNCTION pg_catalog.sha256 ...` keeps the built-in's OID, and the
-planner inlines an SQL body), or re-point (`pg_operator.oprcode`). `builtin_problems` therefore
-checks, in Python and without trusting any operator, every function and operator these queries
-call: each must still be PostgreSQL's own compiled function. Built-ins are dispatched by OID to
-compiled code, so an edited `prosrc` of an internal function never runs.
+That trusts PostgreSQL's built-in functions, operators and types, which a superuser can redefine
+in place (`CREATE OR REPLACE FUNCTION pg_catalog.sha256 ...` keeps the built-in's OID, and the
+planner inlines an SQL body), re-point (`pg_operator.oprcode`; `pg_type.typoutput`, which
+`to_json` and `concat` print values with) or rename. `builtin_problems` therefore checks, in
+Python and without trusting any operator, every function, operator and type these queries use:
+each must still be PostgreSQL's own compiled function at the OID PostgreSQL compiled it under.
+Built-ins are dispatched by OID to compiled code, so an edited `prosrc` of an internal function
+never runs. What no check inside the server can rule out is native code a superuser loaded into
+it (a C function, a preload library): it can make any answer lie, this check's too. Such code
+is named where the catalog shows it; the defence against it is outside PostgreSQL (signed
+checkpoints, and a bundle exported earlier and verified offline).
 
 A table whose columns are not the ones the models declare (a column added, dropped or retyped)
 is rendered with `public.jarvis_canonical(to_jsonb(row))` instead: every column, whatever its type,
@@ -21,6 +26,7 @@ exactly as the sealer rendered it (slower, and the catalog check compares that f
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy.dialects import postgresql
@@ -29,80 +35,160 @@ from jarvis.db.base import Base
 
 INTERNAL_LANGUAGE = 12
 """pg_language's OID of `internal`: PostgreSQL's compiled functions (fixed since forever)."""
+C_LANGUAGE = 13
+SQL_LANGUAGE = 14
 FIRST_USER_OID = 16384
 """Objects PostgreSQL creates have OIDs below this; anything a user creates, at or above."""
+PG_CATALOG_NAMESPACE = 11
+"""pg_namespace's OID of pg_catalog (fixed)."""
 
 TYPE_OIDS = {"uuid": 2950, "text": 25, "jsonb": 3802, "integer": 23, "bigint": 20, "timestamp with time zone": 1184}
 """The built-in types of the audit columns, by their fixed OIDs (compared without calling any function)."""
 
-RELIED_ON_FUNCTIONS = (
-    "pg_catalog.sha256(bytea)",
-    "pg_catalog.convert_to(text, name)",
-    "pg_catalog.to_json(anyelement)",
-    "pg_catalog.jsonb_typeof(jsonb)",
-    'pg_catalog.concat("any")',
-    "pg_catalog.substr(text, integer)",
-    "pg_catalog.date_part(text, timestamp with time zone)",
-    "pg_catalog.width_bucket(anycompatible, anycompatiblearray)",
-    "pg_catalog.lag(anycompatible, integer, anycompatible)",
-    "pg_catalog.int8send(bigint)",
-    "pg_catalog.uuid_send(uuid)",
-    "pg_catalog.lpad(text, integer, text)",
-    "pg_catalog.to_hex(bigint)",
-    "pg_catalog.count()",
-    "pg_catalog.pg_export_snapshot()",
-)
-"""Every function the queries below call (and `public.jarvis_serial_uuid`'s body calls)."""
+RELIED_ON_FUNCTIONS = {
+    "pg_catalog.sha256(bytea)": 3420,
+    "pg_catalog.convert_to(text, name)": 1717,
+    "pg_catalog.to_json(anyelement)": 3176,
+    "pg_catalog.jsonb_typeof(jsonb)": 3210,
+    'pg_catalog.concat("any")': 3058,
+    "pg_catalog.substr(text, integer)": 883,
+    "pg_catalog.date_part(text, timestamp with time zone)": 1171,
+    "pg_catalog.width_bucket(anycompatible, anycompatiblearray)": 3218,
+    "pg_catalog.lag(anycompatible, integer, anycompatible)": 3108,
+    "pg_catalog.int8send(bigint)": 2409,
+    "pg_catalog.uuid_send(uuid)": 2962,
+    "pg_catalog.lpad(text, integer, text)": 873,
+    "pg_catalog.to_hex(bigint)": 2090,
+    "pg_catalog.count()": 2803,
+    "pg_catalog.pg_export_snapshot()": 3809,
+}
+"""Every function the queries below call (and `public.jarvis_serial_uuid`'s body calls), with the OID
+PostgreSQL compiled it under: a name resolves to that OID unless someone renamed or shadowed one."""
 
 RELIED_ON_OPERATORS = {
-    ("=", "bytea", "bytea"): "byteaeq",
-    ("<>", "bytea", "bytea"): "byteane",
-    ("||", "bytea", "bytea"): "byteacat",
-    ("||", "text", "text"): "textcat",
-    ("=", "text", "text"): "texteq",
-    ("<>", "text", "text"): "textne",
-    ("=", "uuid", "uuid"): "uuid_eq",
-    ("=", "bigint", "bigint"): "int8eq",
-    ("<>", "bigint", "bigint"): "int8ne",
-    (">", "bigint", "bigint"): "int8gt",
-    ("<=", "bigint", "bigint"): "int8le",
-    ("+", "bigint", "bigint"): "int8pl",
-    ("-", "bigint", "bigint"): "int8mi",
-    ("<>", "smallint", "smallint"): "int2ne",
-    (">", "smallint", "smallint"): "int2gt",
-    ("=", "oid", "oid"): "oideq",
-    ("+", "integer", "integer"): "int4pl",
-    ("<=", "integer", "integer"): "int4le",
-    (">=", "integer", "integer"): "int4ge",
-    ("<", "double precision", "double precision"): "float8lt",
-    (">", "double precision", "double precision"): "float8gt",
-    ("<>", "double precision", "double precision"): "float8ne",
-    (">=", "timestamp with time zone", "timestamp with time zone"): "timestamptz_ge",
-    ("<", "timestamp with time zone", "timestamp with time zone"): "timestamptz_lt",
+    ("=", "bytea", "bytea"): ("byteaeq", 1948),
+    ("<>", "bytea", "bytea"): ("byteane", 1953),
+    ("||", "bytea", "bytea"): ("byteacat", 2011),
+    ("||", "text", "text"): ("textcat", 1258),
+    ("=", "text", "text"): ("texteq", 67),
+    ("<>", "text", "text"): ("textne", 157),
+    ("=", "uuid", "uuid"): ("uuid_eq", 2956),
+    ("=", "bigint", "bigint"): ("int8eq", 467),
+    ("<>", "bigint", "bigint"): ("int8ne", 468),
+    (">", "bigint", "bigint"): ("int8gt", 470),
+    ("<=", "bigint", "bigint"): ("int8le", 471),
+    ("+", "bigint", "bigint"): ("int8pl", 463),
+    ("-", "bigint", "bigint"): ("int8mi", 464),
+    ("<>", "smallint", "smallint"): ("int2ne", 145),
+    (">", "smallint", "smallint"): ("int2gt", 146),
+    ("=", "oid", "oid"): ("oideq", 184),
+    ("+", "integer", "integer"): ("int4pl", 177),
+    ("<=", "integer", "integer"): ("int4le", 149),
+    (">=", "integer", "integer"): ("int4ge", 150),
+    ("<", "double precision", "double precision"): ("float8lt", 295),
+    (">", "double precision", "double precision"): ("float8gt", 297),
+    ("<>", "double precision", "double precision"): ("float8ne", 294),
+    (">=", "timestamp with time zone", "timestamp with time zone"): ("timestamptz_ge", 1156),
+    ("<", "timestamp with time zone", "timestamp with time zone"): ("timestamptz_lt", 1154),
 }
-"""Every operator the queries below use, with the built-in function that must implement it."""
+"""Every operator the queries below use, with the built-in function (name, compiled OID) that must implement it."""
+
+_ARRAY_IO = ((750, "array_in"), (751, "array_out"), (2400, "array_recv"), (2401, "array_send"))
+
+RELIED_ON_TYPES: dict[int, tuple[str, tuple[tuple[int, str], ...]]] = {
+    16: ("boolean", ((1242, "boolin"), (1243, "boolout"), (2436, "boolrecv"), (2437, "boolsend"))),
+    17: ("bytea", ((1244, "byteain"), (31, "byteaout"), (2412, "bytearecv"), (2413, "byteasend"))),
+    18: ('"char"', ((1245, "charin"), (33, "charout"), (2434, "charrecv"), (2435, "charsend"))),
+    19: ("name", ((34, "namein"), (35, "nameout"), (2422, "namerecv"), (2423, "namesend"))),
+    20: ("bigint", ((460, "int8in"), (461, "int8out"), (2408, "int8recv"), (2409, "int8send"))),
+    21: ("smallint", ((38, "int2in"), (39, "int2out"), (2404, "int2recv"), (2405, "int2send"))),
+    23: ("integer", ((42, "int4in"), (43, "int4out"), (2406, "int4recv"), (2407, "int4send"))),
+    24: ("regproc", ((44, "regprocin"), (45, "regprocout"), (2444, "regprocrecv"), (2445, "regprocsend"))),
+    25: ("text", ((46, "textin"), (47, "textout"), (2414, "textrecv"), (2415, "textsend"))),
+    26: ("oid", ((1798, "oidin"), (1799, "oidout"), (2418, "oidrecv"), (2419, "oidsend"))),
+    114: ("json", ((321, "json_in"), (322, "json_out"), (323, "json_recv"), (324, "json_send"))),
+    700: ("real", ((200, "float4in"), (201, "float4out"), (2424, "float4recv"), (2425, "float4send"))),
+    701: ("double precision", ((214, "float8in"), (215, "float8out"), (2426, "float8recv"), (2427, "float8send"))),
+    705: ("unknown", ((109, "unknownin"), (110, "unknownout"), (2416, "unknownrecv"), (2417, "unknownsend"))),
+    1009: ("text[]", _ARRAY_IO),
+    1016: ("bigint[]", _ARRAY_IO),
+    1022: ("double precision[]", _ARRAY_IO),
+    1043: (
+        "character varying",
+        ((1046, "varcharin"), (1047, "varcharout"), (2432, "varcharrecv"), (2433, "varcharsend")),
+    ),
+    1114: (
+        "timestamp without time zone",
+        ((1312, "timestamp_in"), (1313, "timestamp_out"), (2474, "timestamp_recv"), (2475, "timestamp_send")),
+    ),
+    1184: (
+        "timestamp with time zone",
+        ((1150, "timestamptz_in"), (1151, "timestamptz_out"), (2476, "timestamptz_recv"), (2477, "timestamptz_send")),
+    ),
+    1700: ("numeric", ((1701, "numeric_in"), (1702, "numeric_out"), (2460, "numeric_recv"), (2461, "numeric_send"))),
+    2202: (
+        "regprocedure",
+        ((2212, "regprocedurein"), (2213, "regprocedureout"), (2446, "regprocedurerecv"), (2447, "regproceduresend")),
+    ),
+    2205: ("regclass", ((2218, "regclassin"), (2219, "regclassout"), (2452, "regclassrecv"), (2453, "regclasssend"))),
+    2206: ("regtype", ((2220, "regtypein"), (2221, "regtypeout"), (2454, "regtyperecv"), (2455, "regtypesend"))),
+    2275: ("cstring", ((2292, "cstring_in"), (2293, "cstring_out"), (2500, "cstring_recv"), (2501, "cstring_send"))),
+    2950: ("uuid", ((2952, "uuid_in"), (2953, "uuid_out"), (2961, "uuid_recv"), (2962, "uuid_send"))),
+    2951: ("uuid[]", _ARRAY_IO),
+    3802: ("jsonb", ((3806, "jsonb_in"), (3804, "jsonb_out"), (3805, "jsonb_recv"), (3803, "jsonb_send"))),
+}
+"""Every type the queries, their parameters, their results and the canonical rendering pass through
+(`to_json` and `concat` print values with their type's output function), by fixed OID, with the
+compiled functions (OID, name) that must be its input, output, receive and send functions."""
+
+_IO_ROLES = ("input", "output", "receive", "send")
+
+_Procs = dict[int, tuple[str, int, str | None]]
+"""pg_proc as read: {OID: (name, language OID, library file)}."""
+
+PRELOAD_SETTINGS = ("shared_preload_libraries", "session_preload_libraries", "local_preload_libraries")
+"""Settings that load native code into every session: code that can make any check in the server lie."""
 
 
 def builtin_problems(raw: Any) -> list[tuple[str, str]]:
-    """(object, what is wrong) for each function or operator above that is no longer PostgreSQL's own.
+    """(object, what is wrong) for each function, operator or type above that is no longer PostgreSQL's own,
+    and for native code a superuser can load into the server (user functions in C, preload settings).
 
-    Names are resolved by type-input casts of literals (dispatched by OID, never inlined) and every
-    comparison is made here in Python: no operator of the database decides whether operators lie.
+    Everything is compared by OID with the values PostgreSQL compiled in (a renamed function cannot
+    pass for another), catalogs are read as plain columns, and every comparison is made here in
+    Python: no operator of the database decides whether operators lie. Built-ins are dispatched by
+    OID to compiled code, so a function at its compiled OID in language `internal` runs that code.
     """
-    columns = ", ".join(f"%s::pg_catalog.regprocedure::pg_catalog.oid AS f{i}" for i in range(len(RELIED_ON_FUNCTIONS)))
-    wanted = raw.execute(f"SELECT {columns}", RELIED_ON_FUNCTIONS).fetchone()
-    procs = {
-        oid: (name, lang)
-        for oid, name, lang in raw.execute(
-            "SELECT p.oid, p.proname::pg_catalog.text, p.prolang FROM pg_catalog.pg_proc p"
+    procs: _Procs = {
+        oid: (name, lang, binary)
+        for oid, name, lang, binary in raw.execute(
+            "SELECT p.oid, p.proname::pg_catalog.text, p.prolang, p.probin FROM pg_catalog.pg_proc p"
         )
     }
+
+    def compiled(oid: int) -> bool:
+        return oid < FIRST_USER_OID and procs.get(oid, ("", -1, None))[1] == INTERNAL_LANGUAGE
+
+    def shown(oid: int) -> str:
+        return f"{procs[oid][0]} (OID {oid})" if oid in procs else f"OID {oid} (no such function)"
+
     problems: list[tuple[str, str]] = []
-    for signature, oid in zip(RELIED_ON_FUNCTIONS, wanted, strict=True):
-        if oid >= FIRST_USER_OID:
-            problems.append((f"function {signature}", "is not PostgreSQL's own (a user created it)"))
-        elif procs.get(oid, ("", INTERNAL_LANGUAGE))[1] != INTERNAL_LANGUAGE:
+    names = ", ".join(f"%s::pg_catalog.regprocedure::pg_catalog.oid AS f{i}" for i in range(len(RELIED_ON_FUNCTIONS)))
+    resolved = raw.execute(f"SELECT {names}", list(RELIED_ON_FUNCTIONS)).fetchone()
+    for (signature, expected), oid in zip(RELIED_ON_FUNCTIONS.items(), resolved, strict=True):
+        if oid != expected:
+            problems.append(
+                (f"function {signature}", f"resolves to {shown(oid)}, not PostgreSQL's own (OID {expected})")
+            )
+        elif not compiled(expected):
             problems.append((f"function {signature}", "was redefined: it is no longer PostgreSQL's compiled function"))
+    problems += _operator_problems(raw, procs, compiled)
+    problems += _type_problems(raw, compiled, shown)
+    problems += _native_code_problems(raw, procs)
+    return problems
+
+
+def _operator_problems(raw: Any, procs: _Procs, compiled: Callable[[int], bool]) -> list[tuple[str, str]]:
     types = {oid: name for name, oid in TYPE_OIDS.items()} | {
         17: "bytea",
         21: "smallint",
@@ -117,21 +203,100 @@ def builtin_problems(raw: Any) -> list[tuple[str, str]]:
         key = (name, types.get(left, ""), types.get(right, ""))
         if key in RELIED_ON_OPERATORS and namespace == PG_CATALOG_NAMESPACE:
             found.setdefault(key, []).append((oid, code))
-    for key, function in RELIED_ON_OPERATORS.items():
+    problems: list[tuple[str, str]] = []
+    for key, (function, function_oid) in RELIED_ON_OPERATORS.items():
         label = f"operator {key[0]} ({key[1]}, {key[2]})"
         implementations = found.get(key, [])
         if len(implementations) != 1:
             problems.append((label, f"exists {len(implementations)} times in pg_catalog, expected once"))
             continue
         oid, code = implementations[0]
-        name, language = procs.get(code, ("", -1))
-        if oid >= FIRST_USER_OID or code >= FIRST_USER_OID or name != function or language != INTERNAL_LANGUAGE:
-            problems.append((label, f"is implemented by {name or code}, not PostgreSQL's {function}"))
+        if oid >= FIRST_USER_OID or code != function_oid or not compiled(code):
+            name = procs.get(code, (str(code),))[0]
+            problems.append((label, f"is implemented by {name} (OID {code}), not PostgreSQL's {function}"))
     return problems
 
 
-PG_CATALOG_NAMESPACE = 11
-"""pg_namespace's OID of pg_catalog (fixed)."""
+def _type_problems(raw: Any, compiled: Callable[[int], bool], shown: Callable[[int], str]) -> list[tuple[str, str]]:
+    """Each relied-on type's input, output, receive and send function: a type whose output function a
+    superuser re-pointed (`UPDATE pg_type SET typoutput`) prints whatever that function prints."""
+    stored = {
+        oid: functions
+        for oid, *functions in raw.execute(
+            "SELECT t.oid, t.typinput::pg_catalog.oid, t.typoutput::pg_catalog.oid, "
+            "t.typreceive::pg_catalog.oid, t.typsend::pg_catalog.oid FROM pg_catalog.pg_type t "
+            "WHERE t.oid OPERATOR(pg_catalog.=) ANY(%s::pg_catalog.oid[])",
+            (list(RELIED_ON_TYPES),),
+        )
+    }
+    problems: list[tuple[str, str]] = []
+    for type_oid, (label, expected) in RELIED_ON_TYPES.items():
+        if type_oid not in stored:
+            problems.append((f"type {label}", f"is missing from pg_type (OID {type_oid})"))
+            continue
+        for role, (want, want_name), have in zip(_IO_ROLES, expected, stored[type_oid], strict=True):
+            if have != want or not compiled(have):
+                problems.append(
+                    (f"type {label}", f"{role} function is {shown(have)}, not PostgreSQL's compiled {want_name}")
+                )
+    return problems
+
+
+def _native_code_problems(raw: Any, procs: _Procs) -> list[tuple[str, str]]:
+    """Native code a superuser loaded: code that can make any check in this server, this one too, lie.
+
+    Named: a function a user created in any language but internal, sql or plpgsql (C, plperlu, ...),
+    a C function outside PostgreSQL's own library directory, and a preload setting that is not empty
+    (server-wide as far as this login may read it, and per database or role in pg_db_role_setting).
+    """
+    plpgsql = {
+        int(oid)
+        for (oid,) in raw.execute(
+            "SELECT l.oid FROM pg_catalog.pg_language l "
+            "WHERE l.lanname OPERATOR(pg_catalog.=) 'plpgsql'::pg_catalog.name"
+        )
+        if int(oid) < FIRST_USER_OID
+    }
+    trusted = {INTERNAL_LANGUAGE, SQL_LANGUAGE} | plpgsql
+    problems: list[tuple[str, str]] = []
+    for oid, (name, language, binary) in sorted(procs.items()):
+        if oid >= FIRST_USER_OID and language not in trusted:
+            problems.append(
+                (
+                    f"function {name} (OID {oid})",
+                    f"is user-created native code (language OID {language}, {binary or 'no library'}): "
+                    "it can make any check in this server lie; drop it, or verify an offline bundle",
+                )
+            )
+        elif language == C_LANGUAGE and not (binary or "").startswith("$libdir/"):
+            problems.append(
+                (
+                    f"function {name} (OID {oid})",
+                    f"runs native code from {binary!r}, outside PostgreSQL's library directory",
+                )
+            )
+    settings = list(
+        raw.execute(
+            "SELECT s.name::pg_catalog.text, s.setting::pg_catalog.text FROM pg_catalog.pg_settings s "
+            "WHERE s.name OPERATOR(pg_catalog.=) ANY(%s::pg_catalog.text[])",
+            (list(PRELOAD_SETTINGS),),
+        )
+    )
+    for name, value in settings:
+        if value:
+            problems.append((f"setting {name}", f"loads {value!r} into sessions: native code verify cannot vouch for"))
+    for database, role, config in raw.execute(
+        "SELECT s.setdatabase, s.setrole, s.setconfig::pg_catalog.text[] FROM pg_catalog.pg_db_role_setting s"
+    ):
+        for entry in config or []:
+            name, _, value = str(entry).partition("=")
+            if name.lower() in PRELOAD_SETTINGS and value:
+                where = f"database OID {database}" if database else "every database"
+                who = f"role OID {role}" if role else "every role"
+                problems.append(
+                    (f"setting {name.lower()}", f"loads {value!r} for {who} in {where} (ALTER DATABASE/ROLE ... SET)")
+                )
+    return problems
 
 
 def expected_columns(table: str) -> dict[str, str]:
