@@ -194,3 +194,25 @@ def test_a_preload_library_set_for_the_database_is_named(isolated_database: Data
     finally:
         with psycopg.connect(trail.url, autocommit=True) as conn:
             conn.execute(f'ALTER DATABASE "{name[0]}" RESET session_preload_libraries')
+
+
+def test_a_c_function_moved_outside_the_library_directory_is_named(isolated_database: Database, trail: Trail) -> None:
+    """PostgreSQL's own C functions (created by initdb, OIDs below 16384) re-pointed at another file."""
+    with psycopg.connect(trail.url, autocommit=True) as conn:
+        conn.execute(
+            "UPDATE pg_catalog.pg_proc SET probin = '/tmp/keep/dict_snowball' "
+            "WHERE oid = 'pg_catalog.dsnowball_init(internal)'::regprocedure"
+        )
+    try:
+        report = without_traceback(lambda: verify(isolated_database))
+
+        assert not report.ok, f"a C function runs code from /tmp, yet verify says {report.summary()}"
+        assert any(
+            "function dsnowball_init" in text and "/tmp/keep/dict_snowball" in text for text in problems(report)
+        ), problems(report)
+    finally:
+        with psycopg.connect(trail.url, autocommit=True) as conn:
+            conn.execute(
+                "UPDATE pg_catalog.pg_proc SET probin = '$libdir/dict_snowball' "
+                "WHERE oid = 'pg_catalog.dsnowball_init(internal)'::regprocedure"
+            )
