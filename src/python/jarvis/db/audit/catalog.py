@@ -232,7 +232,7 @@ EXPECTED_FUNCTIONS: dict[str, tuple[str, bool]] = {
     "jarvis_planning_cycles_before_insert": ("5c7b8c32e741847836990ce8e86c50581650f428dfd4fcd07afa780040a10fea", True),
     "jarvis_queue_for_sealing": ("5f3c7ba43047fed41cdfbcb4fc4b518e44081ee61f1819d24909ffc6fd472585", True),
     "jarvis_reject_mutation": ("7ddf847cbc8eb6fe5c1799266e079bf6013f10cf15f0e4afbf3190dc77d3b29e", False),
-    "jarvis_seal": ("42af20dfeda7e140fefe054c96acf0da130380f7cf440a661b956dab450c1646", True),
+    "jarvis_seal": ("e2b471e05a4ef8e78a85aec9777cec3283855d5ef005fcde1fe735d78803a32d", True),
     "jarvis_serial_uuid": ("ccda40a165b32fc8a147959ae8b7861e5303467a4ac1a1b6663739ece3d5e2d7", False),
     "jarvis_stamp_created_at": ("7e5a6b7635a71bc03c7dcaec3696c555fee901322093c70a154cb57db115d297", False),
     "jarvis_tool_calls_before_insert": ("880900bff1a9207fc230119887e5ffc0faf895711d7f87a16edfe8ce0da641e6", False),

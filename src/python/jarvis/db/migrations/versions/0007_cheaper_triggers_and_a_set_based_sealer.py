@@ -282,6 +282,7 @@ DECLARE
   scan_from bigint;
   finished_below bigint;
   last_queued_by bigint;
+  batch_size bigint := 0;
 BEGIN
   -- One sealer at a time. FOR UPDATE needs UPDATE on audit_seal_head, which only this function's owner has.
   SELECT h.seq, h.chain_hash, h.queue_scan_from INTO s, prev, scan_from FROM public.audit_seal_head h FOR UPDATE;
@@ -299,12 +300,13 @@ BEGIN
     ), one_each AS (  -- two rows sharing an id (only a superuser can make them) are linked once
       SELECT DISTINCT ON (b.t, b.id) b.* FROM batch b ORDER BY b.t, b.id
     )
-    SELECT o.entry, o.queued_by, o.t, o.id, o.content,
+    SELECT o.entry, o.queued_by, o.t, o.id, o.content, (SELECT pg_catalog.count(*) FROM batch) AS batch_size,
            EXISTS (SELECT 1 FROM public.audit_chain c WHERE c.table_name = o.t AND c.row_id = o.id) AS linked_before
       FROM one_each o ORDER BY o.at, o.o, o.id
   LOOP
     entries := pg_catalog.array_append(entries, r.entry);
     last_queued_by := GREATEST(last_queued_by, r.queued_by);
+    batch_size := r.batch_size;
     CONTINUE WHEN r.linked_before;  -- a row queued twice (by hand) is linked once
     n := n + 1;
     prev := pg_catalog.sha256(prev || pg_catalog.int8send(s + n) || pg_catalog.convert_to(r.t, 'UTF8')
@@ -323,10 +325,14 @@ BEGIN
   DELETE FROM public.audit_pending p WHERE p.ctid = ANY (entries);
   s := s + n;
   -- Where the next seal starts reading: every entry below is sealed, or its row is gone (verify names those).
-  -- The batch read the lowest transaction ids first, so a full batch may have left entries of the last one it
-  -- read, never of an earlier one; transactions below finished_below had all ended, their entries all visible.
+  -- Transactions below finished_below had all ended, so their entries were all visible to the batch: a batch
+  -- that was not full read them all. A full one read the lowest transaction ids first, so it may have left
+  -- entries of the last transaction it read, never of an earlier one.
+  IF batch_size >= max_rows THEN
+    finished_below := LEAST(finished_below, last_queued_by);
+  END IF;
   UPDATE public.audit_seal_head
-     SET seq = s, chain_hash = prev, queue_scan_from = GREATEST(scan_from, LEAST(finished_below, last_queued_by));
+     SET seq = s, chain_hash = prev, queue_scan_from = GREATEST(scan_from, finished_below);
   RETURN QUERY SELECT n, s, prev, pg_catalog.now();
 END $$"""
 
