@@ -7,7 +7,8 @@ import itertools
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
 
 import anyio
 import psycopg
@@ -21,6 +22,8 @@ from jarvis.db.aio.audit import despite_cancellation
 from jarvis_testkit.trail import seal_and_verify
 
 pytestmark = pytest.mark.anyio
+
+T = TypeVar("T")
 
 DEADLINE = 30.0
 """Seconds a condition may take on a loaded 2-core machine before the test calls it failed."""
@@ -186,12 +189,32 @@ async def until_true(condition: Callable[[], bool]) -> None:
         await asyncio.sleep(0.01)
 
 
-def appending_in_a_task_of_its_own(caller: asyncio.Task[None]) -> bool:
-    """Whether another task than `caller` runs AsyncToolCallLog's completion append (a shielded one)."""
+def appending_in_a_task_of_its_own(caller: asyncio.Task[Any], append: str) -> bool:
+    """Whether a task other than `caller` runs the coroutine named `append` (the shielded append)."""
     return any(
-        other is not caller and getattr(other.get_coro(), "__qualname__", "").endswith("._append_completion")
+        other is not caller and getattr(other.get_coro(), "__qualname__", "") == append
         for other in asyncio.all_tasks()
     )
+
+
+async def cancel_while_its_insert_waits(
+    database_url: str, table: str, append: str, work: Callable[[psycopg.Connection[Any]], Awaitable[T]]
+) -> asyncio.Task[T]:
+    """Run `work(locker)` in a task; once `work` has locked `table` (SHARE mode, on `locker`) and an INSERT
+    waits for it, cancel the task, then release the lock; return the finished task."""
+    locker = psycopg.connect(database_url)
+    try:
+        task = asyncio.create_task(work(locker))
+        await until_a_backend_waits_to_lock(locker, table)
+        task.cancel()
+        # An unshielded append is cancelled in the server while the lock is still held, and the task ends;
+        # a shielded one runs in a task of its own that the cancellation cannot reach.
+        await until_true(lambda: task.done() or appending_in_a_task_of_its_own(task, append))
+        locker.rollback()  # releases the lock: a shielded append can now commit
+        await asyncio.wait({task}, timeout=DEADLINE)
+        return task
+    finally:
+        locker.close()
 
 
 async def test_a_cancellation_while_the_success_row_is_written_still_records_it(
@@ -199,30 +222,60 @@ async def test_a_cancellation_while_the_success_row_is_written_still_records_it(
 ) -> None:
     """The tool ran: a cancellation that arrives while its `succeeded` row waits for a lock must not lose that row."""
     ids: list[uuid.UUID] = []
-    locker = psycopg.connect(migrated_database_url)
-    try:
 
-        async def transfer() -> None:
-            async with log.record("transfer", {"usd": 10}) as call:
-                ids.append(call.id)
-                # Held until the test releases it: the completion's INSERT waits behind it.
-                locker.execute("LOCK TABLE tool_calls IN SHARE MODE")
-                call.succeed({"tx": "0xabc"})
+    async def transfer(locker: psycopg.Connection[Any]) -> None:
+        async with log.record("transfer", {"usd": 10}) as call:
+            ids.append(call.id)
+            locker.execute("LOCK TABLE tool_calls IN SHARE MODE")  # the completion's INSERT waits behind it
+            call.succeed({"tx": "0xabc"})
 
-        task = asyncio.create_task(transfer())
-        await until_a_backend_waits_to_lock(locker, "tool_calls")
-        task.cancel()
-        # An unshielded append is cancelled in the server while the lock is still held, and the task ends;
-        # a shielded one runs in a task of its own that the cancellation cannot reach.
-        await until_true(lambda: task.done() or appending_in_a_task_of_its_own(task))
-        locker.rollback()  # releases the lock: a shielded append can now commit
-        await asyncio.wait({task}, timeout=DEADLINE)
-        with pytest.raises(asyncio.CancelledError):
-            await task
-    finally:
-        locker.close()
+    task = await cancel_while_its_insert_waits(
+        migrated_database_url, "tool_calls", "AsyncToolCallLog._append_completion", transfer
+    )
+    with pytest.raises(asyncio.CancelledError):
+        await task
     assert statuses_of(database, ids[0]) == ["started", "succeeded"]
     assert outcome_of(database, ids[0])["output"] == {"tx": "0xabc"}
+
+
+async def test_a_cancellation_while_record_completion_writes_still_records_it(
+    log: AsyncToolCallLog, database: Database, migrated_database_url: str
+) -> None:
+    """The two-call API keeps the same promise as record(): its outcome row survives a cancellation."""
+    start = await log.start("transfer", {"usd": 10})
+
+    async def complete(locker: psycopg.Connection[Any]) -> uuid.UUID:
+        locker.execute("LOCK TABLE tool_calls IN SHARE MODE")  # the completion's INSERT waits behind it
+        return await log.record_completion(start, "succeeded", output={"tx": "0xabc"})
+
+    task = await cancel_while_its_insert_waits(
+        migrated_database_url, "tool_calls", "AsyncToolCallLog._append_completion", complete
+    )
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert statuses_of(database, start.id) == ["started", "succeeded"]
+
+
+async def test_a_cancellation_while_a_cycle_is_closed_still_closes_it(
+    async_database: AsyncDatabase, database: Database, migrated_database_url: str
+) -> None:
+    """A cancellation that arrives while the close row waits for a lock must not leave the cycle open."""
+    planning = AsyncPlanningLog(async_database, agent=f"agent-{uuid.uuid4().hex[:8]}")
+    cycle_id = await planning.open_cycle(["pay"])
+
+    async def close(locker: psycopg.Connection[Any]) -> uuid.UUID:
+        locker.execute("LOCK TABLE planning_cycles IN SHARE MODE")  # the close row's INSERT waits behind it
+        return await planning.close_cycle(cycle_id, "succeeded", {"paid": True})
+
+    task = await cancel_while_its_insert_waits(migrated_database_url, "planning_cycles", "AsyncPlanningLog._append", close)
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert await planning.open_cycle_id() is None
+    with database.connect() as conn:
+        closes = conn.execute(
+            text("SELECT status, outcomes FROM planning_cycles WHERE parent_id = :id"), {"id": cycle_id}
+        ).all()
+    assert [tuple(row) for row in closes] == [("succeeded", {"paid": True})]
 
 
 async def test_a_cancellation_that_arrives_as_the_shielded_write_finishes_is_still_raised() -> None:

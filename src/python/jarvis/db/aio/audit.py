@@ -11,9 +11,10 @@ Everything but the sending is the sync module's (jarvis.db.audit.tool_calls, .pl
 .append): the rows, their checks, the append's statements and retries, how a refusal is
 named. The start row commits before the body (or the decorated coroutine) runs; the
 outcome after it finished. A cancelled task (`asyncio.CancelledError`, `asyncio.timeout`,
-an anyio cancel scope) gets a `cancelled` outcome; every outcome row record() writes
-(`succeeded` too) is written in a shielded task so the cancellation cannot also cancel its
-record (`despite_cancellation`), and the cancellation is re-raised once the row committed.
+an anyio cancel scope) gets a `cancelled` outcome. Every outcome row (a tool call's
+completion, `succeeded` too, and a cycle's close) is written in a shielded task so the
+cancellation cannot also cancel its record (`despite_cancellation`), and the cancellation
+is re-raised once the row committed.
 """
 
 from __future__ import annotations
@@ -154,10 +155,10 @@ class AsyncToolCallLog:
         completion_id: uuid.UUID | None = None,
         duration_ms: int | None = None,
     ) -> uuid.UUID:
-        """Append the outcome row for `start`; the database refuses a second one."""
+        """Append the outcome row for `start` even if cancelled meanwhile; the database refuses a second one."""
         check_completion(start, status, output)
-        return await self._append_completion(
-            start, completion_row(start, status, output, error, completion_id, duration_ms)
+        return await despite_cancellation(
+            self._append_completion(start, completion_row(start, status, output, error, completion_id, duration_ms))
         )
 
     async def _append_completion(self, start: ToolCallStart, values: dict[str, Any]) -> uuid.UUID:
@@ -256,9 +257,11 @@ class AsyncPlanningLog(PlanningLogBase[AsyncDatabase, AsyncAuditListener]):
         *,
         completion_id: uuid.UUID | None = None,
     ) -> uuid.UUID:
-        """Record how the cycle ended; a cycle is closed once only (CycleClosedError)."""
+        """Record how the cycle ended, even if cancelled meanwhile; a cycle is closed once only (CycleClosedError)."""
         values = close_row(self.agent, cycle_id, status, outcomes, completion_id)
-        return await self._append(PLANNING_CYCLES, values, functools.partial(close_refused, cycle_id), closed_event)
+        return await despite_cancellation(
+            self._append(PLANNING_CYCLES, values, functools.partial(close_refused, cycle_id), closed_event)
+        )
 
     async def _append(self, table: Any, values: dict[str, Any], refused: Refusal, event: EventOf) -> uuid.UUID:
         """Append one row (a refusal is `refused(error)`), then tell the listeners `event`."""
