@@ -7,7 +7,7 @@ import itertools
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any, TypeVar
 
 import anyio
@@ -192,13 +192,12 @@ async def until_true(condition: Callable[[], bool]) -> None:
 def appending_in_a_task_of_its_own(caller: asyncio.Task[Any], append: str) -> bool:
     """Whether a task other than `caller` runs the coroutine named `append` (the shielded append)."""
     return any(
-        other is not caller and getattr(other.get_coro(), "__qualname__", "") == append
-        for other in asyncio.all_tasks()
+        other is not caller and getattr(other.get_coro(), "__qualname__", "") == append for other in asyncio.all_tasks()
     )
 
 
 async def cancel_while_its_insert_waits(
-    database_url: str, table: str, append: str, work: Callable[[psycopg.Connection[Any]], Awaitable[T]]
+    database_url: str, table: str, append: str, work: Callable[[psycopg.Connection[Any]], Coroutine[Any, Any, T]]
 ) -> asyncio.Task[T]:
     """Run `work(locker)` in a task; once `work` has locked `table` (SHARE mode, on `locker`) and an INSERT
     waits for it, cancel the task, then release the lock; return the finished task."""
@@ -267,7 +266,9 @@ async def test_a_cancellation_while_a_cycle_is_closed_still_closes_it(
         locker.execute("LOCK TABLE planning_cycles IN SHARE MODE")  # the close row's INSERT waits behind it
         return await planning.close_cycle(cycle_id, "succeeded", {"paid": True})
 
-    task = await cancel_while_its_insert_waits(migrated_database_url, "planning_cycles", "AsyncPlanningLog._append", close)
+    task = await cancel_while_its_insert_waits(
+        migrated_database_url, "planning_cycles", "AsyncPlanningLog._append", close
+    )
     with pytest.raises(asyncio.CancelledError):
         await task
     assert await planning.open_cycle_id() is None
