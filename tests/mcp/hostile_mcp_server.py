@@ -3,8 +3,11 @@
 Its tools misbehave on purpose: `huge` answers with SIZE bytes of text, `invalid` with a response
 that has neither result nor error, `garbage` writes a line that is not JSON before a good answer,
 `hang` never answers, `exit` exits (code 3) in the middle of the call, `fail` answers with an
-isError result; `echo` behaves. It is lax too: it runs a `tools/call` sent without an id. It also
-lists a resource and a prompt, which the proxy must relay unchanged.
+isError result, `after_cancel` answers only once it is told the call was cancelled, `append`
+appends the line it received to the file `path` of its arguments; `echo` behaves. It is lax too:
+it runs a `tools/call` sent without an id, and decodes its input with errors="replace" (as the
+Python SDK's stdio server does). It also lists a resource and a prompt, which the proxy must relay
+unchanged.
 """
 
 from __future__ import annotations
@@ -13,7 +16,9 @@ import json
 import sys
 from typing import Any
 
-TOOLS = ["echo", "huge", "invalid", "garbage", "hang", "exit", "fail"]
+TOOLS = ["echo", "huge", "invalid", "garbage", "hang", "exit", "fail", "after_cancel", "append"]
+waiting_for_cancel: set[str] = set()
+"""The ids (as JSON) of `after_cancel` calls not yet cancelled."""
 
 
 def send(message: dict[str, Any]) -> None:
@@ -25,7 +30,7 @@ def text_result(text: str, *, is_error: bool = False) -> dict[str, Any]:
     return {"content": [{"type": "text", "text": text}], "isError": is_error}
 
 
-def call_tool(request_id: Any, name: str, arguments: dict[str, Any]) -> None:
+def call_tool(request_id: Any, name: str, arguments: dict[str, Any], line: str) -> None:
     if name == "echo":
         send({"jsonrpc": "2.0", "id": request_id, "result": text_result(json.dumps(arguments, sort_keys=True))})
     elif name == "huge":
@@ -37,6 +42,12 @@ def call_tool(request_id: Any, name: str, arguments: dict[str, Any]) -> None:
         send({"jsonrpc": "2.0", "id": request_id, "result": text_result("after the garbage")})
     elif name == "hang":
         pass  # never answers; keeps reading, and exits when its stdin closes
+    elif name == "after_cancel":
+        waiting_for_cancel.add(json.dumps(request_id))
+    elif name == "append":
+        with open(arguments["path"], "a", encoding="utf-8") as ran:
+            ran.write(line)
+        send({"jsonrpc": "2.0", "id": request_id, "result": text_result("appended")})
     elif name == "exit":
         sys.exit(3)
     elif name == "fail":
@@ -46,9 +57,16 @@ def call_tool(request_id: Any, name: str, arguments: dict[str, Any]) -> None:
 
 
 def main() -> None:
-    for line in sys.stdin:
+    for raw in sys.stdin.buffer:
+        line = raw.decode("utf-8", errors="replace")
         message = json.loads(line)
         method, request_id = message.get("method"), message.get("id")
+        if method == "notifications/cancelled":
+            cancelled = json.dumps(message["params"]["requestId"])
+            if cancelled in waiting_for_cancel:  # it ran to the end anyway: the answer comes after the cancel
+                waiting_for_cancel.discard(cancelled)
+                answer = text_result("finished although cancelled")
+                send({"jsonrpc": "2.0", "id": message["params"]["requestId"], "result": answer})
         if request_id is None:
             if method == "tools/call":  # a lax server: runs a "call" sent as a notification, and says so
                 note = {"level": "warning", "data": "ran a tools/call that had no id"}
@@ -66,7 +84,7 @@ def main() -> None:
             tools = [{"name": name, "description": f"misbehaves: {name}", "inputSchema": schema} for name in TOOLS]
             send({"jsonrpc": "2.0", "id": request_id, "result": {"tools": tools}})
         elif method == "tools/call":
-            call_tool(request_id, message["params"]["name"], message["params"].get("arguments") or {})
+            call_tool(request_id, message["params"]["name"], message["params"].get("arguments") or {}, line)
         elif method == "resources/list":
             resource = {"uri": "hostile://notes", "name": "notes", "mimeType": "text/plain"}
             send({"jsonrpc": "2.0", "id": request_id, "result": {"resources": [resource]}})

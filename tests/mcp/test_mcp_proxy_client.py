@@ -1,15 +1,19 @@
-"""A client that tries to get a tool run past the proxy without a record: a call without an id, a batch."""
+"""A client that tries to get a tool run past the proxy without a record (a call without an id, a batch, a line the
+proxy cannot read but a lax upstream can, keys that differ only by case), or to get an answer the trail does not hold
+(a call it cancels, or that timed out, whose answer comes anyway)."""
 
 from __future__ import annotations
 
 import json
+import select
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 from jarvis_testkit import tamper
-from jarvis_testkit.mcp_parties import jarvis_command, jarvis_environment
+from jarvis_testkit.mcp_parties import completions_by_start, jarvis_command, jarvis_environment
 
 DEADLINE = 120.0
 HOSTILE = [sys.executable, str(Path(__file__).with_name("hostile_mcp_server.py"))]
@@ -26,13 +30,12 @@ INITIALIZED = {"jsonrpc": "2.0", "method": "notifications/initialized"}
 
 def exchange(database_url: str, messages: list[Any]) -> list[Any]:
     """Send `messages` to a proxy in front of the hostile upstream, close its input, return everything it answered."""
-    lines = "".join(json.dumps(message) + "\n" for message in messages)
+    lines = b"".join(message if isinstance(message, bytes) else json.dumps(message).encode() + b"\n" for message in messages)
     finished = subprocess.run(
         jarvis_command("mcp", "proxy", "--", *HOSTILE),
         input=lines,
         env=jarvis_environment(database_url),
         capture_output=True,
-        text=True,
         timeout=DEADLINE,
     )
     assert finished.returncode == 0, finished.stderr
@@ -57,3 +60,151 @@ def test_a_batch_is_refused_and_none_of_its_calls_is_forwarded(isolated_database
     assert "batches" in refusal["error"]["message"]
     assert sorted(answer.get("id") or 0 for answer in answers) == [0, 1]
     assert tamper.rows(url, "tool_calls") == []
+
+
+class Conversation:
+    """A raw client of a proxy in front of the hostile upstream: it writes lines and reads answers as they come."""
+
+    def __init__(self, database_url: str, **env: str) -> None:
+        self.process = subprocess.Popen(
+            jarvis_command("mcp", "proxy", "--", *HOSTILE),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            env=jarvis_environment(database_url, **env),
+        )
+        self.received: list[Any] = []
+
+    def send(self, message: Any) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.write(message if isinstance(message, bytes) else json.dumps(message).encode() + b"\n")
+        self.process.stdin.flush()
+
+    def answer_to(self, request_id: Any) -> Any:
+        """Read answers until the one to `request_id` (all of them are kept in `received`)."""
+        assert self.process.stdout is not None
+        deadline = time.monotonic() + DEADLINE
+        while True:
+            ready, _, _ = select.select([self.process.stdout], [], [], max(0.0, deadline - time.monotonic()))
+            assert ready, f"no answer to request {request_id} within {DEADLINE} s; received {self.received}"
+            line = self.process.stdout.readline()
+            assert line, f"the proxy closed its output before answering request {request_id}"
+            self.received.append(json.loads(line))
+            if self.received[-1].get("id") == request_id:
+                return self.received[-1]
+
+    def close(self) -> None:
+        """Close the proxy's input and keep what it still wrote."""
+        stdout, _ = self.process.communicate(timeout=DEADLINE)
+        assert self.process.returncode == 0
+        self.received += [json.loads(line) for line in stdout.splitlines()]
+
+
+def call(request_id: int, name: str, arguments: dict[str, Any]) -> dict[str, Any]:
+    return {"jsonrpc": "2.0", "id": request_id, "method": "tools/call", "params": {"name": name, "arguments": arguments}}
+
+
+def cancel(request_id: int) -> dict[str, Any]:
+    return {"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": request_id, "reason": "stop"}}
+
+
+def test_a_tools_call_with_invalid_utf8_is_answered_with_a_parse_error_and_not_run(
+    isolated_database_url: str, tmp_path: Path
+) -> None:
+    url, ran = isolated_database_url, tmp_path / "ran"
+    ran.touch()
+    prefix = json.dumps(call(2, "append", {"path": str(ran), "to": "attacker"}))[:-4].encode()
+    line = prefix + b'\xff"}}}\n'  # "to": "attacker\xff": the lax upstream would decode it and run it
+    conversation = Conversation(url)
+    conversation.send(INITIALIZE)
+    conversation.answer_to(1)
+    conversation.send(INITIALIZED)
+    conversation.send(line)
+    refusal = conversation.answer_to(None)
+    conversation.close()
+    assert refusal["error"]["code"] == -32700
+    assert ran.read_text() == ""
+    assert tamper.rows(url, "tool_calls") == []
+
+
+def test_a_message_with_a_key_that_differs_only_by_case_is_refused(isolated_database_url: str, tmp_path: Path) -> None:
+    url, ran = isolated_database_url, tmp_path / "ran"
+    ran.touch()
+    # A Go upstream matches "Method" to "method" (and keeps the last): it would run the tools/call.
+    twofaced = {"jsonrpc": "2.0", "id": 2, "method": "ping", "Method": "tools/call"}
+    twofaced["params"] = {"name": "append", "arguments": {"path": str(ran)}}
+    answers = exchange(url, [INITIALIZE, INITIALIZED, twofaced])
+    (refusal,) = (answer for answer in answers if answer.get("id") is None)
+    assert refusal["error"]["code"] == -32600 and "'Method'" in refusal["error"]["message"]
+    assert sorted(answer.get("id") or 0 for answer in answers) == [0, 1]  # the refusal and initialize's result
+    assert ran.read_text() == ""
+    assert tamper.rows(url, "tool_calls") == []
+
+
+def test_the_upstream_receives_the_proxys_encoding_of_the_recorded_call(
+    isolated_database_url: str, tmp_path: Path
+) -> None:
+    url, ran = isolated_database_url, tmp_path / "ran"
+    spaced = ('{ "jsonrpc" : "2.0", "id" : 2, "method" : "tools/call", "params" : { "name" : "append", '
+              '"arguments" : { "path" : %s, "to" : "\\u00e9v\\u0065", "usd" : 1.50 } } }\n') % json.dumps(str(ran))
+    answers = exchange(url, [INITIALIZE, INITIALIZED, spaced.encode()])
+    assert [answer.get("id") for answer in answers] == [1, 2]
+    (start,) = (row for row in tamper.rows(url, "tool_calls") if row["parent_id"] is None)
+    recorded = {"path": str(ran), "to": "éve", "usd": 1.5}
+    assert start["input"] == recorded
+    forwarded = {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "append", "arguments": recorded}}
+    assert ran.read_text(encoding="utf-8") == json.dumps(forwarded, ensure_ascii=False, separators=(",", ":")) + "\n"
+
+
+def test_an_answer_after_the_client_cancelled_is_recorded_as_the_outcome(isolated_database_url: str) -> None:
+    url = isolated_database_url
+    conversation = Conversation(url)
+    conversation.send(INITIALIZE)
+    conversation.answer_to(1)
+    conversation.send(INITIALIZED)
+    conversation.send(call(2, "after_cancel", {"n": 2}))
+    conversation.send(cancel(2))  # the upstream answers once it sees this: the tool ran
+    answer = conversation.answer_to(2)
+    conversation.close()
+    (start,) = (row for row in tamper.rows(url, "tool_calls") if row["parent_id"] is None)
+    outcome = completions_by_start(tamper.rows(url, "tool_calls"))[start["id"]]
+    assert outcome["status"] == "succeeded"
+    assert outcome["output"] == answer["result"]
+    assert "the client cancelled tools/call 'after_cancel': stop, but the upstream answered" in outcome["error"]
+
+
+def test_a_call_recorded_cancelled_never_reaches_the_client_with_a_result(isolated_database_url: str) -> None:
+    url = isolated_database_url
+    conversation = Conversation(url, JARVIS_MCP_CALL_TIMEOUT="1")
+    conversation.send(INITIALIZE)
+    conversation.answer_to(1)
+    conversation.send(INITIALIZED)
+    conversation.send(call(2, "hang", {"n": 2}))
+    conversation.send(cancel(2))
+    conversation.send(call(3, "echo", {"n": 3}))
+    conversation.answer_to(3)
+    deadline = time.monotonic() + DEADLINE
+    while not any(row["status"] == "cancelled" for row in tamper.rows(url, "tool_calls")):  # the grace ends
+        assert time.monotonic() < deadline, "the cancelled call was never recorded"
+        time.sleep(0.05)
+    conversation.close()
+    assert [answer.get("id") for answer in conversation.received] == [1, 3]
+    statuses = {row["tool_name"]: row["status"] for row in tamper.rows(url, "tool_calls") if row["parent_id"]}
+    assert statuses == {"hang": "cancelled", "echo": "succeeded"}
+
+
+def test_a_late_answer_to_a_call_that_timed_out_is_dropped(isolated_database_url: str) -> None:
+    url = isolated_database_url
+    conversation = Conversation(url, JARVIS_MCP_CALL_TIMEOUT="1")
+    conversation.send(INITIALIZE)
+    conversation.answer_to(1)
+    conversation.send(INITIALIZED)
+    conversation.send(call(2, "after_cancel", {"n": 2}))  # answers when the proxy, giving up, cancels it
+    gave_up = conversation.answer_to(2)
+    conversation.send(call(3, "echo", {"n": 3}))  # the upstream answers it after the late answer to 2
+    conversation.answer_to(3)
+    conversation.close()
+    assert "JARVIS_MCP_CALL_TIMEOUT" in gave_up["error"]["message"]
+    assert [answer.get("id") for answer in conversation.received] == [1, 2, 3]
+    outcomes = {row["tool_name"]: row for row in tamper.rows(url, "tool_calls") if row["parent_id"]}
+    assert outcomes["after_cancel"]["status"] == "failed" and outcomes["after_cancel"]["output"] is None

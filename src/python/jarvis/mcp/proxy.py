@@ -13,10 +13,17 @@ would terminate the protocol on both sides and re-create it, so the client would
 proxy's own `serverInfo`, capabilities derived from the handlers the proxy happens to register,
 the SDK's protocol-version negotiation (both the handshake and the 2026-07-28 per-request era)
 instead of the upstream's, and any method, notification or server-to-client request the proxy
-did not re-implement would be lost. Relaying each line unchanged keeps the protocol exactly the
+did not re-implement would be lost. Relaying every message keeps the protocol exactly the
 upstream's; the proxy only parses lines to find `initialize`, `tools/call` and their responses.
-Messages it makes itself are JSON-RPC error responses to a `tools/call` it refused or gave up on,
-and a `notifications/cancelled` to the upstream for a call that timed out. A line from the
+What reaches the upstream is the proxy's own encoding of the message it parsed (and recorded), never
+the client's raw bytes: a line the proxy cannot read as exactly one JSON object (invalid UTF-8, not
+JSON, NaN, a duplicate key, a lone surrogate, nested deeper than MAX_NESTING) is answered with a
+JSON-RPC error and not forwarded, because a lenient upstream (the Python SDK decodes with
+errors="replace") might still run it; so is one with a key that differs from a JSON-RPC or
+`tools/call` key only by case (Go decoders match keys case-insensitively), and a `tools/call` whose
+id is not a string or an integer (an upstream answering id 7 to 7.0 would slip past the record).
+Messages it makes itself are JSON-RPC error responses to a line or a `tools/call` it refused or
+gave up on, and a `notifications/cancelled` to the upstream for a call that timed out. A line from the
 upstream that is not JSON is dropped (logged on stderr); batches (JSON arrays, not MCP since
 2025-06-18) are refused, and a `tools/call` without an id (a notification) is dropped, so no
 `tools/call` can slip through unrecorded.
@@ -26,8 +33,11 @@ When the trail and the relay disagree, the trail wins: a call whose start row ca
 be recorded (over the cap) is not passed on, and the call is recorded `failed` with the reason.
 No answer within the call timeout (`--call-timeout`, JARVIS_MCP_CALL_TIMEOUT) -> `failed`; the
 upstream exits mid-call -> `abandoned`; both with the reason, and a JSON-RPC error to the client.
-The client cancels the call (`notifications/cancelled`) -> `cancelled`, and the notification is
-forwarded.
+The client cancels the call (`notifications/cancelled`): the notification is forwarded and the
+call stays pending for CANCEL_GRACE seconds; an answer in that time is recorded as the outcome
+(noting the cancel request) and relayed, else the call is recorded `cancelled`. An answer to a
+call the proxy already settled without it (timed out, cancelled) is dropped, never relayed, and
+its id cannot be reused in the session: the client never gets an answer the trail does not hold.
 A proxy killed with -9 leaves its start rows; the next proxy or server closes them as `abandoned`
 (sessions.py).
 
@@ -64,6 +74,13 @@ CLIENT_INFO_META_KEY = "io.modelcontextprotocol/clientInfo"
 """Where a 2026-07-28 client names itself on every request (there is no `initialize` in that era)."""
 INTERNAL_ERROR = -32603
 INVALID_REQUEST = -32600
+PARSE_ERROR = -32700
+CANCEL_GRACE = 5.0
+"""Seconds a call the client cancelled waits for the upstream's answer before it is recorded `cancelled`."""
+MAX_NESTING = 64
+"""The deepest nesting of arrays and objects a client message may have (parsers differ on deeper ones)."""
+MESSAGE_KEYS = frozenset({"jsonrpc", "method", "id", "params"})
+PARAMS_KEYS = frozenset({"name", "arguments", "_meta"})
 SHUTDOWN_GRACE = 5.0
 """Seconds the upstream gets to exit after its stdin is closed, and again after SIGTERM, before SIGKILL."""
 MIN_LINE_BYTES = 64 * 1024 * 1024
@@ -99,7 +116,77 @@ def error_response(request_id: Any, message: str, code: int = INTERNAL_ERROR) ->
 
 
 def encode(message: Any) -> bytes:
-    return json.dumps(message, ensure_ascii=False, separators=(",", ":")).encode("utf-8") + b"\n"
+    """`message` as one line of strict JSON; ValueError for NaN/infinity, UnicodeEncodeError for a lone surrogate."""
+    return json.dumps(message, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode("utf-8") + b"\n"
+
+
+class UnreadableMessage(Exception):
+    """A client line the proxy will not forward; `code` is the JSON-RPC error code it is answered with."""
+
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+
+
+def unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    keys = [key for key, _ in pairs]
+    if len(set(keys)) != len(keys):
+        raise ValueError(f"a duplicate key in one object: {sorted({key for key in keys if keys.count(key) > 1})}")
+    return dict(pairs)
+
+
+def no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def nesting(value: Any) -> int:
+    """How deeply arrays and objects nest in `value` (iteratively, so a deep value cannot exhaust the stack)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, (dict, list)):
+            deepest = max(deepest, level)
+            if deepest > MAX_NESTING:
+                break
+            stack.extend((child, level + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return deepest
+
+
+def case_variants(message: dict[str, Any], keys: frozenset[str]) -> list[str]:
+    """The keys of `message` that are not in `keys` but match one of them if case is ignored."""
+    return [key for key in message if key not in keys and key.casefold() in keys]
+
+
+def client_message(line: bytes) -> tuple[dict[str, Any], bytes]:
+    """The one JSON-RPC message on a client line, and the bytes to forward for it (its re-encoding).
+
+    UnreadableMessage if the line must not be forwarded: anything a lenient upstream could read
+    differently from the proxy.
+    """
+    try:
+        message = json.loads(line.decode("utf-8"), object_pairs_hook=unique_keys, parse_constant=no_constant)
+    except (UnicodeDecodeError, ValueError, RecursionError) as unreadable:
+        reason = "nested too deeply" if isinstance(unreadable, RecursionError) else str(unreadable)
+        raise UnreadableMessage(PARSE_ERROR, one_line(f"the line is not one strict JSON message ({reason})")) from None
+    if isinstance(message, list):
+        raise UnreadableMessage(INVALID_REQUEST, "JSON-RPC batches are not part of MCP; send one message a line")
+    if not isinstance(message, dict):
+        raise UnreadableMessage(INVALID_REQUEST, "a JSON-RPC message is a JSON object")
+    if nesting(message) > MAX_NESTING:
+        raise UnreadableMessage(INVALID_REQUEST, f"the message nests arrays and objects deeper than {MAX_NESTING}")
+    params = message.get("params")
+    variants = case_variants(message, MESSAGE_KEYS)
+    variants += case_variants(params, PARAMS_KEYS) if isinstance(params, dict) else []
+    if variants:
+        raise UnreadableMessage(
+            INVALID_REQUEST, one_line(f"keys that differ from JSON-RPC/MCP keys only by case: {variants}")
+        )
+    try:
+        return message, encode(message)
+    except (ValueError, UnicodeEncodeError) as unencodable:  # 1e999 (infinity), a lone surrogate
+        raise UnreadableMessage(
+            PARSE_ERROR, one_line(f"the message cannot be relayed as JSON ({unencodable})")
+        ) from None
 
 
 def parse(line: bytes) -> Any:
@@ -135,6 +222,8 @@ class PendingCall:
     request_id: Any
     start: ToolCallStart
     timer: anyio.CancelScope
+    cancel_reason: str | None = None
+    """Set when the client asked to cancel: why, as recorded if no answer comes within CANCEL_GRACE."""
 
     @property
     def what(self) -> str:
@@ -151,6 +240,8 @@ class Proxy:
         self.call_timeout = call_timeout
         self.session = SessionCycle(agent, 1, {"mcp": "proxy", "upstream": [redact(part) for part in command]})
         self.pending: dict[str, PendingCall] = {}
+        self.given_up: set[str] = set()
+        """Ids of calls settled without the upstream's answer: a late answer is dropped, and the id not reused."""
         self.client_closed = False
         self.write_lock = anyio.Lock()
         self.upstream_lock = anyio.Lock()
@@ -208,27 +299,28 @@ class Proxy:
         self.tasks.cancel_scope.cancel()
 
     async def client_line(self, line: bytes) -> None:
-        message = parse(line)
-        if isinstance(message, list):
-            await self.to_client(
-                error_response(None, "jarvis mcp proxy: JSON-RPC batches are not part of MCP; send one message a line")
-            )
+        if not line.strip():
             return
-        if isinstance(message, dict):
-            self.note_client(message)
-            if message.get("method") == "tools/call" and "id" not in message:
-                # A request without an id is a notification: nobody could be told its outcome, and a lax
-                # upstream that ran it anyway would run a tool unrecorded.
-                log.warning("a tools/call without an id (a notification) was dropped, not forwarded")
+        try:
+            message, forwarded = client_message(line)
+        except UnreadableMessage as refused:
+            log.warning("a client line was not forwarded: %s", refused)
+            await self.to_client(error_response(None, f"jarvis mcp proxy: {refused}", refused.code))
+            return
+        self.note_client(message)
+        if message.get("method") == "tools/call" and "id" not in message:
+            # A request without an id is a notification: nobody could be told its outcome, and a lax
+            # upstream that ran it anyway would run a tool unrecorded.
+            log.warning("a tools/call without an id (a notification) was dropped, not forwarded")
+            return
+        if message.get("method") == "notifications/cancelled":
+            self.cancelled_by_client(message)
+        if message.get("method") == "tools/call":
+            refusal = await self.begin_call(message)
+            if refusal is not None:
+                await self.to_client(refusal)
                 return
-            if message.get("method") == "notifications/cancelled":
-                await self.cancelled_by_client(message)
-            if message.get("method") == "tools/call":
-                refusal = await self.begin_call(message)
-                if refusal is not None:
-                    await self.to_client(refusal)
-                    return
-        await self.to_upstream(line)
+        await self.to_upstream(forwarded)
 
     def note_client(self, message: dict[str, Any]) -> None:
         """Remember who the client is: `clientInfo` of `initialize`, or of a 2026-07-28 request's `_meta`."""
@@ -248,6 +340,10 @@ class Proxy:
     async def begin_call(self, message: dict[str, Any]) -> bytes | None:
         """Commit the call's start row and arm its timeout; or the error response if it must not be forwarded."""
         request_id = message["id"]
+        if isinstance(request_id, bool) or not isinstance(request_id, (int, str)):
+            return error_response(
+                None, "jarvis mcp proxy: a tools/call id must be a string or an integer (MCP)", INVALID_REQUEST
+            )
         key = request_key(request_id)
         raw_params = message.get("params")
         params: dict[str, Any] = raw_params if isinstance(raw_params, dict) else {}
@@ -257,6 +353,13 @@ class Proxy:
         if key in self.pending:
             return error_response(
                 request_id, f"jarvis mcp proxy: request id {key} is already in use by a running call", INVALID_REQUEST
+            )
+        if key in self.given_up:
+            return error_response(
+                request_id,
+                f"jarvis mcp proxy: request id {key} belongs to a call given up on, whose answer may still come; "
+                "use a new id",
+                INVALID_REQUEST,
             )
 
         def start() -> ToolCallStart:
@@ -276,31 +379,41 @@ class Proxy:
         call = PendingCall(request_id, started, anyio.CancelScope())
         self.pending[key] = call
         assert self.tasks is not None
-        self.tasks.start_soon(self.expire, key, call)
+        self.tasks.start_soon(self.expire, key, call, self.call_timeout)
         return None
 
-    async def cancelled_by_client(self, message: dict[str, Any]) -> None:
-        """The client gave up on a call (it ignores any answer from now on): recorded `cancelled` with its reason.
+    def cancelled_by_client(self, message: dict[str, Any]) -> None:
+        """The client gave up on a call: it waits CANCEL_GRACE more seconds for the upstream's answer.
 
-        The notification itself is still forwarded, so the upstream can stop the work.
+        The notification itself is forwarded, so the upstream can stop the work. The upstream may have
+        run the tool already (or run it anyway): its answer, if one comes, is the outcome recorded, so
+        the trail never says `cancelled` for a call whose result was relayed.
         """
         params = message.get("params")
         if not isinstance(params, dict) or "requestId" not in params:
             return
-        call = self.pending.pop(request_key(params["requestId"]), None)
-        if call is None:
+        key = request_key(params["requestId"])
+        call = self.pending.get(key)
+        if call is None or call.cancel_reason is not None:
             return
-        call.timer.cancel()
         reason = params.get("reason")
         because = f": {reason}" if isinstance(reason, str) and reason else ""
-        await self.settle(call, "cancelled", one_line(f"the client cancelled {call.what}{because}"))
+        call.cancel_reason = one_line(f"the client cancelled {call.what}{because}")
+        call.timer.cancel()
+        call.timer = anyio.CancelScope()
+        assert self.tasks is not None
+        self.tasks.start_soon(self.expire, key, call, min(CANCEL_GRACE, self.call_timeout))
 
-    async def expire(self, key: str, call: PendingCall) -> None:
+    async def expire(self, key: str, call: PendingCall, seconds: float) -> None:
         with call.timer:
-            await anyio.sleep(self.call_timeout)
+            await anyio.sleep(seconds)
             if self.pending.get(key) is not call:
                 return
             del self.pending[key]
+            self.given_up.add(key)
+            if call.cancel_reason is not None:  # the client is not waiting, and the upstream was told
+                await self.settle(call, "cancelled", f"{call.cancel_reason} (no answer came within {seconds:g} s)")
+                return
             reason = (
                 f"no answer from the upstream MCP server within {self.call_timeout:g} s "
                 f"(JARVIS_MCP_CALL_TIMEOUT or --call-timeout); the proxy gave up on {call.what}"
@@ -336,10 +449,14 @@ class Proxy:
             log.warning("the upstream wrote a line that is not JSON; dropped: %r", line[:200])
             return
         if isinstance(message, dict) and "method" not in message and "id" in message:
-            call = self.pending.pop(request_key(message["id"]), None)
+            key = request_key(message["id"])
+            call = self.pending.pop(key, None)
             if call is not None:
                 call.timer.cancel()
                 line = await self.finish(call, message, line)
+            elif key in self.given_up:
+                log.warning("a late answer to request id %s, a call already settled without it, was dropped", key)
+                return
         await self.to_client(line)
 
     async def finish(self, call: PendingCall, response: dict[str, Any], line: bytes) -> bytes:
@@ -349,6 +466,9 @@ class Proxy:
             await self.settle(call, "failed", reason)
             return error_response(call.request_id, f"jarvis mcp proxy: {reason}")
         status, output, error = outcome(response)
+        if call.cancel_reason is not None:
+            error = one_line(f"{error}; {call.cancel_reason}, but the upstream answered" if error else
+                             f"{call.cancel_reason}, but the upstream answered")
         try:
             await self.record(call, status, output=output, error=error)
         except InvalidJsonError as refused:  # over JARVIS_MAX_VALUE_BYTES, or a NUL PostgreSQL cannot store
@@ -379,6 +499,9 @@ class Proxy:
         for key, call in list(self.pending.items()):
             del self.pending[key]
             call.timer.cancel()
+            if call.cancel_reason is not None:  # no answer came: the cancel is what happened
+                await self.settle(call, "cancelled", f"{call.cancel_reason} ({reason})")
+                continue
             await self.settle(call, "abandoned", f"{reason} ({call.what})")
             if not self.client_closed:
                 await self.to_client(error_response(call.request_id, f"jarvis mcp proxy: {reason} {call.what}"))
