@@ -233,6 +233,27 @@ def test_function_replaced_with_another_body_is_reported(isolated_database: Data
     assert_named(report, "function jarvis_reject_mutation", "body")
 
 
+def test_setting_added_to_the_sealer_is_reported(isolated_database: Database, trail: Trail) -> None:
+    """Same body, same search_path: a TimeZone of its own would change the created_at the sealer hashes."""
+    with superuser(trail.url) as conn:
+        conn.execute("ALTER FUNCTION public.jarvis_seal(integer) SET TimeZone = 'America/New_York'")
+
+    report = without_traceback(lambda: verify(isolated_database))
+
+    assert_named(report, "function jarvis_seal", "settings", "America/New_York")
+
+
+def test_search_path_of_an_append_function_widened_is_reported(isolated_database: Database, trail: Trail) -> None:
+    with superuser(trail.url) as conn:
+        conn.execute(
+            "ALTER FUNCTION public.jarvis_append_tool_calls SET search_path = public, pg_catalog, pg_temp"
+        )
+
+    report = without_traceback(lambda: verify(isolated_database))
+
+    assert_named(report, "function jarvis_append_tool_calls", "settings", "public")
+
+
 # --- hooks the verifier's own session resolves: an operator in `public`, a cast from jsonb to text
 
 

@@ -259,6 +259,9 @@ that role write audit rows; and the functions must be owned by the tables' owner
 change them and grant them to anyone."""
 
 EXPECTED_CONFIG = ["search_path=pg_catalog, pg_temp"]
+"""Every function's settings (`proconfig`), compared whole: a setting a superuser adds to a function
+(a TimeZone, a planner switch) changes what it computes without touching its body."""
+EXPECTED_CONFIG_OF = {"jarvis_seal": [*EXPECTED_CONFIG, "TimeZone=UTC", "enable_seqscan=off", "jit=off"]}
 
 VERIFIER_TYPES = ("jsonb", "text", "uuid", "bytea", "timestamp with time zone", "bigint", "double precision", "oid")
 """A user-defined cast from or to one of these could change what the verifier reads."""
@@ -385,10 +388,9 @@ def catalog_problems(raw: Any) -> list[tuple[str, str]]:
                 problems.append((f"function {name}", "its body differs from what the migrations installed"))
             if actual_definer != definer:
                 problems.append((f"function {name}", f"SECURITY DEFINER is {actual_definer}, expected {definer}"))
-            if not config or [c for c in config if c.startswith("search_path=")] != EXPECTED_CONFIG:
-                problems.append(
-                    (f"function {name}", f"its search_path setting is {config}, expected {EXPECTED_CONFIG}")
-                )
+            expected_config = EXPECTED_CONFIG_OF.get(name, EXPECTED_CONFIG)
+            if list(config or ()) != expected_config:
+                problems.append((f"function {name}", f"its settings are {config}, expected {expected_config}"))
             if owner != tables_owner:
                 problems.append(
                     (f"function {signature}", f"is owned by {owner}, not by the tables' owner {tables_owner}")
