@@ -12,6 +12,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from jarvis.mcp.proxy import MAX_NESTING
 from jarvis_testkit import tamper
 from jarvis_testkit.mcp_parties import completions_by_start, jarvis_command, jarvis_environment
 
@@ -208,3 +211,43 @@ def test_a_late_answer_to_a_call_that_timed_out_is_dropped(isolated_database_url
     assert [answer.get("id") for answer in conversation.received] == [1, 2, 3]
     outcomes = {row["tool_name"]: row for row in tamper.rows(url, "tool_calls") if row["parent_id"]}
     assert outcomes["after_cancel"]["status"] == "failed" and outcomes["after_cancel"]["output"] is None
+
+
+def deep(levels: int) -> str:
+    return "[" * levels + "]" * levels
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [
+        pytest.param('{"path": %s, "nested": ' + deep(MAX_NESTING) + "}", id="nested-too-deep"),
+        pytest.param('{"path": %s, "usd": 1, "usd": 9999}', id="duplicate-key"),
+        pytest.param('{"path": %s, "usd": NaN}', id="nan"),
+        pytest.param('{"path": %s, "usd": 1e999}', id="infinity"),
+        pytest.param('{"path": %s, "to": "\\ud800"}', id="lone-surrogate"),
+    ],
+)
+def test_a_tools_call_a_parser_could_read_differently_is_refused_and_not_run(
+    isolated_database_url: str, tmp_path: Path, arguments: str
+) -> None:
+    url, ran = isolated_database_url, tmp_path / "ran"
+    ran.touch()
+    line = '{"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "append", "arguments": %s}}\n' % (
+        arguments % json.dumps(str(ran))
+    )
+    answers = exchange(url, [INITIALIZE, INITIALIZED, line.encode()])
+    (refusal,) = (answer for answer in answers if answer.get("id") is None)
+    assert refusal["error"]["code"] in (-32700, -32600)
+    assert ran.read_text() == ""
+    assert tamper.rows(url, "tool_calls") == []
+
+
+def test_a_tools_call_whose_id_is_a_float_is_refused(isolated_database_url: str, tmp_path: Path) -> None:
+    url, ran = isolated_database_url, tmp_path / "ran"
+    ran.touch()
+    floating = {**call(2, "append", {"path": str(ran)}), "id": 2.0}  # an upstream may answer id 2: unmatched
+    answers = exchange(url, [INITIALIZE, INITIALIZED, floating])
+    (refusal,) = (answer for answer in answers if answer.get("id") is None)
+    assert "string or an integer" in refusal["error"]["message"]
+    assert ran.read_text() == ""
+    assert tamper.rows(url, "tool_calls") == []
