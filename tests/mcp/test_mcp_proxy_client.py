@@ -33,7 +33,9 @@ INITIALIZED = {"jsonrpc": "2.0", "method": "notifications/initialized"}
 
 def exchange(database_url: str, messages: list[Any]) -> list[Any]:
     """Send `messages` to a proxy in front of the hostile upstream, close its input, return everything it answered."""
-    lines = b"".join(message if isinstance(message, bytes) else json.dumps(message).encode() + b"\n" for message in messages)
+    lines = b"".join(
+        message if isinstance(message, bytes) else json.dumps(message).encode() + b"\n" for message in messages
+    )
     finished = subprocess.run(
         jarvis_command("mcp", "proxy", "--", *HOSTILE),
         input=lines,
@@ -104,11 +106,20 @@ class Conversation:
 
 
 def call(request_id: int, name: str, arguments: dict[str, Any]) -> dict[str, Any]:
-    return {"jsonrpc": "2.0", "id": request_id, "method": "tools/call", "params": {"name": name, "arguments": arguments}}
+    return {
+        "jsonrpc": "2.0",
+        "id": request_id,
+        "method": "tools/call",
+        "params": {"name": name, "arguments": arguments},
+    }
 
 
 def cancel(request_id: int) -> dict[str, Any]:
-    return {"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": request_id, "reason": "stop"}}
+    return {
+        "jsonrpc": "2.0",
+        "method": "notifications/cancelled",
+        "params": {"requestId": request_id, "reason": "stop"},
+    }
 
 
 def test_a_tools_call_with_invalid_utf8_is_answered_with_a_parse_error_and_not_run(
@@ -148,8 +159,10 @@ def test_the_upstream_receives_the_proxys_encoding_of_the_recorded_call(
     isolated_database_url: str, tmp_path: Path
 ) -> None:
     url, ran = isolated_database_url, tmp_path / "ran"
-    spaced = ('{ "jsonrpc" : "2.0", "id" : 2, "method" : "tools/call", "params" : { "name" : "append", '
-              '"arguments" : { "path" : %s, "to" : "\\u00e9v\\u0065", "usd" : 1.50 } } }\n') % json.dumps(str(ran))
+    spaced = (
+        '{ "jsonrpc" : "2.0", "id" : 2, "method" : "tools/call", "params" : { "name" : "append", '
+        '"arguments" : { "path" : %s, "to" : "\\u00e9v\\u0065", "usd" : 1.50 } } }\n'
+    ) % json.dumps(str(ran))
     answers = exchange(url, [INITIALIZE, INITIALIZED, spaced.encode()])
     assert [answer.get("id") for answer in answers] == [1, 2]
     (start,) = (row for row in tamper.rows(url, "tool_calls") if row["parent_id"] is None)

@@ -144,7 +144,7 @@ def nesting(value: Any) -> int:
     deepest, stack = 0, [(value, 1)]
     while stack:
         item, level = stack.pop()
-        if isinstance(item, (dict, list)):
+        if isinstance(item, dict | list):
             deepest = max(deepest, level)
             if deepest > MAX_NESTING:
                 break
@@ -340,7 +340,7 @@ class Proxy:
     async def begin_call(self, message: dict[str, Any]) -> bytes | None:
         """Commit the call's start row and arm its timeout; or the error response if it must not be forwarded."""
         request_id = message["id"]
-        if isinstance(request_id, bool) or not isinstance(request_id, (int, str)):
+        if isinstance(request_id, bool) or not isinstance(request_id, int | str):
             return error_response(
                 None, "jarvis mcp proxy: a tools/call id must be a string or an integer (MCP)", INVALID_REQUEST
             )
@@ -467,8 +467,11 @@ class Proxy:
             return error_response(call.request_id, f"jarvis mcp proxy: {reason}")
         status, output, error = outcome(response)
         if call.cancel_reason is not None:
-            error = one_line(f"{error}; {call.cancel_reason}, but the upstream answered" if error else
-                             f"{call.cancel_reason}, but the upstream answered")
+            error = one_line(
+                f"{error}; {call.cancel_reason}, but the upstream answered"
+                if error
+                else f"{call.cancel_reason}, but the upstream answered"
+            )
         try:
             await self.record(call, status, output=output, error=error)
         except InvalidJsonError as refused:  # over JARVIS_MAX_VALUE_BYTES, or a NUL PostgreSQL cannot store
