@@ -121,6 +121,33 @@ def test_a_forged_row_hidden_behind_a_linked_row_queued_again_is_found_increment
     assert any(p.row_id == trail.starts[0] and "queued twice" in p.reason for p in report.problems), report.problems
 
 
+def test_rows_stranded_below_a_sealer_start_moved_forward_are_named_and_stay_unsealed(
+    isolated_database: Database, trail: Trail, witnessed: Settings
+) -> None:
+    """A superuser moves audit_seal_head.queue_scan_from past queued rows: no seal would ever link them."""
+    seal_and_sign(isolated_database, witnessed)
+    stranded = set(more_calls(isolated_database, 3))
+    with tamper.superuser_without_triggers(trail.url) as conn:
+        conn.execute("UPDATE public.audit_seal_head SET queue_scan_from = pg_catalog.txid_current() + 1000")
+
+    assert seal(isolated_database).linked == 0
+    report = verify_trail(isolated_database, witnessed, incremental=True)
+
+    assert not report.ok, report.summary()
+    assert {p.row_id for p in report.problems if "queue_scan_from was moved" in p.reason} == stranded, report.problems
+
+
+def test_rows_queued_and_not_yet_sealed_are_not_a_problem(
+    isolated_database: Database, trail: Trail, witnessed: Settings
+) -> None:
+    seal_and_sign(isolated_database, witnessed)
+    more_calls(isolated_database, 3)
+
+    report = verify_trail(isolated_database, witnessed, incremental=True)
+
+    assert report.ok and report.pending == 3, report.summary()
+
+
 def test_a_rewritten_chain_contradicts_its_checkpoint_incrementally_and_in_full(
     isolated_database: Database, trail: Trail, witnessed: Settings
 ) -> None:

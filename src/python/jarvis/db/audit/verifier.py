@@ -530,7 +530,8 @@ def _check_seal_head(run: _Run) -> None:
 
 
 def _check_queue(run: _Run, pending: dict[str, set[uuid.UUID]], requeued: dict[str, dict[uuid.UUID, int]]) -> None:
-    """Queue entries whose row is gone (deleted before it was sealed) or already linked (queued twice)."""
+    """Queue entries whose row is gone (deleted before it was sealed), already linked (queued twice), or
+    below where the sealer starts reading (so never to be sealed)."""
     for table, linked in sorted(requeued.items()):
         for row_id, seq in sorted(linked.items(), key=lambda item: item[1]):
             run.report.problems.append(
@@ -556,6 +557,25 @@ def _check_queue(run: _Run, pending: dict[str, set[uuid.UUID]], requeued: dict[s
             continue  # already named: the table cannot be read as stored
         for (row_id,) in found:
             run.report.problems.append(Problem(table, row_id, None, "queued row was deleted before it was sealed"))
+        # Every entry below the sealer's starting point was sealed when it moved there (jarvis_seal, 0007):
+        # one still queued there, for a row that exists and is not linked, will never be read again.
+        for (row_id,) in run.raw.execute(
+            "SELECT p.row_id FROM ONLY public.audit_pending p, ONLY public.audit_seal_head h "
+            "WHERE p.table_name = %s::pg_catalog.text AND p.queued_by < h.queue_scan_from "
+            f"AND EXISTS (SELECT FROM ONLY public.{table} x WHERE {key} = p.row_id) "
+            "AND NOT EXISTS (SELECT FROM ONLY public.audit_chain l WHERE l.table_name = p.table_name "
+            "AND l.row_id = p.row_id)",
+            (table,),
+        ):
+            run.report.problems.append(
+                Problem(
+                    table,
+                    row_id,
+                    None,
+                    "queued below where the sealer starts reading (audit_seal_head.queue_scan_from was moved "
+                    "forward): it would never be sealed",
+                )
+            )
 
 
 def shifted(moment: datetime, delta: timedelta) -> float:
