@@ -24,11 +24,7 @@ def _product_runtime() -> dict[str, str]:
     """The product's requirements above the "Tests and tools" line: what Jarvis imports at runtime."""
     text = (REQUIREMENTS / "requirements.txt").read_text()
     runtime_part = text.split("# Tests and tools", 1)[0]
-    return {
-        project: line
-        for project, line in _requirements("requirements.txt").items()
-        if line in runtime_part
-    }
+    return {project: line for project, line in _requirements("requirements.txt").items() if line in runtime_part}
 
 
 def test_benchmarks_resolve_asks_for_every_runtime_requirement_with_the_same_bounds() -> None:

@@ -245,9 +245,7 @@ def test_setting_added_to_the_sealer_is_reported(isolated_database: Database, tr
 
 def test_search_path_of_an_append_function_widened_is_reported(isolated_database: Database, trail: Trail) -> None:
     with superuser(trail.url) as conn:
-        conn.execute(
-            "ALTER FUNCTION public.jarvis_append_tool_calls SET search_path = public, pg_catalog, pg_temp"
-        )
+        conn.execute("ALTER FUNCTION public.jarvis_append_tool_calls SET search_path = public, pg_catalog, pg_temp")
 
     report = without_traceback(lambda: verify(isolated_database))
 
