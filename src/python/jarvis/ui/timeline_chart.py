@@ -59,10 +59,6 @@ class Chart:
     span_seconds: float
     hidden_bars: int
 
-    @property
-    def plot_width(self) -> float:
-        return self.width - self.plot_left
-
 
 def build_chart(
     cycle: CycleSummary, calls: list[ToolCallSummary], timeline: list[TimelineEntry], now: datetime
