@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from jarvis.cli import main as main_module
 from jarvis.config import load_settings
 from jarvis.db import Database, open_database
 from jarvis.db.audit import PlanningLog, find_dangling
@@ -86,3 +87,45 @@ def test_any_other_command_exits_128_plus_the_signal(isolated_database_url: str,
     assert outcomes[signal.SIGINT][0] == 128 + signal.SIGINT == 130
     assert "interrupted" in outcomes[signal.SIGINT][1]
     assert outcomes[signal.SIGTERM][0] == 128 + signal.SIGTERM == 143
+
+
+def _broken_clean_up(stop: BaseException) -> None:
+    """A command stopped by `stop`, whose library clean-up then fails while unwinding (SQLAlchemy closing a
+    transaction the signal interrupted raises AssertionError)."""
+    try:
+        raise stop
+    finally:
+        raise AssertionError("a transaction interrupted half-way")
+
+
+@pytest.mark.parametrize(
+    ("stop", "code", "said"),
+    [(main_module._Terminated(128 + signal.SIGTERM), 143, ""), (KeyboardInterrupt(), 130, "interrupted")],
+)
+def test_a_clean_up_that_breaks_while_a_signal_unwinds_exits_with_the_signal_not_a_traceback(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], stop: BaseException, code: int, said: str
+) -> None:
+    monkeypatch.setattr(main_module, "app", lambda **_: _broken_clean_up(stop))
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        with pytest.raises(SystemExit) as exited:
+            main_module.main()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+    assert exited.value.code == code
+    assert exited.value.__cause__ is None and exited.value.__suppress_context__
+    assert said in capsys.readouterr().err
+
+
+def test_a_failure_with_no_signal_behind_it_is_not_hidden(monkeypatch: pytest.MonkeyPatch) -> None:
+    def fails(**_: object) -> None:
+        raise AssertionError("a real bug")
+
+    monkeypatch.setattr(main_module, "app", fails)
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        with pytest.raises(AssertionError, match="a real bug"):
+            main_module.main()
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -118,11 +118,37 @@ def main() -> None:
     # SIGTERM unwinds like Ctrl-C (finally blocks and atexit run: pools are disposed cleanly);
     # `jarvis run` and `demo` install their own handler that also records the cancellation.
     signal.signal(signal.SIGTERM, _terminate)
-    app(prog_name="jarvis")
+    try:
+        app(prog_name="jarvis")
+    except Exception as error:
+        # A signal can land inside a library's own clean-up (SQLAlchemy closing a transaction), whose
+        # bookkeeping then fails while unwinding: the signal is the outcome, not that failure.
+        stopped_by = _stopping_signal(error)
+        if stopped_by is None:
+            raise
+        if stopped_by == signal.SIGINT:
+            errors.print("interrupted", style="yellow")
+        raise SystemExit(128 + stopped_by) from None
 
 
 def _terminate(signum: int, _frame: object) -> None:
-    raise SystemExit(128 + signum)
+    raise _Terminated(128 + signum)
+
+
+class _Terminated(SystemExit):
+    """SystemExit(128 + signal) raised by the SIGTERM handler, told apart from any other exit."""
+
+
+def _stopping_signal(error: BaseException) -> int | None:
+    """The signal whose unwinding `error` happened during, if any (Ctrl-C or SIGTERM)."""
+    seen: BaseException | None = error.__context__
+    while seen is not None:
+        if isinstance(seen, KeyboardInterrupt):
+            return int(signal.SIGINT)
+        if isinstance(seen, _Terminated):
+            return int(seen.code) - 128 if isinstance(seen.code, int) else None
+        seen = seen.__context__
+    return None
 
 
 if __name__ == "__main__":
