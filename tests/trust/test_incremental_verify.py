@@ -1,9 +1,9 @@
-"""Incremental verify: what it re-reads after the newest signed checkpoint, and what only `--full` finds.
+"""The opt-in partial verify (`--since-checkpoint`, the library's `incremental=True`): what it re-reads
+after the newest signed checkpoint, and what only a full verify (the default) finds.
 
-An incremental verify checks the catalog, every signed checkpoint against the stored chain, and then
-only the links and rows after the newest checkpoint. The limit is tested here as honestly as the
-strength: an edit below the checkpoint that leaves the chain alone is not found incrementally, and
-is found by a full verify.
+It checks the catalog, every signed checkpoint against the stored chain, and then only the links and
+rows after the newest checkpoint. The limit is tested here as honestly as the strength: an edit below
+the checkpoint that leaves the chain alone is not found by it, and is found by the default verify.
 """
 
 from __future__ import annotations
@@ -48,7 +48,8 @@ def test_incremental_verify_reads_only_the_rows_linked_after_the_newest_checkpoi
     assert report.ok, report.summary()
     assert report.verified_from is not None and report.verified_from.seq == newest.head_seq
     assert report.rows_checked == 0 and report.checkpoints_checked == 3
-    assert f"incremental from checkpoint {newest.head_seq}:" in report.summary()
+    assert f"since checkpoint {newest.head_seq}:" in report.summary()
+    assert report.summary().startswith("PARTIAL OK")
     assert first.head_seq < newest.head_seq
 
 
@@ -190,17 +191,17 @@ def verify_cli(settings: Settings, *args: str) -> tuple[int, str]:
     return result.exit_code, result.output
 
 
-def test_cli_verify_is_incremental_by_default_and_full_with_the_flag(
+def test_cli_verify_since_checkpoint_misses_an_edit_below_it_that_the_default_finds(
     isolated_database: Database, trail: Trail, witnessed: Settings
 ) -> None:
     checkpoint = seal_and_sign(isolated_database, witnessed)
     tamper.edit(trail.url, "decision_log", trail.decision, "decision", "'pay the attacker'")
 
-    code, output = verify_cli(witnessed, "--json")
-    full_code, full_output = verify_cli(witnessed, "--json", "--full")
+    code, output = verify_cli(witnessed, "--json", "--since-checkpoint")
+    default_code, default_output = verify_cli(witnessed, "--json")
 
     assert code == 0, output
-    assert json.loads(output)["mode"] == "incremental"
+    assert json.loads(output)["mode"] == "since-checkpoint"
     assert json.loads(output)["verified_from"] == checkpoint.head_seq
-    assert full_code == 1, full_output
-    assert json.loads(full_output)["mode"] == "full" and str(trail.decision) in full_output
+    assert default_code == 1, default_output
+    assert json.loads(default_output)["mode"] == "full" and str(trail.decision) in default_output

@@ -99,20 +99,26 @@ def verify_command(
     public_key: Path = typer.Option(
         None, "--public-key", help="The signer's trusted public key (default: JARVIS_SIGNING_KEY + .pub)."
     ),
-    full: bool = typer.Option(
+    since_checkpoint: bool = typer.Option(
         False,
-        "--full",
-        help="Re-check every row and link from genesis. Without it, only what came after the newest signed "
-        "checkpoint is re-read (an edit below it that leaves the chain alone shows only with --full).",
+        "--since-checkpoint",
+        help="Fast and partial: re-read only the links and rows after the newest signed checkpoint the chain still "
+        "holds. An edit below it that leaves the chain alone is NOT found; the output names the positions not re-read.",
+    ),
+    full: bool = typer.Option(
+        False, "--full", help="Re-check every row and link from genesis (the default; kept for scripts that pass it)."
     ),
 ) -> None:
-    """Recompute the hashes and check every signed checkpoint: exit 0, or 1 naming what was tampered with.
+    """Recompute every hash and check every signed checkpoint: exit 0, or 1 naming what was tampered with.
 
-    By default incremental: the catalog, every signed checkpoint against the chain, then the links and
-    rows after the newest checkpoint; --full re-checks everything from genesis (run it periodically).
-    Read-only: works with the SELECT-only auditor login, never migrates, never writes (unless --seal).
-    With --bundle it reads only the file and the public key.
+    By default every row and link is re-hashed from genesis (a progress bar on a terminal), so any edit,
+    deletion, insertion or reordering is found. --since-checkpoint re-reads only what came after the
+    newest signed checkpoint, and says which positions it did not re-read. Read-only: works with the
+    SELECT-only auditor login, never migrates, never writes (unless --seal). With --bundle it reads
+    only the file and the public key.
     """
+    if since_checkpoint and full:
+        fail("--since-checkpoint and --full contradict each other: pass one of them", ExitCode.BAD_INPUT)
     expected = None
     if expect is not None:
         try:
@@ -144,7 +150,7 @@ def verify_command(
             settings,
             expect=expected,
             public_key=public_key,
-            incremental=not full,
+            incremental=since_checkpoint,
             planned=bar.planned,
             progress=bar.advanced,
         )
@@ -152,7 +158,7 @@ def verify_command(
         print_json(
             {
                 "ok": report.ok,
-                "mode": "full" if report.verified_from is None else "incremental",
+                "mode": "full" if report.verified_from is None else "since-checkpoint",
                 "verified_from": None if report.verified_from is None else report.verified_from.seq,
                 "rows_checked": report.rows_checked,
                 "head_seq": report.head_seq,

@@ -182,13 +182,13 @@ class VerifyReport:
 
     @property
     def mode(self) -> str:
-        """What was re-read: `full`, or `incremental from checkpoint SEQ:HASH…` (only links and rows after it)."""
+        """What was re-read: `full`, or `since checkpoint SEQ:HASH…` naming the positions not re-read."""
         if self.verified_from is None:
             return "full"
         seq = self.verified_from.seq
         return (
-            f"incremental from checkpoint {seq}:{self.verified_from.hash.hex()[:12]}…; "
-            f"the {seq} linked rows up to it not re-read: --full does"
+            f"since checkpoint {seq}:{self.verified_from.hash.hex()[:12]}…; positions 1-{seq} NOT re-read: "
+            "a plain `jarvis audit verify` re-reads them"
         )
 
     @property
@@ -206,8 +206,10 @@ class VerifyReport:
         if self.ok:
             extra = f"; {self.pending} row(s) waiting to be sealed" if self.pending else ""
             extra += "".join(f"; {note}" for note in self.notes)
+            verdict = "OK" if self.verified_from is None else "PARTIAL OK"
             return (
-                f"OK: {self.rows_checked} audit rows verified ({self.mode}); head {self.head_seq}:{self.head_hex}; "
+                f"{verdict}: {self.rows_checked} audit rows verified ({self.mode}); "
+                f"head {self.head_seq}:{self.head_hex}; "
                 f"{self.checkpoints_checked} signed checkpoint(s) matched{extra}"
             )
         first = self.problems[0] if self.problems else "the expected head hash is not in the chain (truncated?)"
