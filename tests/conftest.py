@@ -15,6 +15,9 @@ from jarvis_testkit import services
 
 # Keys and witness logs of this test process stay out of the real data directory (/var/lib/jarvis as root).
 os.environ.setdefault("JARVIS_DATA_DIR", tempfile.mkdtemp(prefix="jarvis-test-data-"))
+# No background sealer unless a test asks for one (tests/trust/test_round3_sealing_delay.py does): most tests
+# attack or inspect rows while they are still queued, and a sealer at work would race them.
+os.environ.setdefault("JARVIS_SEAL_INTERVAL", "0")
 
 
 @pytest.fixture(scope="session")

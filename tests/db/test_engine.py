@@ -83,23 +83,6 @@ def test_shutdown_closes_idle_connections_and_is_idempotent(migrated_database_ur
     assert db.engine.pool.checkedin() == 0  # type: ignore[attr-defined]
 
 
-def test_session_connection_reports_a_full_pool_and_gives_back_what_it_held(migrated_database_url: str) -> None:
-    # Issue #13 item 4: the agent's instance lock took engine.connect() directly (SQLAlchemy's TimeoutError).
-    small = load_settings(database_url=migrated_database_url, pool_size=1, connect_timeout=0.5)
-    db = open_database(small, url=migrated_database_url)
-    held_locks = text("SELECT count(*) FROM pg_catalog.pg_locks WHERE locktype = 'advisory' AND objid = 424242")
-    try:
-        with db.session_connection() as held:
-            held.execute(text("SELECT pg_advisory_xact_lock(424242)"))
-            with pytest.raises(PoolExhaustedError, match="JARVIS_POOL_SIZE"):
-                with db.session_connection():
-                    pass
-        with db.connect() as conn:  # its transaction was rolled back: the lock went with it
-            assert conn.execute(held_locks).scalar() == 0
-    finally:
-        db.shutdown()
-
-
 def test_psycopg_connection_is_the_driver_connection_under_both_kinds_of_handle(database: Database) -> None:
     with database.connect() as conn:
         assert isinstance(psycopg_connection(conn), psycopg.Connection)

@@ -58,6 +58,8 @@ class PgBouncer:
     run_as: str | None = None
     """The system user PgBouncer runs as (only set when the tests run as root)."""
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    aliases: dict[str, str] = field(default_factory=dict)
+    """Pool names that lead to a database of another name (`agentpool` -> the real database)."""
 
     @property
     def host(self) -> str:
@@ -122,6 +124,7 @@ def pgbouncer(
     pool_size: int = 10,
     users: Iterable[str] | Mapping[str, str] = (),
     startup_timeout: float = STARTUP_TIMEOUT,
+    aliases: Mapping[str, str] | None = None,
 ) -> Iterator[PgBouncer]:
     """A private PgBouncer in front of the server of `server_url` (any database on it passes through).
 
@@ -130,6 +133,8 @@ def pgbouncer(
     user is always in the auth_file; `users` adds more logins, either names or
     a mapping of names to the passwords PgBouncer gives the server for them
     (clients themselves are trusted). `pool_size` is per database and user.
+    `aliases` maps pool names to the databases they lead to (a client asking for
+    `agentpool` reaches the database named by it).
     """
     if pool_mode not in POOL_MODES:
         raise ValueError(f"pool_mode must be one of {POOL_MODES}, not {pool_mode!r}")
@@ -157,6 +162,7 @@ def pgbouncer(
                 users=logins,
                 version=version,
                 run_as=run_as,
+                aliases=dict(aliases or {}),
             )
             _write_files(bouncer, server)
             try:
@@ -247,7 +253,8 @@ def _write_files(bouncer: PgBouncer, server: dict[str, str]) -> None:
         "\n".join(
             [
                 "[databases]",
-                # Any database name the client asks for is passed through to the same server.
+                *(f"{alias} = " + " ".join([*target, f"dbname={real}"]) for alias, real in bouncer.aliases.items()),
+                # Any other database name the client asks for is passed through to the same server.
                 "* = " + " ".join(target),
                 "",
                 "[pgbouncer]",

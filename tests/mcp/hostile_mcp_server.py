@@ -4,7 +4,9 @@ Its tools misbehave on purpose: `huge` answers with SIZE bytes of text, `invalid
 that has neither result nor error, `garbage` writes a line that is not JSON before a good answer,
 `hang` never answers, `exit` exits (code 3) in the middle of the call, `fail` answers with an
 isError result, `after_cancel` answers only once it is told the call was cancelled, `append`
-appends the line it received to the file `path` of its arguments; `echo` behaves. It is lax too:
+appends the line it received to the file `path` of its arguments, `twice` answers twice: first with the
+raw line `first` of its arguments (`%ID%` replaced by the request's id as JSON; by default the id respelled
+as a string), then properly; `echo` behaves. It is lax too:
 it runs a `tools/call` sent without an id, and decodes its input with errors="replace" (as the
 Python SDK's stdio server does). It also lists a resource and a prompt, which the proxy must relay
 unchanged.
@@ -16,7 +18,9 @@ import json
 import sys
 from typing import Any
 
-TOOLS = ["echo", "huge", "invalid", "garbage", "hang", "exit", "fail", "after_cancel", "append"]
+TOOLS = ["echo", "huge", "invalid", "garbage", "hang", "exit", "fail", "after_cancel", "append", "twice"]
+FIRST_ANSWER = '{"jsonrpc": "2.0", "id": "%ID%", "result": {"content": [{"type": "text", "text": "the first answer"}]}}'
+"""What `twice` sends first unless told otherwise: the id respelled as a string (2 -> "2")."""
 waiting_for_cancel: set[str] = set()
 """The ids (as JSON) of `after_cancel` calls not yet cancelled."""
 
@@ -48,6 +52,9 @@ def call_tool(request_id: Any, name: str, arguments: dict[str, Any], line: str) 
         with open(arguments["path"], "a", encoding="utf-8") as ran:
             ran.write(line)
         send({"jsonrpc": "2.0", "id": request_id, "result": text_result("appended")})
+    elif name == "twice":
+        sys.stdout.write(str(arguments.get("first", FIRST_ANSWER)).replace("%ID%", json.dumps(request_id)) + "\n")
+        send({"jsonrpc": "2.0", "id": request_id, "result": text_result("the second answer")})
     elif name == "exit":
         sys.exit(3)
     elif name == "fail":

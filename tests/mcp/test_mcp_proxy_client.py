@@ -5,7 +5,6 @@ proxy cannot read but a lax upstream can, keys that differ only by case), or to 
 from __future__ import annotations
 
 import json
-import select
 import subprocess
 import sys
 import time
@@ -16,19 +15,20 @@ import pytest
 
 from jarvis.mcp.proxy import MAX_NESTING
 from jarvis_testkit import tamper
-from jarvis_testkit.mcp_parties import completions_by_start, jarvis_command, jarvis_environment
+from jarvis_testkit.mcp_parties import (
+    INITIALIZE,
+    INITIALIZED,
+    Conversation,
+    call,
+    cancel,
+    completions_by_start,
+    jarvis_command,
+    jarvis_environment,
+)
 
 DEADLINE = 120.0
 HOSTILE = [sys.executable, str(Path(__file__).with_name("hostile_mcp_server.py"))]
 """The upstream: it runs a tools/call sent without an id (and says so), as a lax server might."""
-
-INITIALIZE = {
-    "jsonrpc": "2.0",
-    "id": 1,
-    "method": "initialize",
-    "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "raw", "version": "1"}},
-}
-INITIALIZED = {"jsonrpc": "2.0", "method": "notifications/initialized"}
 
 
 def exchange(database_url: str, messages: list[Any]) -> list[Any]:
@@ -67,61 +67,6 @@ def test_a_batch_is_refused_and_none_of_its_calls_is_forwarded(isolated_database
     assert tamper.rows(url, "tool_calls") == []
 
 
-class Conversation:
-    """A raw client of a proxy in front of the hostile upstream: it writes lines and reads answers as they come."""
-
-    def __init__(self, database_url: str, **env: str) -> None:
-        self.process = subprocess.Popen(
-            jarvis_command("mcp", "proxy", "--", *HOSTILE),
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            env=jarvis_environment(database_url, **env),
-        )
-        self.received: list[Any] = []
-
-    def send(self, message: Any) -> None:
-        assert self.process.stdin is not None
-        self.process.stdin.write(message if isinstance(message, bytes) else json.dumps(message).encode() + b"\n")
-        self.process.stdin.flush()
-
-    def answer_to(self, request_id: Any) -> Any:
-        """Read answers until the one to `request_id` (all of them are kept in `received`)."""
-        assert self.process.stdout is not None
-        deadline = time.monotonic() + DEADLINE
-        while True:
-            ready, _, _ = select.select([self.process.stdout], [], [], max(0.0, deadline - time.monotonic()))
-            assert ready, f"no answer to request {request_id} within {DEADLINE} s; received {self.received}"
-            line = self.process.stdout.readline()
-            assert line, f"the proxy closed its output before answering request {request_id}"
-            self.received.append(json.loads(line))
-            if self.received[-1].get("id") == request_id:
-                return self.received[-1]
-
-    def close(self) -> None:
-        """Close the proxy's input and keep what it still wrote."""
-        stdout, _ = self.process.communicate(timeout=DEADLINE)
-        assert self.process.returncode == 0
-        self.received += [json.loads(line) for line in stdout.splitlines()]
-
-
-def call(request_id: int, name: str, arguments: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "jsonrpc": "2.0",
-        "id": request_id,
-        "method": "tools/call",
-        "params": {"name": name, "arguments": arguments},
-    }
-
-
-def cancel(request_id: int) -> dict[str, Any]:
-    return {
-        "jsonrpc": "2.0",
-        "method": "notifications/cancelled",
-        "params": {"requestId": request_id, "reason": "stop"},
-    }
-
-
 def test_a_tools_call_with_invalid_utf8_is_answered_with_a_parse_error_and_not_run(
     isolated_database_url: str, tmp_path: Path
 ) -> None:
@@ -129,7 +74,7 @@ def test_a_tools_call_with_invalid_utf8_is_answered_with_a_parse_error_and_not_r
     ran.touch()
     prefix = json.dumps(call(2, "append", {"path": str(ran), "to": "attacker"}))[:-4].encode()
     line = prefix + b'\xff"}}}\n'  # "to": "attacker\xff": the lax upstream would decode it and run it
-    conversation = Conversation(url)
+    conversation = Conversation(url, HOSTILE)
     conversation.send(INITIALIZE)
     conversation.answer_to(1)
     conversation.send(INITIALIZED)
@@ -174,7 +119,7 @@ def test_the_upstream_receives_the_proxys_encoding_of_the_recorded_call(
 
 def test_an_answer_after_the_client_cancelled_is_recorded_as_the_outcome(isolated_database_url: str) -> None:
     url = isolated_database_url
-    conversation = Conversation(url)
+    conversation = Conversation(url, HOSTILE)
     conversation.send(INITIALIZE)
     conversation.answer_to(1)
     conversation.send(INITIALIZED)
@@ -191,7 +136,7 @@ def test_an_answer_after_the_client_cancelled_is_recorded_as_the_outcome(isolate
 
 def test_a_call_recorded_cancelled_never_reaches_the_client_with_a_result(isolated_database_url: str) -> None:
     url = isolated_database_url
-    conversation = Conversation(url, JARVIS_MCP_CALL_TIMEOUT="1")
+    conversation = Conversation(url, HOSTILE, JARVIS_MCP_CALL_TIMEOUT="1")
     conversation.send(INITIALIZE)
     conversation.answer_to(1)
     conversation.send(INITIALIZED)
@@ -211,7 +156,7 @@ def test_a_call_recorded_cancelled_never_reaches_the_client_with_a_result(isolat
 
 def test_a_late_answer_to_a_call_that_timed_out_is_dropped(isolated_database_url: str) -> None:
     url = isolated_database_url
-    conversation = Conversation(url, JARVIS_MCP_CALL_TIMEOUT="1")
+    conversation = Conversation(url, HOSTILE, JARVIS_MCP_CALL_TIMEOUT="1")
     conversation.send(INITIALIZE)
     conversation.answer_to(1)
     conversation.send(INITIALIZED)

@@ -41,7 +41,7 @@ def test_a_start_left_by_a_proxy_killed_mid_call_is_closed_as_abandoned_at_the_n
     url = isolated_database_url
     victim = subprocess.Popen(
         jarvis_command("mcp", "proxy", "--", *HOSTILE),
-        env=jarvis_environment(url),
+        env=jarvis_environment(url, JARVIS_LEASE_TTL="3"),  # its lease outlives the kill by 3 s at most
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -69,8 +69,10 @@ def test_a_start_left_by_a_proxy_killed_mid_call_is_closed_as_abandoned_at_the_n
 
     database = open_database(load_settings(database_url=url), url=url)
     try:
-        # PostgreSQL ends the killed proxy's session (and its instance lock) once it sees the socket close.
-        wait_for(lambda: not running_agents(database, [dead]), what="the killed proxy's lock to go", timeout=DEADLINE)
+        # Nobody renews the killed proxy's lease: it expires JARVIS_LEASE_TTL after its last heartbeat.
+        wait_for(
+            lambda: not running_agents(database, [dead]), what="the killed proxy's lease to expire", timeout=DEADLINE
+        )
 
         async def next_proxy() -> None:
             with anyio.fail_after(DEADLINE):

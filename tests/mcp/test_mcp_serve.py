@@ -138,9 +138,10 @@ async def test_streamable_http_on_loopback_serves_and_records_the_session(isolat
     try:
         wait_for(lambda: accepts(port), what="the HTTP server to listen", process=server, timeout=DEADLINE)
         with anyio.fail_after(DEADLINE):
-            async with streamable_http_client(f"http://127.0.0.1:{port}/mcp") as (read, write), ClientSession(
-                read, write, client_info=CLIENT
-            ) as session:
+            async with (
+                streamable_http_client(f"http://127.0.0.1:{port}/mcp") as (read, write),
+                ClientSession(read, write, client_info=CLIENT) as session,
+            ):
                 await session.initialize()
                 written = answer(await session.call_tool("set_state", {"key": "over-http", "value": True}))
     finally:

@@ -132,7 +132,7 @@ def test_demo_through_a_transaction_pooler_exits_0_and_its_trail_verifies(
 
 # --- agents sharing the pool
 
-# One agent process, as deployed: Agent.start (which migrates, takes the instance lock, closes dangling work),
+# One agent process, as deployed: Agent.start (which migrates, takes its lease, closes dangling work),
 # CYCLES planning cycles of CALLS_PER_CYCLE audited tool calls, a seal per cycle; each call id on its own line.
 AGENT_PROCESS = f"""
 import sys, time
@@ -218,13 +218,13 @@ def assert_every_call_has_two_rows(server_url: str, runs: list[AgentRun]) -> Non
     assert not wrong, f"calls without exactly a start and a completion row: {wrong}"
 
 
-def test_four_agents_record_every_call_twice_when_the_pool_outnumbers_them(
+def test_four_agents_record_every_call_twice_through_one_server_connection(
     postgres_admin_url: str, isolated_database_url: str
 ) -> None:
-    """Each running agent holds one server connection for its instance lock (README: size the pool at
-    agents + 1); with that, every call lands as exactly two rows and the trail verifies."""
-    with pgbouncer(postgres_admin_url, pool_mode="transaction", pool_size=AGENTS + 1) as roomy:
-        runs = run_agents(roomy.url_for(isolated_database_url), isolated_database_url)
+    """A running agent holds no server connection between statements (its liveness is a lease row, issue 22
+    B10): four agents share one, every call lands as exactly two rows and the trail verifies."""
+    with pgbouncer(postgres_admin_url, pool_mode="transaction", pool_size=1) as single:
+        runs = run_agents(single.url_for(isolated_database_url), isolated_database_url)
     assert_every_call_has_two_rows(isolated_database_url, runs)
     assert verify_on_server(isolated_database_url) == []
 

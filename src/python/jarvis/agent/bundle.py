@@ -44,7 +44,15 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from jarvis.config import ExitCode, JarvisError
-from jarvis.witness import Checkpoint, PublicKey, WitnessError, WitnessLog, load_public_key, plausible_seal_time
+from jarvis.witness import (
+    Checkpoint,
+    PublicKey,
+    WitnessError,
+    WitnessLog,
+    load_public_key,
+    plausible_seal_time,
+    timeline_problems,
+)
 from jarvis.witness.files import fsync_directory
 
 if TYPE_CHECKING:
@@ -89,6 +97,13 @@ class BundleSummary:
     """Rows still waiting to be sealed: not in the chain yet, so not in the bundle."""
     unreadable: int
     """Rows whose canonical text could not be produced (written with a problem; the verifier reports them)."""
+    signed_seq: int = 0
+    """The newest chain position a checkpoint of this trail in the witness log names (0: none)."""
+
+    @property
+    def unsigned(self) -> int:
+        """Links after the newest checkpoint: `verify --bundle` fails on them (no signature vouches for them)."""
+        return max(0, self.head_seq - self.signed_seq)
 
     def __str__(self) -> str:
         return (
@@ -132,13 +147,8 @@ class BundleReport:
 
     def summary(self) -> str:
         """One line for people: what the bundle proves, or the first problem found."""
-        if self.ok:
-            unsigned = self.unsigned_links
-            extra = (
-                f"; the last {unsigned} link(s) come after the newest checkpoint and no signature covers them"
-                if unsigned
-                else ""
-            )
+        if self.ok:  # never with an unsigned tail: that is a problem (issue 22, B3)
+            extra = ""
             if self.pending:
                 extra += f"; {self.pending} row(s) were waiting to be sealed at export and are not in the bundle"
             return (
@@ -291,7 +301,10 @@ def _write_bundle(database: Database, entries: list[Checkpoint], out: IO[str], p
                 links += 1
     for checkpoint in entries:
         out.write(_line({"checkpoint": dataclasses.asdict(checkpoint)}))
-    return BundleSummary(path, trail, rows, links, len(entries), head_seq, head_hash.hex(), len(pending), unreadable)
+    signed_seq = max((c.seq for c in entries if c.trail == trail and c.seq <= head_seq), default=0)
+    return BundleSummary(
+        path, trail, rows, links, len(entries), head_seq, head_hash.hex(), len(pending), unreadable, signed_seq
+    )
 
 
 # --- verify ------------------------------------------------------------------------------------------------
@@ -303,23 +316,38 @@ def verify_bundle(
     *,
     expect: ExpectedHead | None = None,
     backdate_slack: timedelta | None = None,
+    witness_log: Path | None = None,
 ) -> BundleReport:
     """Verify a bundle offline against the trusted public key at `public_key_path`.
 
-    Raises BundleFormatError (naming the line) for a file that is not a
-    bundle, WitnessError for an unreadable public key; anything that was
-    changed is a Problem in the report.
+    Every link must be vouched for by a signed checkpoint: links after the newest one the bundle holds
+    are a problem (whoever holds a bundle can drop its newer checkpoints and rewrite what followed).
+    `witness_log` is the signer's own log (a copy the auditor got from the signer, not from the bundle's
+    sender): its checkpoints of this trail are checked against the chain too, so the bundle must reach
+    the newest of them. Raises BundleFormatError (naming the line) for a file that is not a bundle,
+    WitnessError for an unreadable public key or witness log; anything that was changed is a Problem.
     """
     from jarvis.db.audit.chain import BACKDATE_SLACK
 
     public_key = load_public_key(public_key_path)
+    logged = None if witness_log is None else (Path(witness_log), _logged_checkpoints(Path(witness_log)))
     checker = _Checker(
         Path(path), public_key.key_id, expect, BACKDATE_SLACK if backdate_slack is None else backdate_slack
     )
     for number, kind, body in _read_lines(checker.path):
         checker.take(number, kind, body)
-    checker.finish(public_key)
+    checker.finish(public_key, logged)
     return checker.report
+
+
+def _logged_checkpoints(path: Path) -> list[Checkpoint]:
+    """The checkpoints of the signer's witness log at `path`; a missing file is an error, not an empty log."""
+    if not path.is_file():
+        raise BundleError(
+            f"--witness-log {path} is not a file; give the signer's witness log (JARVIS_WITNESS_LOG on the "
+            "agent's host, by default <data dir>/witness/<database>.jsonl)"
+        )
+    return WitnessLog(path).entries()
 
 
 _KINDS = ("header", "row", "link", "checkpoint")
@@ -623,7 +651,7 @@ class _Checker:
         key = bytes(self.names[index * _ID_BYTES : (index + 1) * _ID_BYTES])
         return self.tables[key[0]], uuid.UUID(bytes=key[1:])
 
-    def finish(self, public_key: PublicKey) -> None:
+    def finish(self, public_key: PublicKey, logged: tuple[Path, list[Checkpoint]] | None = None) -> None:
         from jarvis.db.audit.chain import TrustedHead
 
         report = self.report
@@ -665,7 +693,7 @@ class _Checker:
                     None,
                     f"bundle line {number} is for trail {checkpoint.trail}, but the bundle is of trail {report.trail}",
                 )
-            elif not plausible_seal_time(sealed_at := datetime.fromisoformat(checkpoint.sealed_at)):
+            elif not plausible_seal_time(datetime.fromisoformat(checkpoint.sealed_at)):
                 self._problem(
                     "witness log",
                     None,
@@ -673,8 +701,14 @@ class _Checker:
                     f"bundle line {number}: sealed at {checkpoint.sealed_at}, a time no database clock should "
                     f"give ({label}): the database's clock or its jarvis_seal was tampered with",
                 )
-            else:
-                trusted.append(TrustedHead(checkpoint.seq, bytes.fromhex(checkpoint.head_hash), sealed_at, label))
+            else:  # its time is the signer's clock, never the database's word (B2)
+                signed_at = datetime.fromisoformat(checkpoint.signed_at)
+                trusted.append(TrustedHead(checkpoint.seq, bytes.fromhex(checkpoint.head_hash), signed_at, label))
+        own = [(n, c) for n, c in self.checkpoints if c.trail == report.trail and c.verify(public_key)]
+        for number, why in timeline_problems(own):
+            self._problem("witness log", None, None, f"bundle line {number}: {why}")
+        if logged is not None:
+            trusted += self._from_log(public_key, *logged, {c for _, c in self.checkpoints})
         trusted.sort(key=lambda head: head.seq)
         for head in trusted:
             if head.seq > report.head_seq:
@@ -706,6 +740,17 @@ class _Checker:
                 f"no checkpoint signed by the trusted key {report.key_id}: nothing ties this bundle to the signer "
                 "(check --public-key, or export from a database whose agent signs checkpoints)",
             )
+        vouched = report.signed_seq or 0
+        if report.head_seq > vouched:
+            self._problem(
+                "audit_chain",
+                None,
+                vouched + 1,
+                f"chain positions {vouched + 1}…{report.head_seq} ({report.head_seq - vouched} link(s)) come after "
+                f"the newest checkpoint signed by key {report.key_id}: no signature vouches for them (a bundle cut "
+                "back to an older checkpoint and rewritten after it looks exactly like this); export again with "
+                "the agent's login (it seals and signs first), or check it against --witness-log or --expect",
+            )
         for key, row in self.rows.items():
             table, row_id = self.tables[key[0]], uuid.UUID(bytes=key[1:])
             if row.problem is not None:
@@ -718,6 +763,32 @@ class _Checker:
             if self.expect.seq == 0 and self.expect.hash == _GENESIS:
                 self.expected_seen = True
             report.expected_head_found = self.expected_seen
+
+    def _from_log(
+        self, public_key: PublicKey, path: Path, entries: list[Checkpoint], in_bundle: set[Checkpoint]
+    ) -> list[TrustedHead]:
+        """The signer's own checkpoints of this trail: the bundle must hold each, its newest included."""
+        from jarvis.db.audit.chain import TrustedHead
+
+        own = [c for c in entries if c.trail == self.report.trail and c.verify(public_key)]
+        if not own:
+            self._problem(
+                "witness log",
+                None,
+                None,
+                f"{path} holds no checkpoint of trail {self.report.trail} signed by key {self.report.key_id}: "
+                "give the witness log of the agent that wrote this trail",
+            )
+        return [
+            TrustedHead(
+                c.seq,
+                bytes.fromhex(c.head_hash),
+                datetime.fromisoformat(c.signed_at),
+                f"checkpoint {c.seq}:{c.head_hash[:12]}… signed {c.signed_at} (witness log {path})",
+            )
+            for c in own
+            if c not in in_bundle
+        ]
 
     def _backdated(self, trusted: list[TrustedHead]) -> None:
         """A row that entered the chain after a checkpoint although dated well before it was backdated."""

@@ -246,8 +246,12 @@ def _redis_check(settings: Settings) -> HealthCheck:
     """Redis is optional: unset is fine, set but unreachable is a failure."""
     if not settings.redis_url:
         return HealthCheck("redis", "ok", "not configured: running on PostgreSQL alone (no cache, no live stream)")
-    import redis
-
+    try:
+        import redis
+    except ModuleNotFoundError:
+        return HealthCheck(
+            "redis", "fail", "REDIS_URL is set but the redis package is not installed", "pip install 'jarvis[redis]'"
+        )
     try:
         client = redis.Redis.from_url(
             settings.redis_url, socket_timeout=settings.connect_timeout, socket_connect_timeout=settings.connect_timeout

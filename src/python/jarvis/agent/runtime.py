@@ -1,6 +1,6 @@
 """The agent runtime: where config, the database and (optionally) Redis meet.
 
-`Agent.start()` connects, migrates, takes the agent's instance lock and closes
+`Agent.start()` connects, migrates, takes the agent's lease and closes
 work a previous process left dangling. `run_cycle()` is one planning cycle:
 open it, ask the planner for steps, record each decision, run each tool
 through the audited tool-call API, close it with the outcomes.
@@ -11,11 +11,8 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable, Sequence
-from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import Any
-
-from sqlalchemy import text
 
 from jarvis.agent.builtin_tools import register_builtin_tools
 from jarvis.agent.plan import Planner, Step
@@ -49,6 +46,7 @@ from jarvis.db.audit import (
 from jarvis.db.audit.tool_calls import CANCELLATIONS, describe_error
 from jarvis.db.base import Status
 from jarvis.db.jsonb import ValueTooLargeError, ensure_jsonb
+from jarvis.db.liveness import BEATS_PER_TTL, Lease
 from jarvis.db.migrate import upgrade_to_head
 
 log = logging.getLogger("jarvis.agent")
@@ -115,8 +113,8 @@ class Agent:
         self.planning = PlanningLog(database, agent=name, listeners=self.listeners)
         self.tools = ToolRegistry()
         register_builtin_tools(self.tools, state=self.state, memory=self.memory, schema=self.schema)
-        self._instance_lock: ExitStack | None = None
-        """The held connection whose open transaction holds the instance lock; closing it releases the lock."""
+        self._lease: Lease | None = None
+        """This process's lease on the agent's name, renewed by its heartbeat while the agent runs."""
         self.closed_at_start: list[DanglingStart] = []
 
     @classmethod
@@ -124,7 +122,7 @@ class Agent:
         cls, settings: Settings, *, name: str = "jarvis", migrate: bool = True, listeners: Sequence[AuditListener] = ()
     ) -> Agent:
         """An agent ready to work from settings: the database opened (migrated unless migrate=False), the signing key
-        checked, work dangling from earlier runs closed, and the instance lock taken.
+        checked, the agent's lease taken (and kept renewed), and work dangling from earlier runs closed.
         """
         if migrate:
             upgrade_to_head(settings)
@@ -153,30 +151,22 @@ class Agent:
         return agent
 
     def take_instance_lock(self) -> None:
-        """Hold a session advisory lock for the agent's name: one live process per agent and database.
+        """Take the lease on the agent's name and keep it renewed: one live process per agent and database.
 
-        Holding it is what makes closing dangling work at start-up safe: no other
-        live process of this agent can own those start rows.
+        Holding it is what makes closing dangling work at start-up safe: no other live process of this
+        agent can own those start rows. A lease row (jarvis.db.liveness), not a lock held in an open
+        transaction: nothing pins a server connection or waits idle in a transaction, and only the app
+        role can take one.
         """
-        # A transaction-level lock in a transaction kept open: a session lock would stay behind on a
-        # pooled server connection (PgBouncer) and be handed to whoever gets that connection next.
-        # Held through Database.session_connection, so a full pool or an outage is Jarvis's own error.
-        held = ExitStack()
-        try:
-            conn = held.enter_context(self.database.session_connection())
-            got = conn.execute(
-                text("SELECT pg_try_advisory_xact_lock(hashtext('jarvis.agent:' || :name))"), {"name": self.name}
-            ).scalar()
-        except BaseException:
-            held.close()
-            raise
-        if not got:
-            held.close()
+        lease = Lease(self.database, self.name)
+        if not lease.take():
             raise AgentAlreadyRunningError(
-                f"another process is already running agent {self.name!r} on this database; "
-                "stop it first or choose another name (--agent)"
+                f"another process is already running agent {self.name!r} on this database (it renews its lease "
+                f"every {lease.ttl / BEATS_PER_TTL:g} s; a crashed one's lease expires within JARVIS_LEASE_TTL="
+                f"{lease.ttl:g} s); stop it first or choose another name (--agent)"
             )
-        self._instance_lock = held
+        lease.keep()
+        self._lease = lease
 
     def run_tool(self, name: str, raw_input: Any, *, cycle_id: uuid.UUID | None = None) -> StepOutcome:
         """Validate the input, then run the tool inside an audited call. Tool failures become outcomes."""
@@ -204,6 +194,10 @@ class Agent:
         tool call, close it with its outcome. A failing tool fails its step, not the cycle's bookkeeping; an
         exception or interruption still closes the cycle (failed or cancelled) before it propagates.
         """
+        if self._lease is not None and self._lease.lost:
+            raise AgentAlreadyRunningError(
+                f"agent {self.name!r} lost its lease to another process running it; stop this one"
+            )
         lease = self.cycle_lock.acquire() if self.cycle_lock is not None else None
         try:
             return self._run_cycle(goals, planner, on_step, lease)
@@ -297,15 +291,16 @@ class Agent:
         return fitted(outcomes)
 
     def shutdown(self) -> None:
-        """Seal what is queued, release the instance lock, dispose the pool. Safe to call twice."""
-        lock, self._instance_lock = self._instance_lock, None
+        """Seal what is queued, release the agent's lease, dispose the pool. Safe to call twice."""
+        lease, self._lease = self._lease, None
         try:
-            if lock is not None:
+            if lease is not None:
                 try:
                     self.seal()
                 except Exception as error:  # the next seal links these rows; never fail a shutdown over it
                     log.warning("could not seal the audit trail at shutdown: %s", error)
-                lock.close()  # rolls back the transaction that holds the instance lock
+                finally:
+                    lease.release()  # the agent may start again at once
         finally:
             self.database.shutdown()
             if self.redis is not None:

@@ -2,118 +2,63 @@
 
 The database's chain shows any edit that does not recompute it. A superuser
 who does recompute it consistently is caught by a checkpoint: after every seal
-the head (position, hash, the database's clock) is signed with an Ed25519 key
-the database never sees and appended to a witness log on the file system (one
-file per database). `verify_trail` checks every checkpoint in that log: the
-chain must still hold each head at its position, and nothing dated before a
-checkpoint may enter the chain after it.
+the head (position, hash, the database's seal time, the signer's clock) is signed
+with an Ed25519 key the database never sees and appended to a witness log on the
+file system (one file per trail). Sealing and signing live in the database layer
+(`jarvis.db.audit.witnessed`, re-exported here), so the database handle's
+background sealer signs too. `verify_trail` checks every checkpoint in that log:
+the chain must still hold each head at its position, nothing dated before a
+checkpoint (by the signer's clock) may enter the chain after it, the seal times
+must run forward with the signer's clock, and the log must hold the newest
+checkpoint the database records as signed.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from urllib.parse import urlsplit
-
-from sqlalchemy import text
 
 from jarvis.cache import RedisLink
 from jarvis.config import Settings
-from jarvis.db import Database, NotMigratedError
-from jarvis.db.audit import ExpectedHead, Problem, SealResult, TrustedHead, VerifyReport, seal, verify
+from jarvis.db import Database
+from jarvis.db.audit import ExpectedHead, Problem, SealResult, TrustedHead, VerifyReport, verify
+from jarvis.db.audit.witnessed import (
+    CheckpointContradictedError,
+    ImplausibleSealTimeError,
+    ensure_signing_key,
+    newest_recorded_checkpoint,
+    refuse_to_contradict,
+    trail_id,
+    witness_log_path,
+)
+from jarvis.db.audit.witnessed import seal_and_sign as sign_sealed
 from jarvis.witness import (
     Checkpoint,
+    PublicKey,
     WitnessError,
     WitnessLog,
-    generate_key,
     load_public_key,
-    load_signing_key,
     plausible_seal_time,
-    write_public_key,
+    timeline_problems,
 )
 
+__all__ = [
+    "CHECKPOINT_STREAM",
+    "CheckpointContradictedError",
+    "ImplausibleSealTimeError",
+    "checkpoints",
+    "ensure_signing_key",
+    "refuse_to_contradict",
+    "seal_and_sign",
+    "trail_id",
+    "trusted_heads",
+    "verify_trail",
+    "witness_log_path",
+]
+
 log = logging.getLogger("jarvis.audit")
-
-
-class CheckpointContradictedError(WitnessError):
-    """The chain no longer holds the newest signed checkpoint: sealing or signing now would launder a rewrite."""
-
-
-class ImplausibleSealTimeError(WitnessError):
-    """The database reported a seal time no honest clock gives: nothing is signed with it."""
-
-
-def witness_log_path(settings: Settings, database: Database) -> Path:
-    """JARVIS_WITNESS_LOG, or `<data dir>/witness/<database name>.jsonl`.
-
-    Named by the database, not the URL, so a direct connection and one through a pooler share
-    it. Two databases of one name on two servers would share it too: verify then reports the
-    other trail's checkpoints loudly ("is for trail ..."), and JARVIS_WITNESS_LOG separates them.
-    """
-    if settings.witness_log is not None:
-        return settings.witness_log
-    name = urlsplit(database.url).path.strip("/") or "jarvis"
-    return settings.data_dir / "witness" / (re.sub(r"[^A-Za-z0-9_.-]", "_", name) + ".jsonl")
-
-
-def trail_id(database: Database) -> str:
-    """This trail's identity (trail_info): what the witness log and bundles are bound to."""
-    with database.connect() as conn:
-        found = conn.execute(text("SELECT trail_id FROM public.trail_info")).scalar()
-    if found is None:
-        raise NotMigratedError(
-            "public.trail_info is empty, so this trail has no identity (its one row was deleted: only a "
-            "superuser can do that); restore it from a backup"
-        )
-    return str(found)
-
-
-def refuse_to_contradict(database: Database, last: Checkpoint | None, trail: str) -> None:
-    """Never sign a head the previous checkpoint contradicts: signing would launder a rewrite."""
-    if last is None or last.trail != trail:
-        return
-    with database.connect() as conn:
-        held = conn.execute(
-            text("SELECT chain_hash FROM ONLY public.audit_chain WHERE seq = :seq"), {"seq": last.seq}
-        ).scalar()
-    if (last.seq == 0 and last.head_hash == bytes(32).hex()) or (
-        held is not None and bytes(held).hex() == last.head_hash
-    ):
-        return
-    raise CheckpointContradictedError(
-        f"refusing to seal or sign: the chain no longer holds checkpoint {last.seq}:{last.head_hash[:12]}… signed "
-        f"{last.signed_at} (history was rewritten or cut). Run `jarvis audit verify`"
-    )
-
-
-def ensure_signing_key(settings: Settings) -> None:
-    """Make the checkpoint key on first use at its default place, then check it can sign.
-
-    Only the default path is created on the fly, so the zero-config default is witnessed too;
-    a JARVIS_SIGNING_KEY that names a missing file is a mistake to report, never a new key (which
-    would sign this database's witness log with a key nobody trusts). A key that cannot be used
-    (wrong mode, not a key) stops the agent before it does anything, not after its work.
-    """
-    path = settings.signing_key_path()
-    if not path.exists():
-        if settings.signing_key is not None:
-            raise WitnessError(
-                f"no signing key at {path} (JARVIS_SIGNING_KEY); correct the path, or run `jarvis keys init` "
-                "to create a key there"
-            )
-        try:
-            generate_key(path)
-            log.info("created the checkpoint signing key at %s (public key %s)", path, settings.public_key_path())
-        except WitnessError:
-            if not path.exists():
-                raise
-    key = load_signing_key(path)
-    public = settings.public_key_path()
-    if not public.exists():  # another process made the key at the same moment and has not written this yet
-        write_public_key(key, public)
 
 
 CHECKPOINT_STREAM = "checkpoints"
@@ -124,41 +69,23 @@ watchers, never evidence — verify reads the witness log and checks every signa
 def seal_and_sign(
     database: Database, settings: Settings, *, wait: float = 0.0, redis_link: RedisLink | None = None
 ) -> SealResult:
-    """Seal what is queued, then sign the head and append it to the witness log (when a key exists).
+    """Seal what is queued, then sign the head into the witness log (`jarvis.db.audit.witnessed.seal_and_sign`).
 
     With `redis_link`, the signed checkpoint is also published to Redis; a Redis that is down
     costs only that copy.
     """
-    key_path = settings.signing_key_path()
-    witness = WitnessLog(witness_log_path(settings, database))
-    trail = trail_id(database)
-    if key_path.exists():
-        last = witness.last()
-        refuse_to_contradict(database, last, trail)  # before linking anything onto a rewritten chain
-        key = load_signing_key(key_path)
-        if last is not None and last.trail == trail and last.key_id != key.key_id:
-            raise WitnessError(
-                f"refusing to sign: {witness.path} was signed by key {last.key_id}, but JARVIS_SIGNING_KEY "
-                f"({key_path}) is key {key.key_id}; point it at the key that signed this log"
-            )
-    result = seal(database, wait=wait)
-    if key_path.exists():
-        if not plausible_seal_time(result.sealed_at):
-            raise ImplausibleSealTimeError(
-                f"refusing to sign a head sealed at {result.sealed_at.isoformat()}: the database's clock (or its "
-                "jarvis_seal function) is not to be trusted. Run `jarvis audit verify`"
-            )
-        # Signed even when the head has not moved: "nothing else existed at this time" is what lets a later
-        # checkpoint expose a row backdated into the gap.
-        checkpoint = key.sign(trail, result.head_seq, result.head_hash, result.sealed_at)
-        witness.append(checkpoint)
-        if redis_link is not None:
-            stream = redis_link.key(CHECKPOINT_STREAM)
-            redis_link.run(
+    publish: Callable[[Checkpoint], None] | None = None
+    if redis_link is not None:
+        link = redis_link
+        stream = link.key(CHECKPOINT_STREAM)
+
+        def publish(checkpoint: Checkpoint) -> None:
+            link.run(
                 lambda r: r.xadd(stream, {"checkpoint": checkpoint.to_json()}, maxlen=10_000, approximate=True),
                 None,
             )
-    return result
+
+    return sign_sealed(database, settings, wait=wait, on_checkpoint=publish)
 
 
 def checkpoints(settings: Settings, database: Database) -> list[Checkpoint]:
@@ -169,15 +96,23 @@ def checkpoints(settings: Settings, database: Database) -> list[Checkpoint]:
 def trusted_heads(
     settings: Settings, database: Database, public_key: Path | None = None
 ) -> tuple[list[TrustedHead], list[Problem]]:
-    """The witness log's checkpoints whose signature holds, and a problem for each one that does not."""
+    """The witness log's checkpoints whose signature holds, and a problem for each one that does not.
+
+    A head's time is its `signed_at` (the signer's clock), never the database's word. Also reported:
+    seal times that go backwards or stray from their signing (`timeline_problems`), and a log that
+    lacks the newest checkpoint the database records as signed (deleted, emptied or an older copy).
+    """
+    recorded, unreadable = newest_recorded_checkpoint(database)  # first: the log is appended before the record
     where = witness_log_path(settings, database)
     problems: list[Problem] = []
+    if unreadable is not None:
+        problems.append(Problem("audit_checkpoints", None, None, unreadable))
     try:
         entries = WitnessLog(where).entries()
     except WitnessError as error:
-        return [], [Problem("witness log", None, None, str(error))]
-    if not entries:
-        return [], []
+        return [], [*problems, Problem("witness log", None, None, str(error))]
+    if not entries and recorded is None:
+        return [], problems
     # A missing or unreadable public key is a setting to fix (exit 2), not evidence of tampering.
     trusted_key = load_public_key(public_key or settings.public_key_path())
     trail = trail_id(database)
@@ -193,11 +128,11 @@ def trusted_heads(
                     None,
                     None,
                     f"{where} entry {number} is for trail {checkpoint.trail}, but this database is trail {trail}: "
-                    "the database was replaced, or this log belongs to another database of the same name "
+                    "the database was replaced, or this log belongs to another database "
                     "(then give each its own JARVIS_WITNESS_LOG)",
                 )
             )
-        elif not plausible_seal_time(sealed_at := datetime.fromisoformat(checkpoint.sealed_at)):
+        elif not plausible_seal_time(datetime.fromisoformat(checkpoint.sealed_at)):
             problems.append(
                 Problem(
                     "witness log",
@@ -208,8 +143,53 @@ def trusted_heads(
                 )
             )
         else:
-            heads.append(TrustedHead(checkpoint.seq, bytes.fromhex(checkpoint.head_hash), sealed_at, label))
+            signed_at = datetime.fromisoformat(checkpoint.signed_at)
+            heads.append(
+                TrustedHead(
+                    checkpoint.seq, bytes.fromhex(checkpoint.head_hash), signed_at, label, checkpoint.flagged
+                )
+            )
+    own = [(n, c) for n, c in enumerate(entries, start=1) if c.trail == trail and c.verify(trusted_key)]
+    for number, why in timeline_problems(own):
+        problems.append(Problem("witness log", None, None, f"{where} entry {number}: {why}"))
+    problems.extend(_record_problems(recorded, [c for _, c in own], trusted_key, trail, where))
     return heads, problems
+
+
+def _record_problems(
+    recorded: Checkpoint | None, own: list[Checkpoint], key: PublicKey, trail: str, where: Path
+) -> list[Problem]:
+    """The database's record of the newest signed checkpoint against the log: missing, older, or different."""
+    if recorded is None:
+        return []
+    label = f"checkpoint {recorded.seq}:{recorded.head_hash[:12]}… signed {recorded.signed_at}"
+    if not recorded.verify(key) or recorded.trail != trail:
+        return [
+            Problem(
+                "audit_checkpoints",
+                None,
+                None,
+                f"the newest checkpoint the database records ({label}) is not one the trusted key signed for trail "
+                f"{trail}: it was written by hand (the app role or a superuser)",
+            )
+        ]
+    if any(c.signature == recorded.signature for c in own):
+        return []
+    if not own:
+        why = f"the witness log {where} has no checkpoint of this trail: it was deleted, emptied or replaced"
+    elif max(datetime.fromisoformat(c.signed_at) for c in own) < datetime.fromisoformat(recorded.signed_at):
+        why = f"the witness log {where} ends before it: it was cut or replaced by an older copy"
+    else:
+        why = f"the witness log {where} does not hold it: the log was edited or replaced"
+    return [
+        Problem(
+            "witness log",
+            None,
+            None,
+            f"the database records that {label} was signed, but {why}. Restore the log (JARVIS_WITNESS_LOG); "
+            "until then nothing vouches for the trail",
+        )
+    ]
 
 
 def verify_trail(

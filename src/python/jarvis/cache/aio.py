@@ -17,14 +17,22 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-import redis
-import redis.asyncio
-import redis.asyncio.lock
-from redis.exceptions import LockError
+from jarvis.config.extras import MissingExtraError
+
+try:
+    import redis
+    import redis.asyncio
+    import redis.asyncio.lock
+    from redis.exceptions import LockError
+except ModuleNotFoundError as missing:
+    raise MissingExtraError(
+        f"jarvis.cache.aio needs the Python package {missing.name!r}, which is not installed. "
+        "Fix: pip install 'jarvis[redis]'"
+    ) from None
 
 from jarvis.cache.audit_stream import STREAM_MAXLEN, sign_fields
 from jarvis.cache.cycle_lock import DELETE_IF_UNCHANGED, LOCK_TTL_MS, CycleLease, LockRules
-from jarvis.cache.link import CONNECTION_ERRORS, LinkBase
+from jarvis.cache.link import LinkBase, connection_errors
 from jarvis.cache.state_cache import (
     CACHE_TTL_MS,
     GENERATION_TTL_S,
@@ -62,7 +70,7 @@ class AsyncRedisLink(LinkBase[redis.asyncio.Redis, Callable[[], Awaitable[None]]
             return fallback
         try:
             return await operation(self.client)
-        except CONNECTION_ERRORS as error:
+        except connection_errors() as error:
             self.health.failed(error)
         except redis.RedisError as error:
             self.health.command_failed(error)

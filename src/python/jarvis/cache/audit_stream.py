@@ -20,13 +20,14 @@ import logging
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any
-
-import redis
+from typing import TYPE_CHECKING, Any
 
 from jarvis.cache.auth import Authenticator
 from jarvis.cache.link import RedisLink
 from jarvis.db.audit import AuditEvent
+
+if TYPE_CHECKING:  # the [redis] extra; only a link (jarvis.cache.link) imports it at run time
+    import redis
 
 log = logging.getLogger("jarvis.cache")
 

@@ -23,14 +23,18 @@ from __future__ import annotations
 import logging
 import secrets
 from dataclasses import dataclass
-from typing import Any
-
-import redis
-from redis.exceptions import LockError
-from redis.lock import Lock
+from typing import TYPE_CHECKING, Any
 
 from jarvis.cache.link import LinkBase, RedisLink
 from jarvis.config import JarvisError
+from jarvis.config.extras import OptionalModule
+
+if TYPE_CHECKING:
+    import redis
+    import redis.exceptions
+    import redis.lock
+else:  # the [redis] extra: used only once a link exists (REDIS_URL set)
+    redis = OptionalModule("redis", extra="redis", feature="Redis (REDIS_URL)")
 
 log = logging.getLogger("jarvis.cache")
 
@@ -117,8 +121,10 @@ class CycleLock(LockRules):
         self.link: RedisLink = link
         self._delete_if_unchanged = link.client.register_script(DELETE_IF_UNCHANGED)
 
-    def _lock(self, owner: str | None = None) -> Lock:
-        lock = Lock(self.link.client, self._key, timeout=self.ttl_ms / 1000, blocking=False, thread_local=False)
+    def _lock(self, owner: str | None = None) -> redis.lock.Lock:
+        lock = redis.lock.Lock(
+            self.link.client, self._key, timeout=self.ttl_ms / 1000, blocking=False, thread_local=False
+        )
         if owner is not None:
             lock.local.token = owner.encode()
         return lock
@@ -168,7 +174,7 @@ class CycleLock(LockRules):
         def extend(r: redis.Redis) -> bool:
             try:
                 return bool(self._lock(lease.owner).extend(self.ttl_ms / 1000, replace_ttl=True))
-            except LockError:  # no longer ours (expired, taken over)
+            except redis.exceptions.LockError:  # no longer ours (expired, taken over)
                 return False
 
         return self.link.run(extend, False)
@@ -179,7 +185,7 @@ class CycleLock(LockRules):
         def release(r: redis.Redis) -> bool:
             try:
                 self._lock(lease.owner).release()
-            except LockError:  # no longer ours: never delete the next holder's lock
+            except redis.exceptions.LockError:  # no longer ours: never delete the next holder's lock
                 return False
             return True
 

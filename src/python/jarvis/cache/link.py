@@ -19,16 +19,21 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import psycopg
-import redis
 
 from jarvis.cache.auth import Authenticator, ensure_cache_key
 from jarvis.config import load_settings, mask_url, redact
+from jarvis.config.extras import OptionalModule
 from jarvis.db import Database
 from jarvis.db.engine import psycopg_connection, unavailable
 from jarvis.db.urls import libpq_url
+
+if TYPE_CHECKING:
+    import redis
+else:  # the [redis] extra: imported when a link is made (REDIS_URL set), so the core runs without it
+    redis = OptionalModule("redis", extra="redis", feature="Redis (REDIS_URL)")
 
 log = logging.getLogger("jarvis.cache")
 
@@ -102,8 +107,9 @@ def _namespace_from(conn: Any, where: str) -> str:
     return "jarvis:" + hashlib.sha256(identity.encode()).hexdigest()[:16]
 
 
-CONNECTION_ERRORS = (redis.ConnectionError, redis.TimeoutError, OSError)
-"""What makes Redis count as down (redis.asyncio raises the same classes)."""
+def connection_errors() -> tuple[type[BaseException], ...]:
+    """What makes Redis count as down (redis.asyncio raises the same classes)."""
+    return (redis.ConnectionError, redis.TimeoutError, OSError)
 
 
 class RedisHealth:
@@ -204,7 +210,7 @@ class LinkBase(Generic[ClientT, RecoveryT]):
         return self.health.available
 
 
-class RedisLink(LinkBase[redis.Redis, Callable[[], None]]):
+class RedisLink(LinkBase["redis.Redis", Callable[[], None]]):
     def connect(self, url: str, **options: Any) -> redis.Redis:
         return redis.Redis.from_url(url, **options)
 
@@ -223,7 +229,7 @@ class RedisLink(LinkBase[redis.Redis, Callable[[], None]]):
                     recovery()
         try:
             return operation(self.client)
-        except CONNECTION_ERRORS as error:
+        except connection_errors() as error:
             self.health.failed(error)
             return fallback
         except redis.RedisError as error:

@@ -28,14 +28,15 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Generic, TypeVar
-
-import redis
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from jarvis.cache.auth import Authenticator
 from jarvis.cache.link import LinkBase, RedisLink
 from jarvis.db import StateEntry, StateStore
 from jarvis.db.state import check_key
+
+if TYPE_CHECKING:  # the [redis] extra; only a link (jarvis.cache.link) imports it at run time
+    import redis
 
 log = logging.getLogger("jarvis.cache")
 

@@ -35,6 +35,7 @@ from jarvis.cli.session import (
     settings_or_exit,
 )
 from jarvis.cli.views import cycles_table, printable, safe, short_json, styled, timeline_table, verify_line
+from jarvis.config import Settings
 from jarvis.db import Database, RoleNotGrantedError, open_database
 from jarvis.db.audit import AuditQueries, ExpectedHead, SealPermissionError, find_dangling
 from jarvis.db.audit.dangling import DanglingStart, running_agents, sweep_dangling
@@ -108,6 +109,12 @@ def verify_command(
     full: bool = typer.Option(
         False, "--full", help="Re-check every row and link from genesis (the default; kept for scripts that pass it)."
     ),
+    witness_log: Path = typer.Option(
+        None,
+        "--witness-log",
+        help="With --bundle: the signer's witness log (from the agent's host); the bundle must reach its newest "
+        "checkpoint of this trail.",
+    ),
 ) -> None:
     """Recompute every hash and check every signed checkpoint: exit 0, or 1 naming what was tampered with.
 
@@ -126,8 +133,10 @@ def verify_command(
         except ValueError as error:
             fail(str(error), ExitCode.BAD_INPUT)
     if bundle is not None:
-        _verify_bundle(bundle, public_key, seal_first, expected, as_json)
+        _verify_bundle(bundle, public_key, seal_first, expected, as_json, witness_log)
         return
+    if witness_log is not None:
+        fail("--witness-log goes with --bundle; a database verify reads JARVIS_WITNESS_LOG", ExitCode.BAD_INPUT)
     settings = settings_or_exit()
     if seal_first:
         with reported_errors():
@@ -219,15 +228,22 @@ def verify_progress(*, shown: bool) -> Iterator[VerifyProgress]:
 
 
 def _verify_bundle(
-    bundle: Path, public_key: Path | None, seal_first: bool, expected: ExpectedHead | None, as_json: bool
+    bundle: Path,
+    public_key: Path | None,
+    seal_first: bool,
+    expected: ExpectedHead | None,
+    as_json: bool,
+    witness_log: Path | None = None,
 ) -> None:
-    """`verify --bundle`: the file against the trusted public key; never opens the database."""
+    """`verify --bundle`: the file against the trusted public key (and the signer's log); never opens the database."""
     if seal_first:
         fail("--seal needs the database; a bundle is verified offline (drop --seal)", ExitCode.BAD_INPUT)
     settings = settings_or_exit()
     with reported_errors():
         try:
-            report = verify_bundle(bundle, public_key or settings.public_key_path(), expect=expected)
+            report = verify_bundle(
+                bundle, public_key or settings.public_key_path(), expect=expected, witness_log=witness_log
+            )
         except BundleError as error:
             fail(str(error), ExitCode.BAD_INPUT)
     if as_json:
@@ -292,7 +308,7 @@ def dangling_command(
 ) -> None:
     """List start rows that never got an outcome (their process died); --close marks them abandoned.
 
-    A running agent (its instance lock is held) owns its open cycle and tool calls: they are listed as
+    A running agent (its lease is live) owns its open cycle and tool calls: they are listed as
     running, and --close skips them unless --force. Tool calls outside any cycle belong to no agent.
     """
     if force and not close:
@@ -308,7 +324,7 @@ def dangling_command(
             running = set(running_agents(database, sorted({d.agent for d in found if d.agent is not None})))
     live = sorted({d.agent for d in skipped if d.agent is not None})
     skipped_line = (
-        f"skipped {len(skipped)} start row(s) of running agent(s) {', '.join(live)}: their instance lock is held, "
+        f"skipped {len(skipped)} start row(s) of running agent(s) {', '.join(live)}: their lease is live, "
         "so this is live work, not dangling (--force closes it anyway)"
     )
     forced = sorted({d.agent for d in found if d.agent in running}) if close else []
@@ -368,11 +384,21 @@ def _export_bundle(output: Path | None, force: bool) -> None:
     if output.exists() and not force:
         fail(f"{output} exists; choose another file, or pass --force to replace it", ExitCode.BAD_INPUT)
     settings = settings_or_exit()
+    sealed = _seal_before_export(settings)
     with opened_database() as database, reported_errors():
         try:
             summary = export_bundle(database, settings, output, force=force)
         except BundleError as error:
             fail(str(error), ExitCode.BAD_INPUT)
+    if summary.unsigned:
+        why = "the newest checkpoint could not be signed" if sealed else "this login cannot seal and sign"
+        errors.print(
+            f"{summary.unsigned} link(s) (chain positions {summary.signed_seq + 1}…{summary.head_seq}) come after "
+            f"the newest signed checkpoint ({why}): `verify --bundle` reports them as vouched for by no signature. "
+            "Export with the agent's login, which seals and signs first",
+            highlight=False,
+            markup=False,
+        )
     if summary.pending:
         errors.print(
             f"{summary.pending} row(s) are waiting to be sealed and are not in the bundle "
@@ -388,6 +414,25 @@ def _export_bundle(output: Path | None, force: bool) -> None:
         )
     console.print(f"wrote {summary} to", highlight=False, markup=False, soft_wrap=True)
     console.print(str(summary.path), highlight=False, markup=False, soft_wrap=True)
+
+
+def _seal_before_export(settings: Settings) -> bool:
+    """Seal and sign what is queued, as the agent's login, so the bundle ends at a signed checkpoint.
+
+    Returns False when this login cannot (an auditor's): the export then says what is unsigned.
+    """
+    with reported_errors():
+        sealer = open_database(settings, role="app")
+        try:
+            require_head(sealer)
+            seal_and_sign(sealer, settings, wait=settings.seal_wait)
+        except (CheckpointContradictedError, ImplausibleSealTimeError) as tampering:
+            errors.print(f"not sealed: {tampering}", style="yellow", markup=False, highlight=False)
+        except RoleNotGrantedError:
+            return False
+        finally:
+            sealer.shutdown()
+    return True
 
 
 @app.command("tail")

@@ -5,13 +5,18 @@ Both speak MCP on stdout, so nothing else is ever printed there: errors and logs
 
 from __future__ import annotations
 
-import anyio
 import typer
 
 from jarvis.cli.session import ExitCode, fail, reported_errors, settings_or_exit
-from jarvis.mcp.proxy import Proxy, shown_command
-from jarvis.mcp.serve import LOOPBACK_HOSTS, serve_http, serve_stdio
-from jarvis.mcp.sessions import start_agent
+from jarvis.config.extras import require
+
+
+def _require_mcp(command: str) -> None:
+    """The [mcp] extra (the MCP SDK, anyio): imported by the commands that use it, so the CLI runs without it."""
+    with reported_errors():
+        for module in ("anyio", "jarvis.mcp.proxy", "jarvis.mcp.serve"):
+            require(module, extra="mcp", feature=f"jarvis mcp {command}")
+
 
 app = typer.Typer(help="Jarvis over MCP: its own tools, or an audit proxy for any MCP server.", no_args_is_help=True)
 
@@ -26,6 +31,12 @@ def serve_command(
     ),
 ) -> None:
     """Offer the agent's state, memory and audit queries as MCP tools; every call is recorded."""
+    _require_mcp("serve")
+    import anyio
+
+    from jarvis.mcp.serve import LOOPBACK_HOSTS, serve_http, serve_stdio
+    from jarvis.mcp.sessions import start_agent
+
     if http and host not in LOOPBACK_HOSTS and not allow_remote:
         fail(
             f"--host {host} is not a loopback address, and the MCP server has no authentication. "
@@ -60,6 +71,12 @@ def proxy_command(
     ),
 ) -> None:
     """Run the MCP server CMD behind an audit proxy: every tools/call is recorded before it is forwarded."""
+    _require_mcp("proxy")
+    import anyio
+
+    from jarvis.mcp.proxy import Proxy, shown_command
+    from jarvis.mcp.sessions import start_agent
+
     settings = settings_or_exit()
     with reported_errors():
         agent = start_agent(settings, "proxy", shown_command(command))

@@ -5,15 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-import uvicorn
 from dotenv import dotenv_values
 
 from jarvis.cache import RedisLink, namespace_for
 from jarvis.cache.auth import cache_key_path, load_cache_key
 from jarvis.cli.session import ExitCode, console, errors, fail, opened_database, reported_errors, settings_or_exit
 from jarvis.config import JarvisError, Settings
+from jarvis.config.extras import require
 from jarvis.db import Database
-from jarvis.ui import create_app, is_loopback
 
 GRACE = 3
 """Seconds Ctrl-C waits for open responses (live event streams) before closing them."""
@@ -22,8 +21,7 @@ GRACE = 3
 def ui_command(
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on; anything but loopback needs --token."),
     port: int = typer.Option(8765, "--port", min=0, max=65535, help="Port to listen on (0: any free port)."),
-    token: str
-    | None = typer.Option(
+    token: str | None = typer.Option(
         None,
         "--token",
         envvar="JARVIS_UI_TOKEN",
@@ -33,6 +31,13 @@ def ui_command(
     ),
 ) -> None:
     """Serve a read-only web view of the audit trail, memory and state (as the SELECT-only auditor role)."""
+    with reported_errors():  # the [ui] extra; the rest of the CLI runs without it
+        require("jarvis.ui", extra="ui", feature="jarvis ui")
+        require("uvicorn", extra="ui", feature="jarvis ui")
+    import uvicorn
+
+    from jarvis.ui import create_app, is_loopback
+
     if not token:  # like every setting, JARVIS_UI_TOKEN may also come from .env
         token = dotenv_values(".env").get("JARVIS_UI_TOKEN") if Path(".env").is_file() else None
     loopback = is_loopback(host)

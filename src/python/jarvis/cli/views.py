@@ -30,6 +30,8 @@ STATUS_STYLE = {
     "ok": "green",
     "warn": "yellow",
     "fail": "bold red",
+    # a verified read that does not match its chain link
+    "tampered": "bold red",
 }
 """The colour of every status Jarvis prints; anything else (from a tampered database) is white."""
 
@@ -78,9 +80,27 @@ def status_cell(status: str | None) -> Text:
     return plain(status or "", STATUS_STYLE.get(status or "", "white"))
 
 
+INTEGRITY_CELLS = {
+    "verified": Text("ok", style="green"),
+    "unsealed": Text("unsealed", style="yellow"),
+    "tampered": Text("TAMPERED", style="bold red"),
+}
+"""How a row's verified-read state is shown: "ok" (its link vouches for it), "unsealed" (not yet
+vouched for), "TAMPERED" (its values are withheld)."""
+
+WITHHELD = Text("(withheld: does not match its chain link)", style="red")
+
+
+def integrity_cell(integrity: str) -> Text:
+    """A row's integrity as a table cell ("TAMPERED" in bold red); anything unknown is shown as TAMPERED."""
+    return INTEGRITY_CELLS.get(integrity, INTEGRITY_CELLS["tampered"]).copy()
+
+
 def timeline_table(cycle: CycleSummary, entries: list[TimelineEntry]) -> Table:
+    start_withheld = cycle.integrity == "tampered" and cycle.agent is None
+    goals = "[bold red]TAMPERED[/bold red]" if start_withheld else escape(short_json(cycle.goals, 60))
     table = Table(
-        title=f"cycle {cycle.id} · {escape(short_json(cycle.goals, 60))} · {styled(cycle.status)}",
+        title=f"cycle {cycle.id} · {goals} · {styled(cycle.status)}",
         title_justify="left",
         expand=True,
     )
@@ -88,13 +108,25 @@ def timeline_table(cycle: CycleSummary, entries: list[TimelineEntry]) -> Table:
     table.add_column("event", no_wrap=True, min_width=14)
     table.add_column("name", max_width=22, overflow="ellipsis", no_wrap=True)
     table.add_column("status", no_wrap=True, max_width=9)
+    table.add_column("check", no_wrap=True, min_width=8)
     table.add_column("detail", overflow="ellipsis", no_wrap=True, ratio=1, min_width=16)
     for entry in entries:
+        if entry.integrity not in ("verified", "unsealed"):
+            table.add_row(
+                entry.at.strftime("%H:%M:%S.%f")[:-3],
+                integrity_cell(entry.integrity),
+                plain(entry.table),
+                "",
+                integrity_cell(entry.integrity),
+                WITHHELD.copy(),
+            )
+            continue
         table.add_row(
             entry.at.strftime("%H:%M:%S.%f")[:-3],
             plain(entry.kind),
             plain(entry.name or ""),
             status_cell(entry.status),
+            integrity_cell(entry.integrity),
             plain(short_json(entry.detail, 200)),
         )
     return table
@@ -102,15 +134,17 @@ def timeline_table(cycle: CycleSummary, entries: list[TimelineEntry]) -> Table:
 
 def cycles_table(cycles: list[CycleSummary]) -> Table:
     table = Table(title="planning cycles (newest first)", title_justify="left")
-    for column in ("cycle", "agent", "started", "status", "goals"):
+    for column in ("cycle", "agent", "started", "status", "check", "goals"):
         table.add_column(column, overflow="fold")
     for cycle in cycles:
+        start_withheld = cycle.integrity == "tampered" and cycle.agent is None
         table.add_row(
             str(cycle.id),
-            plain(cycle.agent),
+            WITHHELD.copy() if start_withheld else plain(cycle.agent or ""),
             cycle.started_at.isoformat(timespec="seconds"),
             status_cell(cycle.status),
-            plain(short_json(cycle.goals, 50)),
+            integrity_cell(cycle.integrity),
+            WITHHELD.copy() if start_withheld else plain(short_json(cycle.goals, 50)),
         )
     return table
 

@@ -97,7 +97,8 @@ class Settings(BaseSettings):
         gt=0,
         validation_alias=AliasChoices("JARVIS_CONNECT_TIMEOUT", "connect_timeout"),
         description="Seconds to wait for a connection (PostgreSQL server, pool slot, or Redis in "
-        "`jarvis doctor`) before failing; rounded up to whole seconds for the PostgreSQL server.",
+        "`jarvis doctor`) before failing; rounded up to whole seconds for the PostgreSQL server. An outcome "
+        "row (a tool call's completion, a cycle's close) waits for a pool slot however long it takes.",
     )
     data_dir: Path = Field(
         default_factory=default_data_dir,
@@ -137,6 +138,25 @@ class Settings(BaseSettings):
         le=3600,
         validation_alias=AliasChoices("JARVIS_SEAL_WAIT", "seal_wait"),
         description="Seconds `jarvis audit verify --seal` waits for another sealer before naming it and failing.",
+    )
+    seal_interval: float = Field(
+        default=2.0,
+        ge=0,
+        le=5,
+        validation_alias=AliasChoices("JARVIS_SEAL_INTERVAL", "seal_interval"),
+        description="Seconds within which every audit row a process writes is sealed and covered by a signed "
+        "checkpoint, in every mode (library, CLI, MCP proxy and server): the database handle's background "
+        "sealer seals and signs at most this often, and once more when the process shuts down. 0 turns it off "
+        "(rows then wait for an explicit seal: the agent's cycle end, `jarvis audit verify --seal`).",
+    )
+    lease_ttl: float = Field(
+        default=15.0,
+        ge=1,
+        le=3600,
+        validation_alias=AliasChoices("JARVIS_LEASE_TTL", "lease_ttl"),
+        description="Seconds a running agent's liveness lease lasts unless renewed (its heartbeat renews it every "
+        "third of that): how long after a crash (kill -9, a lost machine) its name stays taken and its work "
+        "counts as live.",
     )
     signing_key: Path | None = Field(
         default=None,

@@ -18,6 +18,7 @@ does the work and the others wait for it, then reuse it.
 from __future__ import annotations
 
 import fcntl
+import json
 import logging
 import os
 import pwd
@@ -130,7 +131,7 @@ def _start(pgdata: Path, *, stop_at_exit: bool, backend: Backend) -> EmbeddedSer
             with warnings.catch_warnings():
                 # platformdirs warns, on stderr, when XDG_RUNTIME_DIR is unset (containers, CI); pgserver copes.
                 warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR")
-                from pgserver.postgres_server import get_server
+                from pgserver.postgres_server import PostgresServer, get_server
         except ImportError as exc:
             if backend == "pgserver":
                 raise EmbeddedPostgresUnavailable(f"pgserver is not installed here ({exc})") from exc
@@ -138,6 +139,8 @@ def _start(pgdata: Path, *, stop_at_exit: bool, backend: Backend) -> EmbeddedSer
             try:
                 # pgserver creates a missing pgdata with exist_ok=False: make it here, where a loser is harmless.
                 pgdata.mkdir(parents=True, exist_ok=True)
+                with PostgresServer._lock:  # pgserver's own: held by every user while it joins or leaves
+                    forget_dead_users(pgdata)
                 server: EmbeddedServer = get_server(pgdata, cleanup_mode="stop" if stop_at_exit else None)
                 return server
             except Exception as exc:
@@ -147,6 +150,45 @@ def _start(pgdata: Path, *, stop_at_exit: bool, backend: Backend) -> EmbeddedSer
                     f"Fix: check {pgdata}/log, free the directory (JARVIS_DATA_DIR), or set DATABASE_URL."
                 ) from exc
     return PathPostgres(pgdata).start()
+
+
+HANDLE_PIDS = ".handle_pids.json"
+"""pgserver's list of the processes using a server (in its pgdata); the last one to leave stops it."""
+
+
+def forget_dead_users(pgdata: Path) -> list[int]:
+    """Drop the processes that died without leaving (kill -9, the OOM killer) from pgserver's list; returns them.
+
+    pgserver stops the server when the last process listed in `.handle_pids.json` exits, and each
+    process removes only itself, at exit. One killed with SIGKILL stayed listed for good, so no
+    later process was ever the last and the server ran on after every command. Every start now
+    removes the dead first; the caller holds pgserver's lock, under which the list is changed.
+    """
+    path = pgdata / HANDLE_PIDS
+    try:
+        listed = [int(pid) for pid in json.loads(path.read_text())]
+    except (OSError, ValueError, TypeError):
+        return []  # no list yet (or not one pgserver wrote): nothing to forget
+    dead = [pid for pid in listed if not process_alive(pid)]
+    if dead:
+        path.write_text(json.dumps([pid for pid in listed if pid not in dead]))
+        log.info("the embedded PostgreSQL in %s: forgot processes that died without stopping it: %s", pgdata, dead)
+    return dead
+
+
+def process_alive(pid: int) -> bool:
+    """Whether `pid` is a running process (of any user); a zombie, dead but not yet reaped, is not."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # exists, owned by another user
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except (OSError, IndexError):
+        return True  # no /proc (macOS): trust kill(0)
+    return state not in ("Z", "X")
 
 
 def ensure_database(server: EmbeddedServer, database: str, *, timeout: float = CONNECT_TIMEOUT) -> None:

@@ -26,7 +26,7 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import psycopg
 from sqlalchemy import Connection, Engine, PoolProxiedConnection, create_engine, event, exc
@@ -81,6 +81,12 @@ log = logging.getLogger("jarvis.db")
 EMBEDDED_DATABASE = "jarvis"
 
 
+class Stoppable(Protocol):
+    """What a database handle stops at shutdown (its background sealer)."""
+
+    def stop(self) -> None: ...
+
+
 @dataclass
 class Database(RoleRules):
     """An engine plus what it took to get one (the embedded server, if any)."""
@@ -91,6 +97,8 @@ class Database(RoleRules):
     embedded_server: EmbeddedServer | None = None
     role: Role = "app"
     _closed: bool = field(default=False, repr=False)
+    background_sealer: Stoppable | None = field(default=None, repr=False)
+    """Seals and signs what this handle appended (jarvis.db.audit.autoseal); started by the first append."""
     _roles: Roles | None = field(default=None, repr=False)
     _role_statements: dict[bool, tuple[str, tuple[str, ...]]] = field(default_factory=dict, repr=False)
 
@@ -131,44 +139,42 @@ class Database(RoleRules):
             yield conn
 
     @contextmanager
-    def session_connection(self) -> Iterator[Connection]:
-        """A pooled connection held beyond one unit of work (the agent's instance lock), then given back clean.
-
-        Checked out like `connect()`, so an exhausted pool or an outage is PoolExhaustedError or
-        DatabaseUnavailableError, never SQLAlchemy's own error. The transaction the holder leaves
-        open (and its transaction-level advisory locks) is rolled back on exit; a connection that
-        died meanwhile took its locks with it, so failing to roll it back is no error.
-        """
-        with self.connect() as conn:
-            try:
-                yield conn
-            finally:
-                try:
-                    conn.rollback()
-                except exc.SQLAlchemyError as error:
-                    log.debug("held connection already gone (its locks went with it): %s", error)
-
-    @contextmanager
-    def raw_connection(self) -> Iterator[PoolProxiedConnection]:
+    def raw_connection(self, *, patient: bool = False) -> Iterator[PoolProxiedConnection]:
         """The pooled DBAPI connection itself, for hot paths that skip SQLAlchemy's statement layer.
 
         Call `.invalidate()` on it after a connection error so the pool never reuses it;
-        `psycopg_connection(proxy)` is the typed psycopg connection inside it.
+        `psycopg_connection(proxy)` is the typed psycopg connection inside it. `patient`: wait for
+        a busy pool as long as it takes, never PoolExhaustedError (an outcome row of a tool that ran).
         """
         with self._checkout():
-            proxy = self.engine.raw_connection()
+            proxy = self._wait_for_connection() if patient else self.engine.raw_connection()
         try:
             yield proxy
         finally:
             proxy.close()  # back to the pool (or discarded, if invalidated)
 
+    def _wait_for_connection(self) -> PoolProxiedConnection:
+        """A pooled connection however long every one stays busy, saying so each JARVIS_CONNECT_TIMEOUT."""
+        waited = 0.0
+        while True:
+            try:
+                return self.engine.raw_connection()
+            except exc.TimeoutError:
+                waited += self.settings.connect_timeout
+                log.warning(
+                    "%s; still waiting (%.1f s) to record the outcome of work that already ran",
+                    pool_exhausted(self.settings),
+                    waited,
+                )
+
     @contextmanager
-    def autocommit_cursor(self) -> Iterator[psycopg.Cursor[Any]]:
+    def autocommit_cursor(self, *, patient: bool = False) -> Iterator[psycopg.Cursor[Any]]:
         """A cursor on a pooled connection in autocommit, for one-round-trip statements (`fetch_one`).
 
         The database's roles are resolved first; a connection that failed is never reused.
+        `patient`: see `raw_connection`.
         """
-        with self.raw_connection() as proxy:
+        with self.raw_connection(patient=patient) as proxy:
             raw = psycopg_connection(proxy)
             try:
                 if self.role != "owner" and self._roles is None:
@@ -252,9 +258,16 @@ class Database(RoleRules):
 
             return drive(steps, execute, psycopg.Error)
 
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
     def shutdown(self) -> None:
-        """Close idle pooled connections; connections in use finish their transaction first."""
+        """Seal and sign what this handle appended, then close idle pooled connections (busy ones finish first)."""
         if not self._closed:
+            sealer = self.background_sealer
+            if sealer is not None:
+                sealer.stop()  # its final seal needs the pool: before it is disposed
             self._closed = True
             self.engine.dispose()
 

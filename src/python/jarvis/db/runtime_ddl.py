@@ -218,7 +218,12 @@ class RuntimeSchema:
 
     def create_table(self, name: str, columns: Mapping[str, str]) -> TableCreated:
         """Create `agent_ext.<name>`; a no-op for an identical definition, an error for a conflicting one."""
-        return self.database.run(create_table_steps(name, columns))
+        created = self.database.run(create_table_steps(name, columns))
+        if created.created:
+            from jarvis.db.audit.autoseal import wake_sealer  # jarvis.db.audit imports jarvis.db
+
+            wake_sealer(self.database)  # its schema_changes row is sealed and signed like any audit row
+        return created
 
     def insert_row(self, name: str, values: Mapping[str, Any]) -> int:
         """Insert one row into a runtime table; returns its id."""

@@ -28,6 +28,16 @@ upstream that is not JSON is dropped (logged on stderr); batches (JSON arrays, n
 2025-06-18) are refused, and a `tools/call` without an id (a notification) is dropped, so no
 `tools/call` can slip through unrecorded.
 
+The other way, the client gets only what the proxy read, re-encoded: an upstream line that is not one
+strict JSON object (a duplicate key, a key that differs from a JSON-RPC key only by case, a batch) is
+dropped, and an answer is relayed only if its id is exactly (type and value) that of a forwarded
+request still waiting for one, once. SDK clients match ids loosely (`id_aliases`: the Python SDK
+reads "2" or "02" as 2, the TypeScript SDK "2.0" or "0x2" too), so an answer with a respelled,
+unknown or settled id could otherwise settle a call in the client that the trail records
+otherwise; for the same reason a request whose id a client could confuse with a running request's
+or a given-up call's is refused. A `tools/call`'s answer is relayed as exactly the recorded result
+or error.
+
 When the trail and the relay disagree, the trail wins: a call whose start row cannot be committed
 (an argument over JARVIS_MAX_VALUE_BYTES, PostgreSQL down) is not forwarded; an answer that cannot
 be recorded (over the cap) is not passed on, and the call is recorded `failed` with the reason.
@@ -49,7 +59,9 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
+import re
 import shlex
 import subprocess
 from dataclasses import dataclass
@@ -81,6 +93,7 @@ MAX_NESTING = 64
 """The deepest nesting of arrays and objects a client message may have (parsers differ on deeper ones)."""
 MESSAGE_KEYS = frozenset({"jsonrpc", "method", "id", "params"})
 PARAMS_KEYS = frozenset({"name", "arguments", "_meta"})
+UPSTREAM_KEYS = frozenset({"jsonrpc", "method", "id", "params", "result", "error"})
 SHUTDOWN_GRACE = 5.0
 """Seconds the upstream gets to exit after its stdin is closed, and again after SIGTERM, before SIGKILL."""
 MIN_LINE_BYTES = 64 * 1024 * 1024
@@ -107,8 +120,67 @@ def one_line(text: str) -> str:
 
 
 def request_key(request_id: Any) -> str:
-    """A request id as a dict key: 1 and "1" are different ids in JSON-RPC."""
+    """A request id as a dict key: 1 and "1" are different ids in JSON-RPC (and only an identical id matches)."""
     return json.dumps(request_id, sort_keys=True)
+
+
+def is_request_id(value: Any) -> bool:
+    """Whether `value` may be a request id the proxy forwards: a string or an integer (MCP), never a bool."""
+    return isinstance(value, int | str) and not isinstance(value, bool)
+
+
+JS_WHITESPACE = (
+    "\t\n\v\f\r \u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a"
+    "\u2028\u2029\u202f\u205f\u3000\ufeff"
+)
+"""What JavaScript's `Number()` trims from a string (WhiteSpace and LineTerminator)."""
+JS_DECIMAL = re.compile(r"[+-]?(?:Infinity|(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)", re.ASCII)
+JS_RADIX = {"x": (16, re.compile(r"[0-9a-fA-F]+")), "o": (8, re.compile(r"[0-7]+")), "b": (2, re.compile(r"[01]+"))}
+
+
+def as_double(number: int) -> float:
+    """`number` as a JavaScript number: the nearest double (past 2**53 neighbours merge), or an infinity."""
+    try:
+        return float(number)
+    except OverflowError:
+        return math.inf if number > 0 else -math.inf
+
+
+def js_number(text: str) -> float | None:
+    """JavaScript's `Number(text)` (StringToNumber), or None for NaN: what the TypeScript SDK matches an id by."""
+    text = text.strip(JS_WHITESPACE)
+    if not text:
+        return 0.0  # Number("") and Number(" ") are 0
+    if JS_DECIMAL.fullmatch(text):
+        return float(text)  # the regex admits only what JavaScript reads; Python reads it the same way
+    if len(text) > 2 and text[0] == "0" and text[1].lower() in JS_RADIX:
+        base, digits = JS_RADIX[text[1].lower()]
+        if digits.fullmatch(text[2:]):
+            return as_double(int(text[2:], base))
+    return None
+
+
+def id_aliases(request_id: int | str) -> frozenset[Any]:
+    """Every value an MCP SDK client may take `request_id` for when it matches a response to its request.
+
+    The Python SDK matches `coerce_request_id(id)`: a string `int()` reads is that integer ("01",
+    " 1", "+1", "1_0", "\u0661"); the TypeScript SDK matches `Number(id)`: "1.0", "1e0", "0x1",
+    "" (0), and integers past 2**53 round to the same double. Two ids a client may confuse share
+    an alias; strings and numbers never compare equal, so a string stands for itself.
+    """
+    if isinstance(request_id, int):
+        return frozenset({request_id, as_double(request_id)})
+    aliases: set[Any] = {request_id}
+    try:
+        python_sdk = int(request_id)
+    except ValueError:
+        pass
+    else:
+        aliases |= {python_sdk, as_double(python_sdk)}
+    typescript_sdk = js_number(request_id)
+    if typescript_sdk is not None:
+        aliases.add(typescript_sdk)
+    return frozenset(aliases)
 
 
 def error_response(request_id: Any, message: str, code: int = INTERNAL_ERROR) -> bytes:
@@ -189,12 +261,29 @@ def client_message(line: bytes) -> tuple[dict[str, Any], bytes]:
         ) from None
 
 
-def parse(line: bytes) -> Any:
-    """The JSON value of a line, or None if it is not JSON."""
+def upstream_message(line: bytes) -> tuple[dict[str, Any], bytes]:
+    """The one JSON-RPC message on an upstream line, and the bytes the client is sent for it (its re-encoding).
+
+    UnreadableMessage if it is dropped: anything a client could read differently from the proxy (not
+    strict UTF-8 JSON, a duplicate key, NaN, a key that differs from a JSON-RPC key only by case, a
+    batch), so what the client acts on is always what the proxy read, and recorded.
+    """
     try:
-        return json.loads(line)
-    except (ValueError, RecursionError):
-        return None
+        message = json.loads(line.decode("utf-8"), object_pairs_hook=unique_keys, parse_constant=no_constant)
+    except (UnicodeDecodeError, ValueError, RecursionError) as unreadable:
+        reason = "nested too deeply" if isinstance(unreadable, RecursionError) else str(unreadable)
+        raise UnreadableMessage(PARSE_ERROR, one_line(f"not one strict JSON message ({reason})")) from None
+    if not isinstance(message, dict):
+        raise UnreadableMessage(INVALID_REQUEST, "not a JSON object (batches are not part of MCP)")
+    variants = case_variants(message, UPSTREAM_KEYS)
+    if variants:
+        raise UnreadableMessage(
+            INVALID_REQUEST, one_line(f"keys that differ from JSON-RPC keys only by case: {variants}")
+        )
+    try:
+        return message, encode(message)
+    except (ValueError, UnicodeEncodeError) as unencodable:  # 1e999 (infinity), a lone surrogate
+        raise UnreadableMessage(PARSE_ERROR, one_line(f"cannot be relayed as JSON ({unencodable})")) from None
 
 
 def outcome(response: dict[str, Any]) -> tuple[CompletionStatus, Any, str | None]:
@@ -240,8 +329,11 @@ class Proxy:
         self.call_timeout = call_timeout
         self.session = SessionCycle(agent, 1, {"mcp": "proxy", "upstream": [redact(part) for part in command]})
         self.pending: dict[str, PendingCall] = {}
-        self.given_up: set[str] = set()
-        """Ids of calls settled without the upstream's answer: a late answer is dropped, and the id not reused."""
+        self.outstanding: dict[str, frozenset[Any]] = {}
+        """Every forwarded client request still waiting for its answer (`tools/call` or not), and its id's aliases."""
+        self.given_up: dict[str, frozenset[Any]] = {}
+        """Calls settled without the upstream's answer, and their ids' aliases: a late answer is dropped, and no
+        id a client could take for theirs is used again in the session."""
         self.client_closed = False
         self.write_lock = anyio.Lock()
         self.upstream_lock = anyio.Lock()
@@ -315,12 +407,47 @@ class Proxy:
             return
         if message.get("method") == "notifications/cancelled":
             self.cancelled_by_client(message)
-        if message.get("method") == "tools/call":
+        is_request = "method" in message and "id" in message
+        refusal = self.refused_id(message["id"]) if is_request else None
+        if refusal is None and message.get("method") == "tools/call":
             refusal = await self.begin_call(message)
-            if refusal is not None:
-                await self.to_client(refusal)
-                return
+        if refusal is not None:
+            await self.to_client(refusal)
+            return
+        if is_request:
+            self.outstanding[request_key(message["id"])] = id_aliases(message["id"])
         await self.to_upstream(forwarded)
+
+    def refused_id(self, request_id: Any) -> bytes | None:
+        """The error response for a request whose id must not be forwarded, or None.
+
+        Only an answer with exactly a forwarded id is relayed (see `answer`), so an id must not be one
+        an MCP client could take for another request still waiting for its answer, or for a call the
+        proxy gave up on (whose answer may still come): that answer would settle both in the client.
+        """
+        if not is_request_id(request_id):
+            return error_response(
+                None, "jarvis mcp proxy: a request id must be a string or an integer (MCP)", INVALID_REQUEST
+            )
+        key, aliases = request_key(request_id), id_aliases(request_id)
+        for other, other_aliases in self.outstanding.items():
+            if aliases & other_aliases:
+                running = "is" if other == key else f"could be taken for {other}, which is"
+                return error_response(
+                    request_id,
+                    f"jarvis mcp proxy: request id {key} {running} already in use by a running request; use a new id",
+                    INVALID_REQUEST,
+                )
+        for other, other_aliases in self.given_up.items():
+            if aliases & other_aliases:
+                same = "belongs" if other == key else f"could be taken for {other}, which belongs"
+                return error_response(
+                    request_id,
+                    f"jarvis mcp proxy: request id {key} {same} to a call given up on, whose answer may still come; "
+                    "use a new id",
+                    INVALID_REQUEST,
+                )
+        return None
 
     def note_client(self, message: dict[str, Any]) -> None:
         """Remember who the client is: `clientInfo` of `initialize`, or of a 2026-07-28 request's `_meta`."""
@@ -340,27 +467,12 @@ class Proxy:
     async def begin_call(self, message: dict[str, Any]) -> bytes | None:
         """Commit the call's start row and arm its timeout; or the error response if it must not be forwarded."""
         request_id = message["id"]
-        if isinstance(request_id, bool) or not isinstance(request_id, int | str):
-            return error_response(
-                None, "jarvis mcp proxy: a tools/call id must be a string or an integer (MCP)", INVALID_REQUEST
-            )
         key = request_key(request_id)
         raw_params = message.get("params")
         params: dict[str, Any] = raw_params if isinstance(raw_params, dict) else {}
         name = params.get("name")
         tool_name = name[:200] if isinstance(name, str) and name else NO_TOOL_NAME
         arguments = params.get("arguments")
-        if key in self.pending:
-            return error_response(
-                request_id, f"jarvis mcp proxy: request id {key} is already in use by a running call", INVALID_REQUEST
-            )
-        if key in self.given_up:
-            return error_response(
-                request_id,
-                f"jarvis mcp proxy: request id {key} belongs to a call given up on, whose answer may still come; "
-                "use a new id",
-                INVALID_REQUEST,
-            )
 
         def start() -> ToolCallStart:
             return self.agent.tool_calls.start(tool_name, arguments, cycle_id=self.session.cycle_id())
@@ -410,7 +522,7 @@ class Proxy:
             if self.pending.get(key) is not call:
                 return
             del self.pending[key]
-            self.given_up.add(key)
+            self.settled_without_answer(key)
             if call.cancel_reason is not None:  # the client is not waiting, and the upstream was told
                 await self.settle(call, "cancelled", f"{call.cancel_reason} (no answer came within {seconds:g} s)")
                 return
@@ -444,28 +556,64 @@ class Proxy:
                 await self.upstream_ended(process)
 
     async def upstream_line(self, line: bytes) -> None:
-        message = parse(line)
-        if message is None:
-            log.warning("the upstream wrote a line that is not JSON; dropped: %r", line[:200])
+        try:
+            message, encoded = upstream_message(line)
+        except UnreadableMessage as unreadable:
+            log.warning("an upstream line was dropped, not relayed: %s: %r", unreadable, line[:200])
             return
-        if isinstance(message, dict) and "method" not in message and "id" in message:
-            key = request_key(message["id"])
-            call = self.pending.pop(key, None)
-            if call is not None:
-                call.timer.cancel()
-                line = await self.finish(call, message, line)
-            elif key in self.given_up:
-                log.warning("a late answer to request id %s, a call already settled without it, was dropped", key)
-                return
-        await self.to_client(line)
+        if isinstance(message.get("method"), str) and "result" not in message and "error" not in message:
+            await self.to_client(encoded)  # a request or a notification of the upstream's own
+            return
+        answer = await self.answer(message, encoded)
+        if answer is not None:
+            await self.to_client(answer)
 
-    async def finish(self, call: PendingCall, response: dict[str, Any], line: bytes) -> bytes:
-        """Record the answer to `call`; what the client is sent: the answer, or an error if it was not recorded."""
+    async def answer(self, response: dict[str, Any], encoded: bytes) -> bytes | None:
+        """What the client is sent for an upstream message that answers a request, or None if it is dropped.
+
+        Only an answer whose id is exactly (type and value) that of a forwarded request still waiting
+        is relayed, once: an SDK client matches "2", "02" or 2.0 to its request 2 (see `id_aliases`),
+        so an answer with a respelled id, an unknown one, or one to a request already answered or
+        given up on could settle a call in the client that the trail records otherwise.
+        """
+        request_id = response.get("id")
+        key = request_key(request_id) if is_request_id(request_id) else None
+        if key is None or key not in self.outstanding:
+            seen = "given up on" if key in self.given_up else "never forwarded or already answered"
+            log.warning(
+                "an upstream answer with id %s was dropped, not relayed: no forwarded request with exactly that id "
+                "is waiting (%s)",
+                one_line(json.dumps(request_id) if "id" in response else "(none)"),
+                seen,
+            )
+            return None
+        del self.outstanding[key]
+        call = self.pending.pop(key, None)
+        if call is None:
+            return encoded  # not a tools/call: relayed, not recorded
+        call.timer.cancel()
+        return await self.finish(call, response)
+
+    def settled_without_answer(self, key: str) -> None:
+        """The call `key` is settled but the upstream may still answer it: its answer and its id are retired."""
+        aliases = self.outstanding.pop(key, None)
+        self.given_up[key] = aliases if aliases is not None else frozenset()
+
+    async def finish(self, call: PendingCall, response: dict[str, Any]) -> bytes:
+        """Record the answer to `call`; what the client is sent: exactly what was recorded, or an error if it was not.
+
+        The client gets the recorded value under the key it was recorded from (`error` wins over
+        `result`, as the trail's `failed` says): an answer with both would read as a success to a
+        client that checks `result` first.
+        """
         if "result" not in response and "error" not in response:
             reason = f"the upstream sent an invalid JSON-RPC response to {call.what} (neither result nor error)"
             await self.settle(call, "failed", reason)
             return error_response(call.request_id, f"jarvis mcp proxy: {reason}")
         status, output, error = outcome(response)
+        relayed = encode(
+            {"jsonrpc": "2.0", "id": call.request_id, "error" if "error" in response else "result": output}
+        )
         if call.cancel_reason is not None:
             error = one_line(
                 f"{error}; {call.cancel_reason}, but the upstream answered"
@@ -485,7 +633,7 @@ class Proxy:
             )
             log.error("%s", reason)
             return error_response(call.request_id, f"jarvis mcp proxy: {reason}")
-        return line
+        return relayed
 
     async def upstream_ended(self, process: anyio.abc.Process) -> None:
         """The upstream's stdout closed: every call still waiting is abandoned; a client still there is told."""
@@ -501,6 +649,7 @@ class Proxy:
             log.error("%s", self.ended)
         for key, call in list(self.pending.items()):
             del self.pending[key]
+            self.settled_without_answer(key)
             call.timer.cancel()
             if call.cancel_reason is not None:  # no answer came: the cancel is what happened
                 await self.settle(call, "cancelled", f"{call.cancel_reason} ({reason})")

@@ -8,9 +8,10 @@ Names. Each process is an agent of its own, `mcp-<kind>:<label>#<12 hex digits>`
 process: two proxies of the same server (two client windows) run side by side, and the database
 still allows one live process per agent name and one open cycle per agent. A client session's cycle
 is recorded under `<process agent>/<n>` (several sessions share one HTTP server). The process holds
-its agent's instance lock while it runs; so at start-up, the open cycles and tool calls of MCP
-sessions whose process no longer holds its lock are work of a dead process (killed with -9, or
-its machine lost): they are closed as `abandoned` with the library's dangling-work machinery.
+its agent's lease while it runs (renewed by a heartbeat); so at start-up, the open cycles and tool
+calls of MCP sessions whose process's lease has expired or was released are work of a dead process
+(killed with -9, or its machine lost, at least JARVIS_LEASE_TTL ago): they are closed as `abandoned`
+with the library's dangling-work machinery.
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ def process_of(session_agent: str) -> str | None:
 
 
 def start_agent(settings: Settings, kind: Kind, label: str) -> Agent:
-    """This process's agent, ready: the database at head (never migrated here), the instance lock held,
+    """This process's agent, ready: the database at head (never migrated here), its lease held,
     and the dangling work of dead MCP processes closed as abandoned.
     """
     checked = open_database(settings)

@@ -33,6 +33,7 @@ from jarvis.cache import RedisLink
 from jarvis.config import JarvisError, Settings
 from jarvis.db import Database
 from jarvis.db.audit import AuditQueries, Cursor
+from jarvis.db.audit.queries import MAX_LIMIT
 from jarvis.db.base import STATUSES
 from jarvis.db.jsonb import InvalidJsonError
 from jarvis.db.memory import MemoryStore
@@ -40,13 +41,17 @@ from jarvis.db.state import StateStore
 from jarvis.ui.display import DISPLAY_LIMIT, cut, is_cut, pretty_json, shown, visible
 from jarvis.ui.guard import Guard
 from jarvis.ui.live import LiveReader, PollingReader, StreamingReader
-from jarvis.ui.timeline_chart import build_chart
+from jarvis.ui.timeline_chart import MOST_BARS, build_chart
 from jarvis.ui.verification import VerifyJob
 from jarvis.witness import WitnessLog
 
 PAGE_SIZE = 50
-MOST_TIMELINE_ROWS = 2_000
-"""A cycle page lists at most this many timeline rows (a runaway cycle must not make a page of megabytes)."""
+TIMELINE_PAGE = 200
+"""A cycle page lists at most this many timeline rows, each value cut to DISPLAY_LIMIT characters in
+PostgreSQL; the next rows are a link away (keyset on (created_at, id)). A cycle of any size costs one
+page's memory and time."""
+PROBLEM_LIMIT = 300
+"""The most characters of a problem message a page shows (it may quote the bad input)."""
 TOKEN_PATTERN = re.compile(r"[A-Za-z0-9._~-]{16,256}")
 
 
@@ -125,7 +130,9 @@ class Pages:
         return HTMLResponse(self.environment.get_template(name).render(**context), status_code=status_code)
 
     def problem(self, message: str, status_code: int = 400) -> HTMLResponse:
-        return self.render("problem.html", status_code, title="Cannot show this", message=message)
+        """A one-line answer to a bad request (a message that echoes a long input is cut)."""
+        line = " ".join(message.split())
+        return self.render("problem.html", status_code, title="Cannot show this", message=cut(line, PROBLEM_LIMIT))
 
     async def not_found(self, request: Request, exc: Exception) -> Response:
         return self.problem("no such page", 404)
@@ -142,7 +149,7 @@ class Pages:
             since = _moment(params.get("since"), "since")
             until = _moment(params.get("until"), "until")
             before = Cursor.parse(params["before"]) if params.get("before") else None
-            limit = int(params.get("limit") or PAGE_SIZE)
+            limit = _limit(params.get("limit"))
             page = await anyio.to_thread.run_sync(
                 lambda: self.queries.cycles(
                     agent=agent, status=status, since=since, until=until, before=before, limit=limit + 1
@@ -170,23 +177,34 @@ class Pages:
         cycle_id = _uuid(request.path_params["cycle_id"])
         if cycle_id is None:
             return self.problem("a cycle id is a UUID", 404)
+        after_text = request.query_params.get("after")
+        try:
+            after = Cursor.parse(after_text) if after_text else None
+        except ValueError as error:
+            return self.problem(f"after: {error}")
         summary = await anyio.to_thread.run_sync(lambda: self.queries.cycle(cycle_id))
         if summary is None:
             return self.problem(f"no planning cycle {cycle_id}", 404)
-        timeline, calls = await anyio.to_thread.run_sync(
+        timeline, calls, counts = await anyio.to_thread.run_sync(
             lambda: (
-                self.queries.timeline(cycle_id),
-                self.queries.tool_calls(cycle_id=cycle_id, limit=10_000),
+                self.queries.timeline(cycle_id, after=after, limit=TIMELINE_PAGE + 1, preview=DISPLAY_LIMIT + 1),
+                self.queries.calls_in_cycle(cycle_id, limit=MOST_BARS),
+                self.queries.call_counts([cycle_id]),
             )
         )
-        chart = build_chart(summary, calls, timeline, datetime.now(UTC))
+        more = len(timeline) > TIMELINE_PAGE
+        timeline = timeline[:TIMELINE_PAGE]
+        total_calls = counts[cycle_id].calls if cycle_id in counts else 0
+        chart = build_chart(summary, calls, timeline, datetime.now(UTC), total_calls=total_calls)
         return self.render(
             "cycle.html",
             title="Cycle",
             cycle=summary,
             chart=chart,
-            timeline=timeline[:MOST_TIMELINE_ROWS],
-            hidden_rows=max(0, len(timeline) - MOST_TIMELINE_ROWS),
+            timeline=timeline,
+            page_size=TIMELINE_PAGE,
+            first_page=after is not None,
+            next_query={"after": str(timeline[-1].cursor)} if more and timeline else None,
         )
 
     async def row_value(self, request: Request) -> Response:
@@ -195,10 +213,16 @@ class Pages:
         row_id = _uuid(request.path_params["row_id"])
         if cycle_id is None or row_id is None:
             return PlainTextResponse("not found", 404)
-        timeline = await anyio.to_thread.run_sync(lambda: self.queries.timeline(cycle_id))
-        entry = next((e for e in timeline if e.id == row_id), None)
+        found = await anyio.to_thread.run_sync(lambda: self.queries.timeline(cycle_id, row_id=row_id))
+        entry = next((e for e in found if e.id == row_id), None)
         if entry is None:
             return PlainTextResponse("not found", 404)
+        if entry.integrity == "tampered":
+            return PlainTextResponse(
+                "TAMPERED: this row does not match its chain link; its value is withheld "
+                "(`jarvis audit verify` names what changed)",
+                409,
+            )
         body = entry.detail if isinstance(entry.detail, str) else json.dumps(entry.detail, indent=2, ensure_ascii=False)
         response = PlainTextResponse(visible(body))
         response.headers["content-disposition"] = "inline"
@@ -261,6 +285,8 @@ class Pages:
                 facts = await anyio.to_thread.run_sync(lambda: self.memory_store.fresh(limit=200))
         except json.JSONDecodeError as error:
             return self.problem(f'"contains" is not JSON ({error.msg}); e.g. {{"chain": "ethereum"}}')
+        except RecursionError:  # json.loads of thousands of nested brackets: bad input, not a server fault
+            return self.problem('"contains" is nested too deeply; e.g. {"chain": "ethereum"}')
         except (ValueError, InvalidJsonError) as error:
             return self.problem(str(error))
         by_subject: dict[str, list[Any]] = {}
@@ -314,6 +340,15 @@ def _uuid(value: str) -> uuid.UUID | None:
         return uuid.UUID(value)
     except ValueError:
         return None
+
+
+def _limit(value: str | None) -> int:
+    """How many cycles a page lists, from the URL: a whole number in 1..MAX_LIMIT - 1 (one more is read)."""
+    if not value:
+        return PAGE_SIZE
+    if not value.isascii() or not value.isdigit() or len(value) > 6 or not 1 <= int(value) < MAX_LIMIT:
+        raise ValueError(f"limit must be a whole number from 1 to {MAX_LIMIT - 1}")
+    return int(value)
 
 
 def _moment(value: str | None, name: str) -> datetime | None:

@@ -19,7 +19,7 @@ ROW_HEIGHT = 22.0
 MARKER_LANE = 26.0
 MIN_BAR = 3.0
 MOST_BARS = 500
-"""More calls than this in one cycle: the first MOST_BARS are drawn, the table has them all."""
+"""More calls than this in one cycle: the first MOST_BARS are drawn; the timeline pages list them all."""
 
 STATUS_CLASSES = {
     "succeeded": "ok",
@@ -27,6 +27,7 @@ STATUS_CLASSES = {
     "cancelled": "cancelled",
     "abandoned": "abandoned",
     "started": "running",
+    "tampered": "tampered",
 }
 
 
@@ -61,9 +62,17 @@ class Chart:
 
 
 def build_chart(
-    cycle: CycleSummary, calls: list[ToolCallSummary], timeline: list[TimelineEntry], now: datetime
+    cycle: CycleSummary,
+    calls: list[ToolCallSummary],
+    timeline: list[TimelineEntry],
+    now: datetime,
+    total_calls: int | None = None,
 ) -> Chart:
-    """The picture of `cycle`: `calls` oldest first, decisions from `timeline`; `now` ends an open cycle's axis."""
+    """The picture of `cycle`: `calls` oldest first, decisions from `timeline`; `now` ends an open cycle's axis.
+
+    `calls` may be the first calls only and `timeline` one page: `total_calls` (default: len(calls))
+    says how many calls the cycle has, so the chart can say how many are not drawn.
+    """
     ordered = sorted(calls, key=lambda call: (call.started_at, call.id))
     moments = [cycle.started_at, *(entry.at for entry in timeline)]
     moments += [call.ended_at for call in ordered if call.ended_at is not None]
@@ -80,6 +89,9 @@ def build_chart(
         start = x_of(call.started_at)
         stop = x_of(call.ended_at) if call.ended_at is not None else LABEL_WIDTH + plot
         took = f"{call.duration_ms} ms" if call.duration_ms is not None else "still open"
+        label = call.tool_name if call.tool_name is not None else "TAMPERED"
+        if call.integrity == "tampered":
+            took = "TAMPERED: a row of this call does not match its chain link; its values are withheld"
         bars.append(
             Bar(
                 x=start,
@@ -87,8 +99,8 @@ def build_chart(
                 width=max(MIN_BAR, stop - start),
                 css=STATUS_CLASSES.get(call.status, "running"),
                 status="running" if call.status == "started" else call.status,
-                label=call.tool_name,
-                title=f"{call.tool_name}: {call.status} ({took}){': ' + call.error if call.error else ''}",
+                label=label,
+                title=f"{label}: {call.status} ({took}){': ' + call.error if call.error else ''}",
                 anchor=f"row-{call.id}",
             )
         )
@@ -104,7 +116,7 @@ def build_chart(
         bars=bars,
         markers=markers,
         span_seconds=span,
-        hidden_bars=max(0, len(ordered) - MOST_BARS),
+        hidden_bars=max(0, (len(ordered) if total_calls is None else total_calls) - len(bars)),
     )
 
 

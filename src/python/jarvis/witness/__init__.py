@@ -21,8 +21,11 @@ from jarvis.witness.keys import (
     write_public_key,
 )
 from jarvis.witness.log import WitnessLog
+from jarvis.witness.timeline import CLOCK_SKEW, SEAL_AGE_LIMIT, seal_time_problem, timeline_problems
 
 __all__ = [
+    "CLOCK_SKEW",
+    "SEAL_AGE_LIMIT",
     "Checkpoint",
     "PublicKey",
     "SigningKey",
@@ -34,5 +37,7 @@ __all__ = [
     "load_signing_key",
     "plausible_seal_time",
     "public_key_path",
+    "seal_time_problem",
+    "timeline_problems",
     "write_public_key",
 ]

@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 MESSAGE_PREFIX = b"jarvis-checkpoint-v1\n"
 SIGNATURE_BYTES = 64
 FIELDS = ("trail", "seq", "head_hash", "sealed_at", "signed_at", "key_id", "signature")
+OPTIONAL_FIELDS = ("flagged",)
+"""Signed when present, absent from checkpoints signed before they existed (which verify as they were)."""
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _HEX16 = re.compile(r"[0-9a-f]{16}")
 
@@ -52,6 +54,8 @@ class Checkpoint:
     signed_at: str
     key_id: str
     signature: str
+    flagged: int | None = None
+    """How many linked rows up to `seq` the sealer flagged as not vouched for (audit_flags); None: not recorded."""
 
     def __post_init__(self) -> None:
         problem = _problem(self)
@@ -60,7 +64,9 @@ class Checkpoint:
 
     def signed_message(self) -> bytes:
         """The exact bytes the signature covers: every field except the signature."""
-        return signed_message(self.trail, self.seq, self.head_hash, self.sealed_at, self.signed_at, self.key_id)
+        return signed_message(
+            self.trail, self.seq, self.head_hash, self.sealed_at, self.signed_at, self.key_id, flagged=self.flagged
+        )
 
     def verify(self, public_key: PublicKey) -> bool:
         """True only if `public_key` signed exactly these field values."""
@@ -70,7 +76,8 @@ class Checkpoint:
 
     def to_json(self) -> str:
         """One line of compact JSON (no newline), the witness log's line format."""
-        return json.dumps(asdict(self), sort_keys=True, separators=(",", ":"))
+        fields = {name: value for name, value in asdict(self).items() if name in FIELDS or value is not None}
+        return json.dumps(fields, sort_keys=True, separators=(",", ":"))
 
     @classmethod
     def from_json(cls, text: str, *, where: str = "checkpoint JSON") -> Checkpoint:
@@ -86,7 +93,7 @@ class Checkpoint:
         missing = [name for name in FIELDS if name not in data]
         if missing:
             raise WitnessError(f"{where}: missing field(s) {', '.join(missing)}; {fix}")
-        unknown = sorted(set(data) - set(FIELDS))
+        unknown = sorted(set(data) - set(FIELDS) - set(OPTIONAL_FIELDS))
         if unknown:
             raise WitnessError(f"{where}: unknown field(s) {', '.join(unknown)}; {fix}")
         problem = _problem_in(data)
@@ -95,8 +102,10 @@ class Checkpoint:
         return cls(**data)
 
 
-def signed_message(trail: str, seq: int, head_hash: str, sealed_at: str, signed_at: str, key_id: str) -> bytes:
-    body = {
+def signed_message(
+    trail: str, seq: int, head_hash: str, sealed_at: str, signed_at: str, key_id: str, *, flagged: int | None = None
+) -> bytes:
+    body: dict[str, str | int] = {
         "trail": trail,
         "seq": seq,
         "head_hash": head_hash,
@@ -104,6 +113,8 @@ def signed_message(trail: str, seq: int, head_hash: str, sealed_at: str, signed_
         "signed_at": signed_at,
         "key_id": key_id,
     }
+    if flagged is not None:
+        body["flagged"] = flagged
     return MESSAGE_PREFIX + json.dumps(body, sort_keys=True, separators=(",", ":")).encode("ascii")
 
 
@@ -136,6 +147,9 @@ def _problem_in(data: dict[str, Any]) -> str | None:
             return f"field {name} must be an ISO-8601 UTC timestamp, got {_shown(data[name])}"
     if not _HEX16.fullmatch(data["key_id"]):
         return f"field key_id must be 16 lowercase hex characters, got {_shown(data['key_id'])}"
+    flagged = data.get("flagged")
+    if flagged is not None and (isinstance(flagged, bool) or not isinstance(flagged, int) or flagged < 0):
+        return f"field flagged must be an integer >= 0, got {_shown(flagged)}"
     if not _is_signature(data["signature"]):
         return f"field signature must be the base64 of {SIGNATURE_BYTES} bytes, got {_shown(data['signature'])}"
     return None

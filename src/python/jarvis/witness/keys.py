@@ -81,7 +81,14 @@ class SigningKey:
         return self.public_key.key_id
 
     def sign(
-        self, trail: str, seq: int, head_hash: bytes, sealed_at: datetime, *, signed_at: datetime | None = None
+        self,
+        trail: str,
+        seq: int,
+        head_hash: bytes,
+        sealed_at: datetime,
+        *,
+        signed_at: datetime | None = None,
+        flagged: int | None = None,
     ) -> Checkpoint:
         """Sign "trail `trail` had reached position `seq` with chain head `head_hash`, sealed at `sealed_at`".
 
@@ -96,7 +103,7 @@ class SigningKey:
         trail = canonical_trail(trail)
         sealed = utc_timestamp(sealed_at)
         signed = utc_timestamp(signed_at if signed_at is not None else datetime.now(UTC))
-        message = signed_message(trail, seq, head_hash.hex(), sealed, signed, self.key_id)
+        message = signed_message(trail, seq, head_hash.hex(), sealed, signed, self.key_id, flagged=flagged)
         return Checkpoint(
             trail=trail,
             seq=seq,
@@ -105,6 +112,7 @@ class SigningKey:
             signed_at=signed,
             key_id=self.key_id,
             signature=base64.b64encode(self._key.sign(message)).decode("ascii"),
+            flagged=flagged,
         )
 
     def __repr__(self) -> str:

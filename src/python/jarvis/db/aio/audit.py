@@ -87,11 +87,18 @@ AsyncAuditListener = Callable[[AuditEvent], Awaitable[None] | None]
 """Told about each committed row; may be a plain function or a coroutine function (awaited in turn)."""
 
 
-async def append_row(database: AsyncDatabase, table: Table, values: dict[str, Any]) -> datetime:
-    """`jarvis.db.audit.append.append_row`, awaited: the same statements, the same retries after a lost connection."""
+async def append_row(
+    database: AsyncDatabase, table: Table, values: dict[str, Any], *, outcome: bool = False
+) -> datetime:
+    """`jarvis.db.audit.append.append_row`, awaited: the same statements, the same retries after a lost connection.
+
+    `outcome`: an outcome row waits for a busy pool however long it takes, never PoolExhaustedError.
+    """
     for attempt in itertools.count():
         try:
-            return await database.run_autocommit(append_steps(database, table, values))
+            created_at = await database.run_autocommit(append_steps(database, table, values), patient=outcome)
+            database.wake_sealer()  # sealed and signed within JARVIS_SEAL_INTERVAL, in a thread of its own
+            return created_at
         except CONNECTION_LOST as error:
             await asyncio.sleep(retry_delay(attempt, table, error))
     raise AssertionError("unreachable")
@@ -164,7 +171,7 @@ class AsyncToolCallLog:
     async def _append_completion(self, start: ToolCallStart, values: dict[str, Any]) -> uuid.UUID:
         """The append itself, for values already checked (record()'s output was checked by succeed())."""
         try:
-            created_at = await append_row(self.database, TOOL_CALLS, values)  # type: ignore[arg-type]
+            created_at = await append_row(self.database, TOOL_CALLS, values, outcome=True)  # type: ignore[arg-type]
         except AuditRuleViolation as violation:
             raise completion_refused(start, violation) from None
         await announce(self.listeners, completed_event(start, values, created_at))
@@ -259,14 +266,15 @@ class AsyncPlanningLog(PlanningLogBase[AsyncDatabase, AsyncAuditListener]):
     ) -> uuid.UUID:
         """Record how the cycle ended, even if cancelled meanwhile; a cycle is closed once only (CycleClosedError)."""
         values = close_row(self.agent, cycle_id, status, outcomes, completion_id)
-        return await despite_cancellation(
-            self._append(PLANNING_CYCLES, values, functools.partial(close_refused, cycle_id), closed_event)
-        )
+        refused = functools.partial(close_refused, cycle_id)
+        return await despite_cancellation(self._append(PLANNING_CYCLES, values, refused, closed_event, outcome=True))
 
-    async def _append(self, table: Any, values: dict[str, Any], refused: Refusal, event: EventOf) -> uuid.UUID:
+    async def _append(
+        self, table: Any, values: dict[str, Any], refused: Refusal, event: EventOf, *, outcome: bool = False
+    ) -> uuid.UUID:
         """Append one row (a refusal is `refused(error)`), then tell the listeners `event`."""
         try:
-            created_at = await append_row(self.database, table, values)
+            created_at = await append_row(self.database, table, values, outcome=outcome)
         except AuditRuleViolation as error:
             raise refused(error) from None
         await announce(self.listeners, event(values, created_at))

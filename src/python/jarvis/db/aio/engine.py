@@ -51,10 +51,13 @@ class AsyncDatabase(RoleRules):
         return self._sync_twin
 
     @asynccontextmanager
-    async def connection(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
-        """A pooled connection in autocommit, the database's roles resolved; an outage is DatabaseUnavailableError."""
+    async def connection(self, *, patient: bool = False) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+        """A pooled connection in autocommit, the database's roles resolved; an outage is DatabaseUnavailableError.
+
+        `patient`: it waits for a busy pool however long it takes (see `AsyncPool.connection`).
+        """
         try:
-            async with self.pool.connection() as connection:
+            async with self.pool.connection(patient=patient) as connection:
                 if self.role != "owner" and self._roles is None:
                     await self._resolve_roles(connection)
                 yield connection
@@ -95,9 +98,9 @@ class AsyncDatabase(RoleRules):
 
             return await drive_async(steps, execute, psycopg.Error)
 
-    async def run_autocommit(self, steps: Steps[T]) -> T:
+    async def run_autocommit(self, steps: Steps[T], *, patient: bool = False) -> T:
         """Run a core operation whose statements commit one by one, each in one round trip (the append path)."""
-        async with self.connection() as connection:
+        async with self.connection(patient=patient) as connection:
             cursor = connection.cursor(binary=True)
 
             async def execute(statement: Statement) -> Any:
@@ -124,11 +127,18 @@ class AsyncDatabase(RoleRules):
         async with self.connection() as connection:
             return await self.fetch_one(connection.cursor(binary=True), sql, params)
 
+    def wake_sealer(self) -> None:
+        """A row was appended: the sync twin's background sealer seals and signs it within JARVIS_SEAL_INTERVAL."""
+        if self.role == "app" and self.settings.seal_interval > 0:
+            from jarvis.db.audit.autoseal import wake_sealer  # jarvis.db.audit imports this module's package
+
+            wake_sealer(self.sync_twin())
+
     async def aclose(self) -> None:
-        """Close idle pooled connections; connections in use close when their work is done."""
-        await self.pool.close()
+        """Seal and sign what was appended (in a worker thread), then close idle pooled connections."""
         if self._sync_twin is not None:
-            self._sync_twin.shutdown()
+            await asyncio.to_thread(self._sync_twin.shutdown)
+        await self.pool.close()
 
     async def __aenter__(self) -> AsyncDatabase:
         return self

@@ -2,7 +2,8 @@
 
 Why not psycopg_pool or SQLAlchemy's asyncio engine: neither is in Jarvis' resolve (SQLAlchemy's
 needs greenlet), and what the sync pool promises is little: at most `size` connections, a
-waiter gives up after `timeout` seconds with `PoolExhaustedError` (JARVIS_CONNECT_TIMEOUT),
+waiter gives up after `timeout` seconds with `PoolExhaustedError` (JARVIS_CONNECT_TIMEOUT)
+unless it records an outcome (`patient`: it waits its turn),
 the most recently used connection first (warm caches), a connection idle for more than a
 second is pinged first and replaced if dead (survives a server restart), none is older than
 JARVIS_POOL_MAX_AGE, and a connection that failed is never reused. Every connection is in
@@ -12,6 +13,7 @@ autocommit; transactions are explicit (`conn.transaction()`).
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import time
 from collections.abc import AsyncIterator
@@ -25,6 +27,8 @@ from psycopg.pq import TransactionStatus
 from jarvis.config import Settings
 from jarvis.db.engine import PING_AFTER_IDLE, PREPARE_ONLY_WHEN_ASKED
 from jarvis.db.role_rules import pool_exhausted, unavailable
+
+log = logging.getLogger("jarvis.db")
 
 
 @dataclass
@@ -45,13 +49,30 @@ class AsyncPool:
         self._closed = False
 
     @asynccontextmanager
-    async def connection(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
-        """A connection for one unit of work; broken or left mid-transaction, it is closed instead of returned."""
-        try:
-            async with asyncio.timeout(self.settings.connect_timeout):
+    async def connection(self, *, patient: bool = False) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+        """A connection for one unit of work; broken or left mid-transaction, it is closed instead of returned.
+
+        `patient`: wait in line however long the pool stays busy, never PoolExhaustedError (the outcome
+        row of a tool that already ran must not be lost to a busy pool); a warning says so once the
+        checkout timeout has passed.
+        """
+        if patient:
+            warning = asyncio.get_running_loop().call_later(
+                self.settings.connect_timeout,
+                lambda: log.warning(
+                    "%s; still waiting to record the outcome of work that already ran", pool_exhausted(self.settings)
+                ),
+            )
+            try:
                 await self._slots.acquire()
-        except TimeoutError:
-            raise pool_exhausted(self.settings) from None
+            finally:
+                warning.cancel()
+        else:
+            try:
+                async with asyncio.timeout(self.settings.connect_timeout):
+                    await self._slots.acquire()
+            except TimeoutError:
+                raise pool_exhausted(self.settings) from None
         pooled: _Pooled | None = None
         try:
             pooled = await self._usable()

@@ -28,7 +28,10 @@ class AsyncRuntimeSchema:
 
     async def create_table(self, name: str, columns: Mapping[str, str]) -> TableCreated:
         """Create `agent_ext.<name>`; a no-op for an identical definition, TableConflictError for a conflicting one."""
-        return await self.database.run(create_table_steps(name, columns))
+        created = await self.database.run(create_table_steps(name, columns))
+        if created.created:
+            self.database.wake_sealer()  # its schema_changes row is sealed and signed like any audit row
+        return created
 
     async def insert_row(self, name: str, values: Mapping[str, Any]) -> int:
         """Insert one row into a runtime table; returns its id."""

@@ -19,6 +19,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import JSONB
 
 from jarvis.config import JarvisError
+from jarvis.db.audit.autoseal import wake_sealer
 from jarvis.db.engine import Database, DatabaseUnavailableError
 from jarvis.db.role_rules import RoleRules
 from jarvis.db.steps import Statement, Steps, drive
@@ -118,8 +119,13 @@ def _adapted(table: Table, values: dict[str, Any]) -> list[Any]:
     return [Jsonb(v) if k in json_columns and (v is not None or json_columns[k]) else v for k, v in values.items()]
 
 
-def append_row(database: Database, table: Table, values: dict[str, Any]) -> datetime:
+def append_row(database: Database, table: Table, values: dict[str, Any], *, outcome: bool = False) -> datetime:
     """Insert one row whose id the caller chose; returns its created_at.
+
+    `outcome`: the row records how work that already ran ended (a tool call's completion, a
+    cycle's close). It waits for a pooled connection however long the pool stays busy: failing
+    fast with PoolExhaustedError would lose the record of a tool that ran. A start row fails
+    fast instead (its tool then does not run).
 
     If the connection dies after COMMIT was sent, nobody knows whether the row
     landed. Retrying with the same id is safe: ON CONFLICT (id) DO NOTHING
@@ -137,8 +143,12 @@ def append_row(database: Database, table: Table, values: dict[str, Any]) -> date
     """
     for attempt in itertools.count():
         try:
-            with database.autocommit_cursor() as cursor:
-                return drive(append_steps(database, table, values), _one_round_trip(database, cursor), psycopg.Error)
+            with database.autocommit_cursor(patient=outcome) as cursor:
+                created_at = drive(
+                    append_steps(database, table, values), _one_round_trip(database, cursor), psycopg.Error
+                )
+            wake_sealer(database)  # sealed and signed within JARVIS_SEAL_INTERVAL, whoever the caller is
+            return created_at
         except CONNECTION_LOST as error:
             time.sleep(retry_delay(attempt, table, error))
     raise AssertionError("unreachable")

@@ -60,6 +60,11 @@ class SealResult:
     head_hash: bytes
     sealed_at: datetime
     """The database's clock when the last batch began: every row committed before it is linked."""
+    flagged: int = 0
+    """Rows this seal linked but does not vouch for (backdated, parent or cycle missing, outside their cycle,
+    too large to render): each is in `audit_flags` with its reason, and every verify names it."""
+    flagged_total: int = 0
+    """Every flag the chain holds up to `head_seq`: what the signed checkpoint records (`Checkpoint.flagged`)."""
 
 
 def seal(database: Database, *, wait: float = 0.0) -> SealResult:
@@ -68,14 +73,17 @@ def seal(database: Database, *, wait: float = 0.0) -> SealResult:
     Waits at most `wait` seconds for another sealer, then raises
     SealerBusyError naming the session that holds the lock.
     """
-    total = 0
+    total = flagged = 0
     lock_timeout = f"{max(1, round(wait * 1000))}ms"
     while True:
         try:
             with database.begin() as conn:
                 conn.execute(text("SELECT pg_catalog.set_config('lock_timeout', :t, true)"), {"t": lock_timeout})
                 row = conn.execute(
-                    text("SELECT linked, head_seq, head_hash, sealed_at FROM public.jarvis_seal(:n)"),
+                    text(
+                        "SELECT linked, head_seq, head_hash, sealed_at, flagged, flagged_total "
+                        "FROM public.jarvis_seal(:n)"
+                    ),
                     {"n": SEAL_BATCH},
                 ).one()
         except exc.IntegrityError as error:
@@ -97,8 +105,9 @@ def seal(database: Database, *, wait: float = 0.0) -> SealResult:
                 ) from None
             raise
         total += row.linked
+        flagged += row.flagged
         if row.linked < SEAL_BATCH:
-            return SealResult(total, row.head_seq, bytes(row.head_hash), row.sealed_at)
+            return SealResult(total, row.head_seq, bytes(row.head_hash), row.sealed_at, flagged, int(row.flagged_total))
 
 
 def sealer_holder(database: Database) -> str:
@@ -148,7 +157,10 @@ class TrustedHead:
     seq: int
     hash: bytes
     sealed_at: datetime
+    """The checkpoint's time: its `signed_at` (the signer's clock), never the database's word for it."""
     label: str
+    flagged: int | None = None
+    """How many flagged rows the chain held up to `seq` when it was signed (None: signed before flags existed)."""
 
 
 @dataclass

@@ -4,34 +4,30 @@ They are closed by appending an `abandoned` completion; the start row itself
 is never touched, so the trail still shows what was attempted and when.
 
 A start row without an outcome is not always dead: a running agent's current
-tool call and cycle look the same. A running agent holds its instance lock
-(a transaction-level advisory lock on `hashtext('jarvis.agent:' || name)`,
-taken by `Agent.take_instance_lock`), so `sweep_dangling` closes an agent's
-work only while it holds that lock itself, and skips agents that hold it.
+tool call and cycle look the same. A running agent holds its name's lease
+(jarvis.db.liveness, renewed by its heartbeat), so `sweep_dangling` closes an
+agent's work only while it holds that lease itself, and skips agents whose
+lease is live.
 """
 
 from __future__ import annotations
 
-import math
 import uuid
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-import psycopg
 from sqlalchemy import text
 
 from jarvis.db.audit.append import AuditListener
 from jarvis.db.audit.planning import CycleClosedError, PlanningLog
 from jarvis.db.audit.tool_calls import ToolCallAlreadyCompletedError, ToolCallLog, ToolCallStart
-from jarvis.db.engine import Database, unavailable
+from jarvis.db.engine import Database
+from jarvis.db.liveness import held_lease
+from jarvis.db.liveness import running_agents as running_agents  # its home before leases: still importable here
 
 ABANDONED_REASON = "abandoned: no outcome was recorded (the process stopped while this was running)"
-
-INSTANCE_LOCK_KEY = "pg_catalog.hashtext('jarvis.agent:' || {name})"
-"""SQL for an agent's instance-lock key; must match `Agent.take_instance_lock` (tests hold both to it)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -53,7 +49,7 @@ class DanglingSweep:
 
     closed: list[DanglingStart]
     skipped: list[DanglingStart]
-    """Work of running agents (their instance lock is held), left open."""
+    """Work of running agents (their lease is live), left open."""
     running: list[str]
     """Agents with dangling-looking work that were running (with force, their work was closed anyway)."""
 
@@ -64,13 +60,12 @@ def find_dangling(
     """Start rows of tool calls and planning cycles with no completion, started before now - older_than.
 
     With `agent`, only that agent's cycles and the tool calls made in them: what an agent may close
-    at start-up while holding its instance lock. Tool calls outside any cycle belong to no agent;
+    at start-up while holding its lease. Tool calls outside any cycle belong to no agent;
     `jarvis audit dangling --close` (with its age threshold) closes those.
     """
     with database.connect() as conn:
         rows = conn.execute(
-            text(
-                """
+            text("""
                 SELECT 'tool_calls' AS tbl, s.id, s.tool_name AS name, s.created_at, s.cycle_id,
                        (SELECT p.agent FROM ONLY public.planning_cycles p WHERE p.id = s.cycle_id) AS agent
                   FROM ONLY public.tool_calls s
@@ -85,8 +80,7 @@ def find_dangling(
                    AND NOT EXISTS (SELECT 1 FROM ONLY public.planning_cycles c WHERE c.parent_id = s.id)
                    AND (CAST(:agent AS text) IS NULL OR s.agent = :agent)
                  ORDER BY 4
-                """
-            ),
+                """),
             {"age": older_than, "agent": agent},
         ).all()
     return [
@@ -104,37 +98,12 @@ def close_dangling(
 ) -> list[DanglingStart]:
     """Append an `abandoned` completion for every dangling start row; tool calls before their cycles.
 
-    No check for running agents: an agent calls this for itself, holding its instance lock.
+    No check for running agents: an agent calls this for itself, holding its lease.
     People and supervisors use `sweep_dangling`.
     """
     dangling = find_dangling(database, older_than=older_than, agent=agent)
     _close(database, dangling, listeners, tolerate_closed=False)
     return dangling
-
-
-def running_agents(database: Database, names: Sequence[str]) -> list[str]:
-    """Those of `names` whose instance lock some session holds (read from pg_locks; nothing is locked)."""
-    if not names:
-        return []
-    key = INSTANCE_LOCK_KEY.format(name="a.name")
-    with database.connect() as conn:
-        found = conn.execute(
-            text(
-                f"""
-                SELECT a.name FROM unnest(CAST(:names AS text[])) AS a(name)
-                 WHERE EXISTS (
-                       SELECT 1 FROM pg_catalog.pg_locks l
-                        WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
-                          AND l.database = (SELECT oid FROM pg_catalog.pg_database
-                                             WHERE datname = pg_catalog.current_database())
-                          AND l.classid = ((CAST({key} AS bigint) >> 32) & 4294967295)::oid
-                          AND l.objid = (CAST({key} AS bigint) & 4294967295)::oid)
-                 ORDER BY a.name
-                """
-            ),
-            {"names": list(names)},
-        ).scalars()
-        return list(found)
 
 
 def sweep_dangling(
@@ -146,16 +115,16 @@ def sweep_dangling(
 ) -> DanglingSweep:
     """Close dangling work of agents that are not running, and tool calls outside any cycle.
 
-    Each agent's work is closed while holding that agent's instance lock, so it cannot
-    start (and claim the same rows) meanwhile; an agent whose lock is held by another
-    session is running, and its open rows are its live work: skipped, unless `force`.
+    Each agent's work is closed while holding that agent's lease, so it cannot start (and
+    claim the same rows) meanwhile; an agent whose lease another process holds is running,
+    and its open rows are its live work: skipped, unless `force`.
     """
     found = find_dangling(database, older_than=older_than)
     closed: list[DanglingStart] = []
     skipped: list[DanglingStart] = []
     running: list[str] = []
     for agent in sorted({d.agent for d in found if d.agent is not None}):
-        with _instance_lock(database, agent) as ours:
+        with held_lease(database, agent) as ours:
             if not ours:
                 running.append(agent)
                 if not force:
@@ -168,31 +137,6 @@ def sweep_dangling(
     loose = [d for d in found if d.agent is None]
     closed.extend(_close(database, loose, listeners, tolerate_closed=True))
     return DanglingSweep(closed=closed, skipped=skipped, running=running)
-
-
-@contextmanager
-def _instance_lock(database: Database, agent: str) -> Iterator[bool]:
-    """Try to take `agent`'s instance lock in a transaction of our own; it is released when we are done.
-
-    A connection of its own, outside the pool (the closes need pooled connections meanwhile).
-    """
-    settings = database.settings
-    try:
-        conn = psycopg.connect(
-            database.url,
-            connect_timeout=max(1, math.ceil(settings.connect_timeout)),
-            application_name="jarvis",
-            prepare_threshold=None,
-        )
-    except psycopg.OperationalError as error:
-        raise unavailable(database.url, error) from None
-    key = INSTANCE_LOCK_KEY.format(name="CAST(%s AS text)")
-    with conn:
-        row = conn.execute(f"SELECT pg_catalog.pg_try_advisory_xact_lock({key})", (agent,)).fetchone()
-        try:
-            yield bool(row and row[0])
-        finally:
-            conn.rollback()  # ends the transaction: the lock goes with it
 
 
 def _close(

@@ -3,6 +3,7 @@
 The span form follows the GenAI semantic conventions for `execute_tool`
 (status: development), so existing observability tools can ingest it.
 Arguments and results are opt-in there, and here too: they may hold secrets.
+Both are verified reads (`jarvis.db.audit.verified`): each row says whether it matches its chain link.
 """
 
 from __future__ import annotations
@@ -11,58 +12,92 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import text
-
 from jarvis.db.audit.canonical import AUDIT_COLUMNS, json_scalar
+from jarvis.db.audit.verified import TAMPERED, verified_reading, worst
 from jarvis.db.base import AUDIT_TABLES
 from jarvis.db.engine import Database
 
 
 def export_rows(database: Database, *, since: datetime | None = None) -> Iterator[dict[str, Any]]:
-    """Every audit row (optionally from `since` on), oldest first, tagged with its table."""
-    selects = " UNION ALL ".join(
-        f"SELECT '{table}' AS tbl, created_at, id, to_jsonb(t) AS row FROM ONLY public.{table} t "
-        "WHERE CAST(:since AS timestamptz) IS NULL OR created_at >= :since"
-        for table in AUDIT_TABLES
-    )
-    with database.connect() as conn:
-        result = conn.execution_options(yield_per=1000).execute(
-            text(f"{selects} ORDER BY created_at, id"), {"since": since}
+    """Every audit row (optionally from `since` on), oldest first, tagged with its table and its `integrity`.
+
+    A verified read: "verified", "unsealed" or "tampered" (the row does not match its chain link); a
+    tampered row is exported as table, id, created_at and integrity only, its values withheld.
+    """
+    with verified_reading(database) as reader:
+        selects = " UNION ALL ".join(
+            f"SELECT '{table}'::pg_catalog.text AS tbl, x.created_at, x.id, pg_catalog.to_jsonb(x) AS row, "
+            f"{reader.integrity(table)} AS integrity FROM ONLY public.{table} x "
+            "WHERE %(since)s::pg_catalog.timestamptz IS NULL OR x.created_at >= %(since)s::pg_catalog.timestamptz"
+            for table in AUDIT_TABLES
         )
-        for row in result:
-            yield {"table": row.tbl, **{k: row.row.get(k) for k in AUDIT_COLUMNS[row.tbl]}}
+        for row in reader.stream(f"{selects} ORDER BY 2, 3", {"since": since}):
+            integrity = reader.settle(row.tbl, row.id, row.integrity) or TAMPERED
+            if integrity == TAMPERED:
+                yield {
+                    "table": row.tbl,
+                    "id": row.row.get("id"),
+                    "created_at": row.row.get("created_at"),
+                    "integrity": integrity,
+                }
+            else:
+                yield {"table": row.tbl, **{k: row.row.get(k) for k in AUDIT_COLUMNS[row.tbl]}, "integrity": integrity}
 
 
 def tool_call_spans(database: Database, *, include_content: bool = False) -> Iterator[dict[str, Any]]:
-    """One `execute_tool` span per tool call: start row joined with its outcome (if any)."""
-    with database.connect() as conn:
-        result = conn.execution_options(yield_per=1000).execute(
-            text(
-                "SELECT s.id, s.tool_name, s.input, s.created_at AS started_at, s.cycle_id, c.status, c.output, "
-                "c.error, c.created_at AS ended_at FROM ONLY public.tool_calls s "
-                "LEFT JOIN ONLY public.tool_calls c ON c.parent_id = s.id "
-                "WHERE s.parent_id IS NULL ORDER BY s.created_at, s.id"
-            )
+    """One `execute_tool` span per tool call: start row joined with its outcome (if any), both verified reads.
+
+    `jarvis.audit.integrity` is the worse of the two rows' states; a tampered start row withholds the
+    tool's name and arguments, a tampered outcome its status, error and result (the span's status is
+    ERROR with the message "TAMPERED").
+    """
+    with verified_reading(database) as reader:
+        rows = reader.stream(
+            "SELECT s.id, s.tool_name, s.input, s.created_at AS started_at, s.cycle_id, c.id AS ended_id, c.status, "
+            f"c.output, c.error, c.created_at AS ended_at, {reader.integrity('tool_calls', 's')} AS start_integrity, "
+            f"{reader.integrity('tool_calls', 'c')} AS end_integrity FROM ONLY public.tool_calls s "
+            "LEFT JOIN ONLY public.tool_calls c ON c.parent_id = s.id "
+            "WHERE s.parent_id IS NULL ORDER BY s.created_at, s.id"
         )
-        for row in result:
-            attributes: dict[str, Any] = {
-                "gen_ai.operation.name": "execute_tool",
-                "gen_ai.tool.name": row.tool_name,
-                "gen_ai.tool.call.id": str(row.id),
-                "gen_ai.tool.type": "function",
-            }
-            if row.status not in (None, "succeeded"):
-                attributes["error.type"] = (row.error or row.status).split(":", 1)[0]
-            if include_content:
-                attributes["gen_ai.tool.call.arguments"] = row.input
-                if row.output is not None:
-                    attributes["gen_ai.tool.call.result"] = row.output
-            yield {
-                "name": f"execute_tool {row.tool_name}",
-                "span_id": str(row.id),
-                "parent_cycle_id": json_scalar(row.cycle_id),
-                "start_time": json_scalar(row.started_at),
-                "end_time": json_scalar(row.ended_at),
-                "status": {"code": "OK" if row.status == "succeeded" else "UNSET" if row.status is None else "ERROR"},
-                "attributes": attributes,
-            }
+        for row in rows:
+            yield _span(
+                row,
+                reader.settle("tool_calls", row.id, row.start_integrity),
+                reader.settle("tool_calls", row.ended_id, row.end_integrity),
+                include_content,
+            )
+
+
+def _span(row: Any, start: str | None, end: str | None, include_content: bool) -> dict[str, Any]:
+    start_ok, end_ok = start != TAMPERED, end != TAMPERED
+    attributes: dict[str, Any] = {
+        "gen_ai.operation.name": "execute_tool",
+        "gen_ai.tool.call.id": str(row.id),
+        "gen_ai.tool.type": "function",
+        "jarvis.audit.integrity": worst(start, end),
+    }
+    if start_ok:
+        attributes["gen_ai.tool.name"] = row.tool_name
+    if not end_ok:
+        attributes["error.type"] = TAMPERED
+    elif row.status not in (None, "succeeded"):
+        attributes["error.type"] = (row.error or row.status).split(":", 1)[0]
+    if include_content:
+        if start_ok:
+            attributes["gen_ai.tool.call.arguments"] = row.input
+        if end_ok and row.output is not None:
+            attributes["gen_ai.tool.call.result"] = row.output
+    status: dict[str, Any]
+    if not end_ok:
+        status = {"code": "ERROR", "message": "TAMPERED: the outcome row does not match its chain link"}
+    else:
+        status = {"code": "OK" if row.status == "succeeded" else "UNSET" if row.status is None else "ERROR"}
+    return {
+        "name": f"execute_tool {row.tool_name}" if start_ok else "execute_tool",
+        "span_id": str(row.id),
+        "parent_cycle_id": json_scalar(row.cycle_id),
+        "start_time": json_scalar(row.started_at),
+        "end_time": json_scalar(row.ended_at),
+        "status": status,
+        "attributes": attributes,
+    }

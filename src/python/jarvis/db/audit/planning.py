@@ -179,14 +179,20 @@ class PlanningLog(PlanningLogBase[Database, AuditListener]):
         *,
         completion_id: uuid.UUID | None = None,
     ) -> uuid.UUID:
-        """Record how the cycle ended (a completion status and its outcomes); a cycle is closed once only."""
-        values = close_row(self.agent, cycle_id, status, outcomes, completion_id)
-        return self._append(PLANNING_CYCLES, values, functools.partial(close_refused, cycle_id), closed_event)
+        """Record how the cycle ended (a completion status and its outcomes); a cycle is closed once only.
 
-    def _append(self, table: Any, values: dict[str, Any], refused: Refusal, event: EventOf) -> uuid.UUID:
+        An outcome: it waits for a busy pool rather than fail (see `append_row`).
+        """
+        values = close_row(self.agent, cycle_id, status, outcomes, completion_id)
+        refused = functools.partial(close_refused, cycle_id)
+        return self._append(PLANNING_CYCLES, values, refused, closed_event, outcome=True)
+
+    def _append(
+        self, table: Any, values: dict[str, Any], refused: Refusal, event: EventOf, *, outcome: bool = False
+    ) -> uuid.UUID:
         """Append one row (a refusal is `refused(error)`), then tell the listeners `event`."""
         try:
-            created_at = append_row(self.database, table, values)
+            created_at = append_row(self.database, table, values, outcome=outcome)
         except AuditRuleViolation as error:
             raise refused(error) from None
         announce(self.listeners, event(values, created_at))

@@ -9,8 +9,13 @@ Lists are newest first and paged by keyset, never by OFFSET: `before` is the (cr
 the last start row of the previous page, so a page boundary between rows with equal timestamps
 loses or repeats nothing, and rows appended meanwhile do not shift later pages.
 
-Every read is `FROM ONLY public.<table>` through `Database.connect()` (the role is entered per
-transaction): rows in an inheritance child a superuser attached are never shown.
+Every read is `FROM ONLY public.<table>`: rows in an inheritance child a superuser attached are
+never shown. Every audit row shown (cycles, tool calls, timelines) is a *verified read*
+(`jarvis.db.audit.verified`): PostgreSQL re-hashes it and checks it against its chain link in the
+query that reads it, and it carries `integrity` ("verified", "unsealed" or "tampered"); a tampered
+row's values are withheld here (None), so no caller can show them as data. A cycle's timeline is
+read a page at a time (keyset on (created_at, id)), its values optionally cut in SQL (`preview`),
+so a cycle of any size is shown in bounded memory and time.
 """
 
 from __future__ import annotations
@@ -23,12 +28,15 @@ from typing import Any
 
 from sqlalchemy import text
 
+from jarvis.db.audit.verified import TAMPERED, Reader, verified_reading, worst
 from jarvis.db.base import STATUSES
 from jarvis.db.engine import Database
 from jarvis.db.jsonb import check_text
 
 MAX_LIMIT = 10_000
 """The most rows one call returns: a page, not the whole trail."""
+MAX_PREVIEW = 100_000
+"""The longest preview of one value a timeline page may ask for."""
 
 
 @dataclass(frozen=True)
@@ -58,7 +66,12 @@ class Cursor:
 
 @dataclass(frozen=True, kw_only=True)
 class TimelineEntry:
-    """One row of a cycle's story, as `jarvis audit show` prints it."""
+    """One row of a cycle's story, as `jarvis audit show` prints it.
+
+    `integrity`: "verified", "unsealed" or "tampered"; a tampered row has kind "tampered" and no
+    status, name or detail (withheld). `detail_chars`: set when `detail` is a preview (the first
+    characters of the value's JSON text, cut in SQL): the length of the whole text.
+    """
 
     at: datetime
     table: str
@@ -67,19 +80,31 @@ class TimelineEntry:
     status: str | None
     name: str | None
     detail: Any
+    integrity: str
+    detail_chars: int | None = None
+
+    @property
+    def cursor(self) -> Cursor:
+        """Pass as `after` to read the timeline's next page."""
+        return Cursor(self.at, self.id)
 
 
 @dataclass(frozen=True, kw_only=True)
 class CycleSummary:
-    """A planning cycle as one item: its start row with the outcome of its completion row (if any)."""
+    """A planning cycle as one item: its start row with the outcome of its completion row (if any).
+
+    `integrity`: the worse of the two rows'. A tampered start row withholds agent and goals (None),
+    a tampered completion withholds the outcomes, and its status reads "tampered".
+    """
 
     id: uuid.UUID
-    agent: str
+    agent: str | None
     goals: Any
     status: str
     started_at: datetime
     closed_at: datetime | None
     outcomes: Any
+    integrity: str
 
     @property
     def cursor(self) -> Cursor:
@@ -89,10 +114,14 @@ class CycleSummary:
 
 @dataclass(frozen=True, kw_only=True)
 class ToolCallSummary:
-    """A tool call as one item: its start row (input) with its outcome row (status, output or error), if any."""
+    """A tool call as one item: its start row (input) with its outcome row (status, output or error), if any.
+
+    `integrity`: the worse of the two rows'. A tampered start row withholds tool name and input
+    (None), a tampered outcome withholds output, error and duration, and its status reads "tampered".
+    """
 
     id: uuid.UUID
-    tool_name: str
+    tool_name: str | None
     cycle_id: uuid.UUID | None
     status: str
     input: Any
@@ -101,6 +130,7 @@ class ToolCallSummary:
     duration_ms: int | None
     started_at: datetime
     ended_at: datetime | None
+    integrity: str
 
     @property
     def cursor(self) -> Cursor:
@@ -146,38 +176,64 @@ class TrailHead:
 
 _CYCLES = (
     "SELECT s.id, s.agent, s.goals, coalesce(c.status, 'started') AS status, s.created_at AS started_at, "
-    "c.created_at AS closed_at, c.outcomes FROM ONLY public.planning_cycles s "
+    "c.id AS closed_id, c.created_at AS closed_at, c.outcomes, {start} AS start_integrity, "
+    "{end} AS end_integrity FROM ONLY public.planning_cycles s "
     "LEFT JOIN ONLY public.planning_cycles c ON c.parent_id = s.id WHERE s.parent_id IS NULL"
 )
 
 _TOOL_CALLS = (
-    "SELECT s.id, s.tool_name, s.cycle_id, coalesce(c.status, 'started') AS status, s.input, c.output, c.error, "
-    "c.duration_ms, s.created_at AS started_at, c.created_at AS ended_at FROM ONLY public.tool_calls s "
+    "SELECT s.id, s.tool_name, s.cycle_id, coalesce(c.status, 'started') AS status, {values}, "
+    "c.duration_ms, c.id AS ended_id, s.created_at AS started_at, c.created_at AS ended_at, "
+    "{start} AS start_integrity, {end} AS end_integrity FROM ONLY public.tool_calls s "
     "LEFT JOIN ONLY public.tool_calls c ON c.parent_id = s.id WHERE s.parent_id IS NULL"
 )
 
-_TIMELINE = """
-    SELECT created_at, 'planning_cycles' AS tbl, id,
-           CASE WHEN parent_id IS NULL THEN 'cycle.opened' ELSE 'cycle.closed' END AS kind,
-           status, agent AS name, coalesce(goals, outcomes) AS detail
-      FROM ONLY public.planning_cycles WHERE id = :cycle OR parent_id = :cycle
-    UNION ALL
-    SELECT created_at, 'decision_log', id, 'decision', NULL, decision, reasoning
-      FROM ONLY public.decision_log WHERE cycle_id = :cycle
-    UNION ALL
-    SELECT created_at, 'tool_calls', id, 'tool.started', status, tool_name, input
-      FROM ONLY public.tool_calls WHERE cycle_id = :cycle AND parent_id IS NULL
-    UNION ALL
-    SELECT c.created_at, 'tool_calls', c.id, 'tool.' || c.status, c.status, c.tool_name,
-           CASE WHEN c.error IS NOT NULL THEN to_jsonb(c.error) ELSE c.output END
-      FROM ONLY public.tool_calls s JOIN ONLY public.tool_calls c ON c.parent_id = s.id
-     WHERE s.cycle_id = :cycle AND s.parent_id IS NULL
-    ORDER BY 1, 3
+_TIMELINE_KEYS = """
+    SELECT k.created_at, k.tbl, k.id FROM (
+      (SELECT x.created_at, 'planning_cycles'::pg_catalog.text AS tbl, x.id FROM ONLY public.planning_cycles x
+        WHERE (x.id = %(cycle)s OR x.parent_id = %(cycle)s){where_x} ORDER BY 1, 3 LIMIT %(limit)s)
+      UNION ALL
+      (SELECT x.created_at, 'decision_log', x.id FROM ONLY public.decision_log x
+        WHERE x.cycle_id = %(cycle)s{where_x} ORDER BY 1, 3 LIMIT %(limit)s)
+      UNION ALL
+      (SELECT x.created_at, 'tool_calls', x.id FROM ONLY public.tool_calls x
+        WHERE x.cycle_id = %(cycle)s AND x.parent_id IS NULL{where_x} ORDER BY 1, 3 LIMIT %(limit)s)
+      UNION ALL
+      (SELECT c.created_at, 'tool_calls', c.id FROM ONLY public.tool_calls s JOIN ONLY public.tool_calls c
+        ON c.parent_id = s.id WHERE s.cycle_id = %(cycle)s AND s.parent_id IS NULL{where_c} ORDER BY 1, 3
+        LIMIT %(limit)s)
+    ) k ORDER BY 1, 3 LIMIT %(limit)s
 """
-"""Starts and completions of tool calls are two branches, each served by an index (the per-cycle start-row
-index, then the one-completion index): one `cycle_id = … OR parent_id IN …` condition read the whole table.
-Completions carry no cycle id (a check constraint), so a start row is exactly a row with this cycle id."""
+"""A page of a cycle's rows, keys only: starts and completions of tool calls are two branches, each served by an
+index (the per-cycle start-row index, then the one-completion index). Completions carry no cycle id (a check
+constraint), so a start row is exactly a row with this cycle id. Values are read for this page only."""
 
+_TIMELINE = """
+    SELECT p.created_at, p.tbl, p.id, v.kind, v.status, v.name, v.detail, v.chars, v.integrity
+      FROM ({keys}) p CROSS JOIN LATERAL (
+        SELECT CASE WHEN x.parent_id IS NULL THEN 'cycle.opened' ELSE 'cycle.closed' END AS kind, x.status,
+               x.agent AS name, {detail_cycle}, {integrity_cycle} AS integrity
+          FROM ONLY public.planning_cycles x{value_cycle} WHERE p.tbl = 'planning_cycles' AND x.id = p.id
+        UNION ALL
+        SELECT 'decision', NULL, x.decision, {detail_decision}, {integrity_decision}
+          FROM ONLY public.decision_log x{value_decision} WHERE p.tbl = 'decision_log' AND x.id = p.id
+        UNION ALL
+        SELECT CASE WHEN x.parent_id IS NULL THEN 'tool.started' ELSE 'tool.' || x.status END, x.status,
+               x.tool_name, {detail_call}, {integrity_call}
+          FROM ONLY public.tool_calls x{value_call} WHERE p.tbl = 'tool_calls' AND x.id = p.id
+      ) v
+     ORDER BY 1, 3
+"""
+
+_DETAILS = {
+    "cycle": "coalesce(x.goals, x.outcomes)",
+    "decision": "x.reasoning",
+    "call": "CASE WHEN x.parent_id IS NULL THEN x.input WHEN x.error IS NOT NULL THEN pg_catalog.to_jsonb(x.error) "
+    "ELSE x.output END",
+}
+"""What a timeline row shows as its detail, per table."""
+
+_TIMELINE_TABLES = {"cycle": "planning_cycles", "decision": "decision_log", "call": "tool_calls"}
 
 _CALL_COUNTS = """
     SELECT s.cycle_id, count(*) AS calls,
@@ -215,9 +271,9 @@ class AuditQueries:
 
     def cycle(self, cycle_id: uuid.UUID) -> CycleSummary | None:
         """The cycle whose start row is `cycle_id`, or None (no such cycle, or the id of a completion row)."""
-        with self.database.connect() as conn:
-            row = conn.execute(text(f"{_CYCLES} AND s.id = :id"), {"id": cycle_id}).first()
-        return None if row is None else _cycle(row)
+        with verified_reading(self.database) as reader:
+            rows = reader.rows(f"{_cycles_sql(reader)} AND s.id = %(id)s", {"id": cycle_id})
+            return None if not rows else _cycle(reader, rows[0])
 
     def cycles(
         self,
@@ -237,15 +293,16 @@ class AuditQueries:
         where, params = _page_filter(before, limit, status)
         if agent is not None:
             check_text(agent, "agent name")
-            where += " AND s.agent = :agent"
+            where += " AND s.agent = %(agent)s"
             params["agent"] = agent
         if since is not None:
-            where += " AND s.created_at >= :since"
+            where += " AND s.created_at >= %(since)s"
             params["since"] = since
         if until is not None:
-            where += " AND s.created_at < :until"
+            where += " AND s.created_at < %(until)s"
             params["until"] = until
-        return [_cycle(row) for row in self._page(_CYCLES, where, params)]
+        with verified_reading(self.database) as reader:
+            return [_cycle(reader, row) for row in _page(reader, _cycles_sql(reader), where, params)]
 
     def call_counts(self, cycle_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, CallCounts]:
         """How many tool calls each cycle made and how many did not succeed (failed, cancelled, abandoned).
@@ -295,19 +352,54 @@ class AuditQueries:
             seq=int(row.seq or 0), chain_hash=bytes(row.chain_hash or b"").hex(), pending=int(row.pending or 0)
         )
 
-    def timeline(self, cycle_id: uuid.UUID) -> list[TimelineEntry]:
+    def timeline(
+        self,
+        cycle_id: uuid.UUID,
+        *,
+        after: Cursor | None = None,
+        limit: int | None = None,
+        preview: int | None = None,
+        row_id: uuid.UUID | None = None,
+    ) -> list[TimelineEntry]:
         """The cycle's start, its decisions, its tool calls (start and outcome) and its completion, in order.
 
-        Empty when there is no such cycle.
+        Empty when there is no such cycle. `after` and `limit`: one page (pass the last entry's
+        `cursor` for the next); without `limit`, every row. `preview`: each detail is the first
+        `preview` characters of the value's indented JSON text, cut in PostgreSQL (`detail_chars`
+        holds the whole length), so a page never carries whole large values. `row_id`: only that
+        row of the cycle (its full value).
         """
-        with self.database.connect() as conn:
-            rows = conn.execute(text(_TIMELINE), {"cycle": cycle_id}).all()
-        return [
-            TimelineEntry(
-                at=r.created_at, table=r.tbl, id=r.id, kind=r.kind, status=r.status, name=r.name, detail=r.detail
-            )
-            for r in rows
-        ]
+        if limit is not None and not 1 <= limit <= MAX_LIMIT:
+            raise ValueError(f"limit {limit} is outside 1..{MAX_LIMIT}")
+        if preview is not None and not 0 <= preview <= MAX_PREVIEW:
+            raise ValueError(f"preview {preview} is outside 0..{MAX_PREVIEW}")
+        params: dict[str, Any] = {"cycle": cycle_id, "limit": limit}
+        where_x = where_c = ""
+        if after is not None:
+            where_x = " AND (x.created_at, x.id) > (%(after_at)s, %(after_id)s)"
+            where_c = " AND (c.created_at, c.id) > (%(after_at)s, %(after_id)s)"
+            params.update(after_at=after.created_at, after_id=after.id)
+        if row_id is not None:
+            where_x += " AND x.id = %(row)s"
+            where_c += " AND c.id = %(row)s"
+            params["row"] = row_id
+        keys = _TIMELINE_KEYS.format(where_x=where_x, where_c=where_c)
+        with verified_reading(self.database) as reader:
+            parts: dict[str, str] = {"keys": keys}
+            for short, table in _TIMELINE_TABLES.items():
+                parts[f"integrity_{short}"] = reader.integrity(table)
+                if preview is None:
+                    parts[f"detail_{short}"] = f"{_DETAILS[short]} AS detail, NULL::pg_catalog.int8 AS chars"
+                    parts[f"value_{short}"] = ""
+                else:
+                    parts[f"detail_{short}"] = (
+                        f"pg_catalog.left(d.shown, {int(preview)}) AS detail, pg_catalog.length(d.shown) AS chars"
+                    )
+                    parts[f"value_{short}"] = (
+                        f" CROSS JOIN LATERAL (SELECT pg_catalog.jsonb_pretty({_DETAILS[short]}) AS shown) d"
+                    )
+            rows = reader.rows(_TIMELINE.format(**parts), params)
+            return [_entry(reader, r) for r in rows]
 
     def tool_calls(
         self,
@@ -323,34 +415,35 @@ class AuditQueries:
         """
         where, params = _page_filter(before, limit, status)
         if cycle_id is not None:
-            where += " AND s.cycle_id = :cycle_id"
+            where += " AND s.cycle_id = %(cycle_id)s"
             params["cycle_id"] = cycle_id
         if tool_name is not None:
             check_text(tool_name, "tool name")
-            where += " AND s.tool_name = :tool_name"
+            where += " AND s.tool_name = %(tool_name)s"
             params["tool_name"] = tool_name
-        return [
-            ToolCallSummary(
-                id=r.id,
-                tool_name=r.tool_name,
-                cycle_id=r.cycle_id,
-                status=r.status,
-                input=r.input,
-                output=r.output,
-                error=r.error,
-                duration_ms=r.duration_ms,
-                started_at=r.started_at,
-                ended_at=r.ended_at,
-            )
-            for r in self._page(_TOOL_CALLS, where, params)
-        ]
+        with verified_reading(self.database) as reader:
+            query = _tool_calls_sql(reader, "s.input, c.output, c.error")
+            return [_call(reader, r) for r in _page(reader, query, where, params)]
 
-    def _page(self, query: str, where: str, params: dict[str, Any]) -> list[Any]:
-        """One page of `query` (start rows `s` joined to their completion `c`), newest first."""
-        with self.database.connect() as conn:
-            return list(
-                conn.execute(text(f"{query}{where} ORDER BY s.created_at DESC, s.id DESC LIMIT :limit"), params).all()
+    def calls_in_cycle(self, cycle_id: uuid.UUID, *, limit: int, error_chars: int = 500) -> list[ToolCallSummary]:
+        """The cycle's first `limit` tool calls, oldest first, without their values (a chart draws them).
+
+        Input and output are None and the error is cut to `error_chars` in PostgreSQL: the rows are
+        still verified whole, but a page never carries their values.
+        """
+        if not 1 <= limit <= MAX_LIMIT:
+            raise ValueError(f"limit {limit} is outside 1..{MAX_LIMIT}")
+        with verified_reading(self.database) as reader:
+            values = (
+                "NULL::pg_catalog.jsonb AS input, NULL::pg_catalog.jsonb AS output, "
+                f"pg_catalog.left(c.error, {int(error_chars)}) AS error"
             )
+            rows = reader.rows(
+                f"{_tool_calls_sql(reader, values)} AND s.cycle_id = %(cycle)s "
+                "ORDER BY s.created_at, s.id LIMIT %(limit)s",
+                {"cycle": cycle_id, "limit": limit},
+            )
+            return [_call(reader, r) for r in rows]
 
 
 def _page_filter(before: Cursor | None, limit: int, status: str | None) -> tuple[str, dict[str, Any]]:
@@ -362,21 +455,86 @@ def _page_filter(before: Cursor | None, limit: int, status: str | None) -> tuple
     params: dict[str, Any] = {"limit": limit}
     where = ""
     if status is not None:
-        where += " AND coalesce(c.status, 'started') = :status"
+        where += " AND coalesce(c.status, 'started') = %(status)s"
         params["status"] = status
     if before is not None:
-        where += " AND (s.created_at, s.id) < (:before_at, :before_id)"
+        where += " AND (s.created_at, s.id) < (%(before_at)s, %(before_id)s)"
         params.update(before_at=before.created_at, before_id=before.id)
     return where, params
 
 
-def _cycle(row: Any) -> CycleSummary:
+def _page(reader: Reader, query: str, where: str, params: dict[str, Any]) -> list[Any]:
+    """One page of `query` (start rows `s` joined to their completion `c`), newest first."""
+    return reader.rows(f"{query}{where} ORDER BY s.created_at DESC, s.id DESC LIMIT %(limit)s", params)
+
+
+def _cycles_sql(reader: Reader) -> str:
+    table = "planning_cycles"
+    return _CYCLES.format(start=reader.integrity(table, "s"), end=reader.integrity(table, "c"))
+
+
+def _tool_calls_sql(reader: Reader, values: str) -> str:
+    table = "tool_calls"
+    return _TOOL_CALLS.format(values=values, start=reader.integrity(table, "s"), end=reader.integrity(table, "c"))
+
+
+def _cycle(reader: Reader, row: Any) -> CycleSummary:
+    start = reader.settle("planning_cycles", row.id, row.start_integrity)
+    end = reader.settle("planning_cycles", row.closed_id, row.end_integrity)
+    start_ok, end_ok = start != TAMPERED, end != TAMPERED
     return CycleSummary(
         id=row.id,
-        agent=row.agent,
-        goals=row.goals,
-        status=row.status,
+        agent=row.agent if start_ok else None,
+        goals=row.goals if start_ok else None,
+        status=row.status if end_ok else TAMPERED,
         started_at=row.started_at,
         closed_at=row.closed_at,
-        outcomes=row.outcomes,
+        outcomes=row.outcomes if end_ok else None,
+        integrity=worst(start, end),
+    )
+
+
+def _call(reader: Reader, row: Any) -> ToolCallSummary:
+    start = reader.settle("tool_calls", row.id, row.start_integrity)
+    end = reader.settle("tool_calls", row.ended_id, row.end_integrity)
+    start_ok, end_ok = start != TAMPERED, end != TAMPERED
+    return ToolCallSummary(
+        id=row.id,
+        tool_name=row.tool_name if start_ok else None,
+        cycle_id=row.cycle_id,
+        status=row.status if end_ok else TAMPERED,
+        input=row.input if start_ok else None,
+        output=row.output if end_ok else None,
+        error=row.error if end_ok else None,
+        duration_ms=row.duration_ms if end_ok else None,
+        started_at=row.started_at,
+        ended_at=row.ended_at,
+        integrity=worst(start, end),
+    )
+
+
+def _entry(reader: Reader, row: Any) -> TimelineEntry:
+    """A timeline row; a tampered one keeps only its table, id and place (kind "tampered", values withheld)."""
+    state = reader.settle(row.tbl, row.id, row.integrity) or TAMPERED
+    if state == TAMPERED:
+        return TimelineEntry(
+            at=row.created_at,
+            table=row.tbl,
+            id=row.id,
+            kind=TAMPERED,
+            status=None,
+            name=None,
+            detail=None,
+            integrity=state,
+        )
+    return TimelineEntry(
+        at=row.created_at,
+        table=row.tbl,
+        id=row.id,
+        kind=row.kind,
+        status=row.status,
+        name=row.name,
+        detail=row.detail,
+        integrity=state,
+        detail_chars=row.chars,
     )

@@ -209,9 +209,12 @@ class ToolCallLog:
         return self._append_completion(start, completion_row(start, status, output, error, completion_id, duration_ms))
 
     def _append_completion(self, start: ToolCallStart, values: dict[str, Any]) -> uuid.UUID:
-        """The append itself, for values already checked (record()'s output was checked by succeed())."""
+        """The append itself, for values already checked (record()'s output was checked by succeed()).
+
+        The tool ran (or was given up on): the row waits for a busy pool rather than fail (`append_row`).
+        """
         try:
-            created_at = append_row(self.database, TOOL_CALLS, values)  # type: ignore[arg-type]
+            created_at = append_row(self.database, TOOL_CALLS, values, outcome=True)  # type: ignore[arg-type]
         except AuditRuleViolation as violation:
             raise completion_refused(start, violation) from None
         if self.listeners:

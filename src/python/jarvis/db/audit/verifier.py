@@ -43,7 +43,6 @@ from jarvis.db.audit.chain import (
 from jarvis.db.audit.verify_sql import (
     LINK_CHECK_SQL,
     builtin_problems,
-    deleted_rows_sql,
     renderable_columns,
     row_check_sql,
     row_key,
@@ -165,11 +164,10 @@ def verify(
         requeued = _queued_but_linked(raw)
         for table in CHAINED_TABLES:
             queued = pending.get(table, set()) - requeued.get(table, {}).keys()
-            rows = _rows_in(raw, table)
-            linked = links.get(table, 0) if start is None else _links_of(raw, table)
             # Incremental: a table whose rows do not add up to its links and queue entries is read in full.
-            every_row = start is None or rows != linked + len(queued)
-            _check_rows(run, table, every_row=every_row, rows=rows, links=linked, queued=queued)
+            # (A full verify never counts: every link's row is looked up, `_check_rows`.)
+            every_row = start is None or _rows_in(raw, table) != _links_of(raw, table) + len(queued)
+            _check_rows(run, table, every_row=every_row, queued=queued)
             done += links.get(table, 0)
             if progress is not None:
                 progress(done)
@@ -186,6 +184,7 @@ def verify(
         _check_seal_head(run)
         report.problems.extend(run.unchained)
         _check_queue(run, pending, requeued)
+        _check_flags(run, trusted)
         report.pending = sum(len(ids) for ids in pending.values())
     return report
 
@@ -263,17 +262,14 @@ def _links_of(raw: Any, table: str) -> int:
     )
 
 
-def _check_rows(
-    run: _Run, table: str, *, every_row: bool, rows: int | None, links: int, queued: set[uuid.UUID]
-) -> None:
+def _check_rows(run: _Run, table: str, *, every_row: bool, queued: set[uuid.UUID]) -> None:
     """`table`'s rows against their links, in PostgreSQL; the disagreements named here.
 
-    With `every_row`, every row is read (in a plan PostgreSQL may run in parallel, so the result
-    is streamed, not read through a cursor); a link whose row is gone is then found by counting:
-    `links` links, `rows` rows, of which so many are in no link or are copies.
+    With `every_row`, every row and every link of the table are read, joined both ways (the result
+    is streamed, not read through a cursor): a link whose row is gone comes back as such, found by
+    looking it up, never by counting (a superuser can make `count` lie, issue 22 B1).
     """
     legacy: list[tuple[uuid.UUID, int, bytes, float | None, int]] = []
-    unlinked = 0
     id_is_uuid = table in UUID_KEYED
     try:
         with run.raw.transaction():  # a savepoint: a table that cannot be read leaves the snapshot usable
@@ -287,7 +283,6 @@ def _check_rows(
                 found = cursor.execute(sql, run.params())
             for row_id, link_row_id, seq, encoding, matches, epoch, interval, stored_hash in found:
                 if link_row_id is None:
-                    unlinked += 1
                     if row_id not in queued:
                         run.unchained.append(
                             Problem(table, row_id, None, "row is not in the chain (written with the triggers bypassed)")
@@ -299,14 +294,20 @@ def _check_rows(
                     legacy.append((link_row_id, seq, bytes(stored_hash), epoch, interval))
                 else:
                     _judge(run, table, link_row_id, seq, epoch, interval, None if matches else "changed")
-            if every_row and rows is not None:
-                copies = _check_duplicates(run, table)
-                if links > rows - unlinked - copies:
-                    for seq, row_id in run.raw.execute(deleted_rows_sql(table, id_is_uuid)):
-                        run.at(seq, _ROW, Problem(table, row_id, seq, "row was deleted"))
-                        run.unverified_links += 1
+            if every_row:
+                _check_duplicates(run, table)
             if legacy:
                 _check_legacy(run, table, legacy)
+    except psycopg.errors.ProgramLimitExceeded:  # a row over 1 GB as JSON text: the sealer flagged it
+        run.report.problems.append(
+            Problem(
+                table,
+                None,
+                None,
+                "a row is larger than PostgreSQL can render as JSON text (over 1 GB), so this table's rows could not "
+                "all be checked; audit_flags names it (only a superuser, bypassing the size checks, can store one)",
+            )
+        )
     except psycopg.errors.InsufficientPrivilege as error:  # row security would filter it: never read partially
         run.report.problems.append(
             Problem(table, None, None, f"cannot be read as stored: {str(error).splitlines()[0]}")
@@ -368,19 +369,12 @@ def _judge(
         )
 
 
-def _check_duplicates(run: _Run, table: str) -> int:
-    """Two rows with one id (only possible with the primary key's index bypassed) both match one link.
-
-    Returns how many rows are such extra copies.
-    """
-    copies = 0
-    for row_id, count in run.raw.execute(
-        f"SELECT x.id, pg_catalog.count(*) FROM ONLY public.{table} x GROUP BY x.id "
-        "HAVING pg_catalog.count(*) > 1::pg_catalog.int8"
+def _check_duplicates(run: _Run, table: str) -> None:
+    """Two rows with one id (only possible with the primary key's index bypassed) both match one link."""
+    for (row_id,) in run.raw.execute(
+        f"SELECT x.id FROM ONLY public.{table} x GROUP BY x.id HAVING pg_catalog.count(*) > 1::pg_catalog.int8"
     ):
-        copies += int(count) - 1
         run.report.problems.append(Problem(table, row_uuid(row_id), None, "two rows share this id (a forged copy?)"))
-    return copies
 
 
 def _check_legacy(run: _Run, table: str, legacy: list[tuple[uuid.UUID, int, bytes, float | None, int]]) -> None:
@@ -574,6 +568,38 @@ def _check_queue(run: _Run, pending: dict[str, set[uuid.UUID]], requeued: dict[s
                     None,
                     "queued below where the sealer starts reading (audit_seal_head.queue_scan_from was moved "
                     "forward): it would never be sealed",
+                )
+            )
+
+
+def _check_flags(run: _Run, trusted: Sequence[TrustedHead]) -> None:
+    """Every row the sealer linked but flagged (audit_flags, migration 0008), and flags gone since a checkpoint.
+
+    A flagged row stays in the chain (it was queued, and the chain is complete) but the sealer did not
+    vouch for it: backdated, its parent or cycle missing, outside its cycle, or too large to render. A
+    signed checkpoint records how many flags the chain held up to it: fewer now means flags were deleted.
+    """
+    try:
+        with run.raw.transaction():
+            flags = run.raw.execute(
+                "SELECT f.seq, f.table_name, f.row_id, f.reason FROM ONLY public.audit_flags f ORDER BY f.seq"
+            ).fetchall()
+    except psycopg.errors.UndefinedTable:
+        return  # a database from before 0008: the catalog check names a missing table
+    for seq, table, row_id, reason in flags:
+        run.report.problems.append(
+            Problem(table, row_id, int(seq), f"the sealer linked this row without vouching for it: {reason}")
+        )
+    for head in sorted(trusted, key=lambda h: h.seq):
+        held = sum(1 for seq, *_ in flags if int(seq) <= head.seq)
+        if head.flagged is not None and held != head.flagged:
+            run.report.problems.append(
+                Problem(
+                    "audit_flags",
+                    None,
+                    head.seq,
+                    f"{head.label} records {head.flagged} flagged row(s) up to it, but audit_flags holds {held} "
+                    "(flags were deleted or forged)",
                 )
             )
 

@@ -61,9 +61,35 @@ RELIED_ON_FUNCTIONS = {
     "pg_catalog.to_hex(bigint)": 2090,
     "pg_catalog.count()": 2803,
     "pg_catalog.pg_export_snapshot()": 3809,
+    "pg_catalog.pg_backend_pid()": 2026,
+    "pg_catalog.pg_get_triggerdef(oid)": 1662,
+    "pg_catalog.pg_get_constraintdef(oid)": 1387,
+    "pg_catalog.pg_get_indexdef(oid)": 1643,
+    "pg_catalog.pg_get_userbyid(oid)": 1642,
+    "pg_catalog.aclexplode(aclitem[])": 1689,
+    'pg_catalog.acldefault("char", oid)': 3943,
+    "pg_catalog.pg_show_all_settings()": 2084,
 }
-"""Every function the queries below call (and `public.jarvis_serial_uuid`'s body calls), with the OID
-PostgreSQL compiled it under: a name resolves to that OID unless someone renamed or shadowed one."""
+"""Every function verify's queries call (these below, the catalog check's, and `public.jarvis_serial_uuid`'s
+body), with the OID PostgreSQL compiled it under: a name resolves to that OID unless someone renamed or
+shadowed one. (`pg_settings`, which the native-code check reads, is a view over `pg_show_all_settings`.)"""
+
+FUNCTION_KINDS = {2803: "a", 3108: "w"}
+"""pg_proc.prokind of the relied-on functions that are not plain functions (count is an aggregate, lag a
+window function): a plain built-in turned into an aggregate would run a pg_aggregate row's functions."""
+
+RELIED_ON_AGGREGATES: dict[int, tuple[Any, ...]] = {
+    # aggkind, aggnumdirectargs, aggtransfn, aggfinalfn, aggcombinefn, aggserialfn, aggdeserialfn,
+    # aggmtransfn, aggminvtransfn, aggmfinalfn, aggfinalextra, aggmfinalextra, aggfinalmodify,
+    # aggmfinalmodify, aggsortop, aggtranstype, aggtransspace, aggmtranstype, aggmtransspace,
+    # agginitval, aggminitval: count(*) as PostgreSQL 15 and 16 compile it (int8inc, int8pl, int8dec).
+    2803: ("n", 0, 1219, 0, 463, 0, 0, 1219, 3546, 0, False, False, "r", "r", 0, 20, 0, 20, 0, "0", "0"),
+}
+"""Every aggregate verify's queries call, with its whole pg_aggregate row: one `UPDATE pg_aggregate SET
+aggtransfn` makes `count(*)` run a function of the superuser's own (issue 22, B1) while pg_proc is untouched."""
+
+_AGGREGATE_FUNCTIONS = (2, 3, 4, 5, 6, 7, 8, 9)
+"""Which of those columns name functions (each must be 0 or PostgreSQL's compiled function)."""
 
 RELIED_ON_OPERATORS = {
     ("=", "bytea", "bytea"): ("byteaeq", 1948),
@@ -82,6 +108,10 @@ RELIED_ON_OPERATORS = {
     ("<>", "smallint", "smallint"): ("int2ne", 145),
     (">", "smallint", "smallint"): ("int2gt", 146),
     ("=", "oid", "oid"): ("oideq", 184),
+    ("<>", "oid", "oid"): ("oidne", 185),
+    (">=", "oid", "oid"): ("oidge", 1639),
+    ("=", "name", "name"): ("nameeq", 62),
+    ("=", "name", "text"): ("nameeqtext", 240),
     ("+", "integer", "integer"): ("int4pl", 177),
     ("<=", "integer", "integer"): ("int4le", 149),
     (">=", "integer", "integer"): ("int4ge", 150),
@@ -113,6 +143,9 @@ RELIED_ON_TYPES: dict[int, tuple[str, tuple[tuple[int, str], ...]]] = {
     1009: ("text[]", _ARRAY_IO),
     1016: ("bigint[]", _ARRAY_IO),
     1022: ("double precision[]", _ARRAY_IO),
+    1028: ("oid[]", _ARRAY_IO),
+    1033: ("aclitem", ((1031, "aclitemin"), (1032, "aclitemout"), (0, "none"), (0, "none"))),
+    1034: ("aclitem[]", _ARRAY_IO),
     1043: (
         "character varying",
         ((1046, "varcharin"), (1047, "varcharout"), (2432, "varcharrecv"), (2433, "varcharsend")),
@@ -130,21 +163,59 @@ RELIED_ON_TYPES: dict[int, tuple[str, tuple[tuple[int, str], ...]]] = {
         "regprocedure",
         ((2212, "regprocedurein"), (2213, "regprocedureout"), (2446, "regprocedurerecv"), (2447, "regproceduresend")),
     ),
+    2204: (
+        "regoperator",
+        ((2216, "regoperatorin"), (2217, "regoperatorout"), (2450, "regoperatorrecv"), (2451, "regoperatorsend")),
+    ),
     2205: ("regclass", ((2218, "regclassin"), (2219, "regclassout"), (2452, "regclassrecv"), (2453, "regclasssend"))),
     2206: ("regtype", ((2220, "regtypein"), (2221, "regtypeout"), (2454, "regtyperecv"), (2455, "regtypesend"))),
     2275: ("cstring", ((2292, "cstring_in"), (2293, "cstring_out"), (2500, "cstring_recv"), (2501, "cstring_send"))),
     2950: ("uuid", ((2952, "uuid_in"), (2953, "uuid_out"), (2961, "uuid_recv"), (2962, "uuid_send"))),
     2951: ("uuid[]", _ARRAY_IO),
     3802: ("jsonb", ((3806, "jsonb_in"), (3804, "jsonb_out"), (3805, "jsonb_recv"), (3803, "jsonb_send"))),
+    4089: (
+        "regnamespace",
+        ((4084, "regnamespacein"), (4085, "regnamespaceout"), (4087, "regnamespacerecv"), (4088, "regnamespacesend")),
+    ),
 }
 """Every type the queries, their parameters, their results and the canonical rendering pass through
 (`to_json` and `concat` print values with their type's output function), by fixed OID, with the
-compiled functions (OID, name) that must be its input, output, receive and send functions."""
+compiled functions (OID, name) that must be its input, output, receive and send functions (0: none)."""
+
+ARRAY_ELEMENTS = {1009: 25, 1016: 20, 1022: 701, 1028: 26, 1034: 1033, 2951: 2950}
+"""The relied-on array types' element types: verify subscripts and compares their elements."""
+ARRAY_SUBSCRIPT_HANDLER = 6179
+"""array_subscript_handler, every varlena array type's `typsubscript`."""
+
+BUILTIN_CASTS = frozenset(
+    """
+16>23:2558ef 16>25:2971af 16>1043:2971af 18>23:77ef 18>25:946if 18>1043:946af 19>25:406if 19>1043:1401af
+20>21:714af 20>23:480af 20>24:1287if 20>26:1287if 20>700:652if 20>701:482if 20>1700:1781if
+20>2202:1287if 20>2204:1287if 20>2205:1287if 20>2206:1287if 20>4089:1287if 21>20:754if 21>23:313if
+21>24:313if 21>26:313if 21>700:236if 21>701:235if 21>1700:1782if 21>2202:313if 21>2204:313if
+21>2205:313if 21>2206:313if 21>4089:313if 23>16:2557ef 23>18:78ef 23>20:481if 23>21:314af 23>24:0ib
+23>26:0ib 23>700:318if 23>701:316if 23>1700:1740if 23>2202:0ib 23>2204:0ib 23>2205:0ib 23>2206:0ib
+23>4089:0ib 24>20:1288af 24>23:0ab 24>26:0ib 24>2202:0ib 25>18:944af 25>19:407if 25>1043:0ib
+25>2205:1079if 26>20:1288af 26>23:0ab 26>24:0ib 26>2202:0ib 26>2204:0ib 26>2205:0ib 26>2206:0ib
+26>4089:0ib 114>3802:0ai 700>20:653af 700>21:238af 700>23:319af 700>701:311if 700>1700:1742af
+701>20:483af 701>21:237af 701>23:317af 701>700:312af 701>1700:1743af 1043>18:944af 1043>19:1400if
+1043>25:0ib 1043>1043:669if 1043>2205:1079if 1114>1114:1961if 1114>1184:2028if 1184>1114:2027af
+1184>1184:1967if 1700>20:1779af 1700>21:1783af 1700>23:1744af 1700>700:1745if 1700>701:1746if
+1700>1700:1703if 2202>20:1288af 2202>23:0ab 2202>24:0ib 2202>26:0ib 2204>20:1288af 2204>23:0ab
+2204>26:0ib 2205>20:1288af 2205>23:0ab 2205>26:0ib 2206>20:1288af 2206>23:0ab 2206>26:0ib 3802>16:3556ef
+3802>20:3452ef 3802>21:3450ef 3802>23:3451ef 3802>114:0ai 3802>700:3453ef 3802>701:2580ef
+3802>1700:3449ef 4089>20:1288af 4089>23:0ab 4089>26:0ib
+""".split()
+)
+"""Every cast between two relied-on types, as PostgreSQL 15 and 16 compile it: `SOURCE>TARGET:FUNCTION` then
+its context (e explicit, a assignment, i implicit) and method (f function, b binary, i I/O). A cast is
+looked up in pg_cast whenever a query converts a value, so a superuser's `UPDATE pg_cast` (or a row they
+add between these types) would run a function of theirs in the middle of verify's own checks."""
 
 _IO_ROLES = ("input", "output", "receive", "send")
 
-_Procs = dict[int, tuple[str, int, str | None]]
-"""pg_proc as read: {OID: (name, language OID, library file)}."""
+_Procs = dict[int, tuple[str, int, str | None, str]]
+"""pg_proc as read: {OID: (name, language OID, library file, kind)}."""
 
 PRELOAD_SETTINGS = ("shared_preload_libraries", "session_preload_libraries", "local_preload_libraries")
 """Settings that load native code into every session: code that can make any check in the server lie."""
@@ -160,14 +231,14 @@ def builtin_problems(raw: Any) -> list[tuple[str, str]]:
     OID to compiled code, so a function at its compiled OID in language `internal` runs that code.
     """
     procs: _Procs = {
-        oid: (name, lang, binary)
-        for oid, name, lang, binary in raw.execute(
-            "SELECT p.oid, p.proname::pg_catalog.text, p.prolang, p.probin FROM pg_catalog.pg_proc p"
+        oid: (name, lang, binary, kind)
+        for oid, name, lang, binary, kind in raw.execute(
+            "SELECT p.oid, p.proname::pg_catalog.text, p.prolang, p.probin, p.prokind FROM pg_catalog.pg_proc p"
         )
     }
 
     def compiled(oid: int) -> bool:
-        return oid < FIRST_USER_OID and procs.get(oid, ("", -1, None))[1] == INTERNAL_LANGUAGE
+        return oid < FIRST_USER_OID and procs.get(oid, ("", -1, None, ""))[1] == INTERNAL_LANGUAGE
 
     def shown(oid: int) -> str:
         return f"{procs[oid][0]} (OID {oid})" if oid in procs else f"OID {oid} (no such function)"
@@ -182,15 +253,59 @@ def builtin_problems(raw: Any) -> list[tuple[str, str]]:
             )
         elif not compiled(expected):
             problems.append((f"function {signature}", "was redefined: it is no longer PostgreSQL's compiled function"))
+        elif procs[expected][3] != FUNCTION_KINDS.get(expected, "f"):
+            problems.append(
+                (
+                    f"function {signature}",
+                    f"is of kind {procs[expected][3]!r}, not {FUNCTION_KINDS.get(expected, 'f')!r} as PostgreSQL "
+                    "compiled it (an aggregate runs the functions its pg_aggregate row names)",
+                )
+            )
+    problems += _aggregate_problems(raw, compiled, shown)
     problems += _operator_problems(raw, procs, compiled)
     problems += _type_problems(raw, compiled, shown)
+    problems += _cast_problems(raw, shown)
     problems += _native_code_problems(raw, procs)
+    return problems
+
+
+def _aggregate_problems(raw: Any, compiled: Callable[[int], bool], shown: Callable[[int], str]) -> list[tuple[str, str]]:
+    """Each relied-on aggregate's pg_aggregate row, whole: its functions, transition type and initial values."""
+    stored = {
+        int(row[0]): tuple(row[1:])
+        for row in raw.execute(
+            "SELECT a.aggfnoid::pg_catalog.oid, a.aggkind, a.aggnumdirectargs, a.aggtransfn::pg_catalog.oid, "
+            "a.aggfinalfn::pg_catalog.oid, a.aggcombinefn::pg_catalog.oid, a.aggserialfn::pg_catalog.oid, "
+            "a.aggdeserialfn::pg_catalog.oid, a.aggmtransfn::pg_catalog.oid, a.aggminvtransfn::pg_catalog.oid, "
+            "a.aggmfinalfn::pg_catalog.oid, a.aggfinalextra, a.aggmfinalextra, a.aggfinalmodify, "
+            "a.aggmfinalmodify, a.aggsortop, a.aggtranstype, a.aggtransspace, a.aggmtranstype, a.aggmtransspace, "
+            "a.agginitval, a.aggminitval FROM pg_catalog.pg_aggregate a"
+        )
+    }
+    problems: list[tuple[str, str]] = []
+    signatures = {oid: signature for signature, oid in RELIED_ON_FUNCTIONS.items()}
+    for oid, expected in RELIED_ON_AGGREGATES.items():
+        label = f"aggregate {signatures.get(oid, f'OID {oid}')}"
+        have = stored.get(oid)
+        if have is None:
+            problems.append((label, "has no pg_aggregate row"))
+            continue
+        changed = [
+            f"{shown(have[i])} where PostgreSQL has {shown(expected[i]) if expected[i] else 'none'}"
+            for i in _AGGREGATE_FUNCTIONS
+            if have[i] != expected[i] or (expected[i] and not compiled(have[i]))
+        ]
+        if changed:
+            problems.append((label, f"runs {'; '.join(changed)} (pg_aggregate was edited)"))
+        elif have != expected:
+            problems.append((label, f"its pg_aggregate row is {have}, not PostgreSQL's {expected}"))
     return problems
 
 
 def _operator_problems(raw: Any, procs: _Procs, compiled: Callable[[int], bool]) -> list[tuple[str, str]]:
     types = {oid: name for name, oid in TYPE_OIDS.items()} | {
         17: "bytea",
+        19: "name",
         21: "smallint",
         26: "oid",
         701: "double precision",
@@ -224,8 +339,8 @@ def _type_problems(raw: Any, compiled: Callable[[int], bool], shown: Callable[[i
         oid: functions
         for oid, *functions in raw.execute(
             "SELECT t.oid, t.typinput::pg_catalog.oid, t.typoutput::pg_catalog.oid, "
-            "t.typreceive::pg_catalog.oid, t.typsend::pg_catalog.oid FROM pg_catalog.pg_type t "
-            "WHERE t.oid OPERATOR(pg_catalog.=) ANY(%s::pg_catalog.oid[])",
+            "t.typreceive::pg_catalog.oid, t.typsend::pg_catalog.oid, t.typelem, t.typsubscript::pg_catalog.oid "
+            "FROM pg_catalog.pg_type t WHERE t.oid OPERATOR(pg_catalog.=) ANY(%s::pg_catalog.oid[])",
             (list(RELIED_ON_TYPES),),
         )
     }
@@ -234,12 +349,64 @@ def _type_problems(raw: Any, compiled: Callable[[int], bool], shown: Callable[[i
         if type_oid not in stored:
             problems.append((f"type {label}", f"is missing from pg_type (OID {type_oid})"))
             continue
-        for role, (want, want_name), have in zip(_IO_ROLES, expected, stored[type_oid], strict=True):
-            if have != want or not compiled(have):
+        *functions, element, subscript = stored[type_oid]
+        for role, (want, want_name), have in zip(_IO_ROLES, expected, functions, strict=True):
+            if have != want or (want and not compiled(have)):
                 problems.append(
                     (f"type {label}", f"{role} function is {shown(have)}, not PostgreSQL's compiled {want_name}")
                 )
+        if type_oid in ARRAY_ELEMENTS and (element, subscript) != (ARRAY_ELEMENTS[type_oid], ARRAY_SUBSCRIPT_HANDLER):
+            problems.append(
+                (
+                    f"type {label}",
+                    f"has element type OID {element} and subscript handler {shown(subscript)}, not PostgreSQL's "
+                    f"{ARRAY_ELEMENTS[type_oid]} and array_subscript_handler",
+                )
+            )
     return problems
+
+
+def _cast_problems(raw: Any, shown: Callable[[int], str]) -> list[tuple[str, str]]:
+    """Every cast between two relied-on types against PostgreSQL's own (read as plain columns, compared here).
+
+    A cast a user adds between other types (the app role's own, in agent_ext) is not read: verify's
+    queries never hold a value of such a type, so it cannot change what they compute.
+    """
+    types = list(RELIED_ON_TYPES)
+    found = {
+        f"{source}>{target}:{function}{context}{method}"
+        for source, target, function, context, method in raw.execute(
+            "SELECT c.castsource, c.casttarget, c.castfunc, c.castcontext, c.castmethod FROM pg_catalog.pg_cast c "
+            "WHERE c.castsource OPERATOR(pg_catalog.=) ANY(%s::pg_catalog.oid[]) "
+            "AND c.casttarget OPERATOR(pg_catalog.=) ANY(%s::pg_catalog.oid[])",
+            (types, types),
+        )
+    }
+    problems: list[tuple[str, str]] = []
+    for cast in sorted(found ^ BUILTIN_CASTS, key=_cast_order):
+        pair, _, how = cast.partition(":")
+        source, target = (int(oid) for oid in pair.split(">"))
+        label = f"cast ({_type_label(source)} AS {_type_label(target)})"
+        if cast in BUILTIN_CASTS:
+            if not any(other.startswith(f"{pair}:") for other in found):
+                problems.append((label, "is missing from pg_cast"))
+            continue
+        function, context, method = int(how[:-2]), how[-2], how[-1]
+        usage = f"runs {shown(function)}" if function else f"method {method!r}"
+        builtin = next((other for other in BUILTIN_CASTS if other.startswith(f"{pair}:")), None)
+        where = f"PostgreSQL's is {builtin.partition(':')[2]}" if builtin else "PostgreSQL has no such cast"
+        problems.append((label, f"{usage} (context {context!r}): {where}; a superuser created or edited it"))
+    return problems
+
+
+def _cast_order(cast: str) -> tuple[int, int, str]:
+    source, _, rest = cast.partition(">")
+    target, _, how = rest.partition(":")
+    return int(source), int(target), how
+
+
+def _type_label(oid: int) -> str:
+    return RELIED_ON_TYPES[oid][0] if oid in RELIED_ON_TYPES else f"OID {oid}"
 
 
 def _native_code_problems(raw: Any, procs: _Procs) -> list[tuple[str, str]]:
@@ -259,7 +426,7 @@ def _native_code_problems(raw: Any, procs: _Procs) -> list[tuple[str, str]]:
     }
     trusted = {INTERNAL_LANGUAGE, SQL_LANGUAGE} | plpgsql
     problems: list[tuple[str, str]] = []
-    for oid, (name, language, binary) in sorted(procs.items()):
+    for oid, (name, language, binary, _) in sorted(procs.items()):
         if oid >= FIRST_USER_OID and language not in trusted:
             problems.append(
                 (
@@ -376,10 +543,9 @@ def renderable_columns(raw: Any, table: str) -> dict[str, str] | None:
 def row_check_sql(table: str, columns: dict[str, str] | None, *, every_row: bool, id_is_uuid: bool) -> str:
     """Rows of `table` and their links that disagree, or that need a closer look in Python.
 
-    `every_row` (a full verify) reads every row of the table with its link, if any (rows in no
-    link come back; links whose row is gone are counted and named by `DELETED_ROWS_SQL`), in a
-    plan PostgreSQL may run in parallel; otherwise only the links after `%(after)s` with their
-    rows. Parameters: after, heads (checkpoint positions, sorted), lower and upper (epoch bounds
+    `every_row` (a full verify) reads every row of the table and every link of it, joined both ways:
+    a row in no link and a link whose row is gone both come back from this one pass, so completeness
+    never rests on counting; otherwise only the links after `%(after)s` with their rows. Parameters: after, heads (checkpoint positions, sorted), lower and upper (epoch bounds
     of created_at per checkpoint interval), low and high (the loadable range). Returned: row id
     (NULL: deleted), the link's row id (NULL: not in the chain), seq, encoding, whether the hash
     matches, created_at's epoch, the checkpoint interval, and the link's row hash.
@@ -390,7 +556,7 @@ def row_check_sql(table: str, columns: dict[str, str] | None, *, every_row: bool
         f"WHERE l.table_name = '{table}'::pg_catalog.text"
     )
     if every_row:
-        source = f"ONLY public.{table} x LEFT JOIN ({links}) c ON c.row_id = {key}"
+        source = f"ONLY public.{table} x FULL JOIN ({links}) c ON c.row_id = {key}"
     else:
         links += " AND l.seq > %(after)s::pg_catalog.int8"
         source = f"({links}) c LEFT JOIN ONLY public.{table} x ON {key} = c.row_id"
@@ -412,15 +578,6 @@ def row_check_sql(table: str, columns: dict[str, str] | None, *, every_row: bool
 def row_key(table: str, id_is_uuid: bool) -> str:
     """The row `x`'s id as its links name it (schema_changes' bigints through `jarvis_serial_uuid`)."""
     return "x.id" if id_is_uuid else "public.jarvis_serial_uuid(x.id)"
-
-
-def deleted_rows_sql(table: str, id_is_uuid: bool) -> str:
-    """Links of `table` whose row is gone: (seq, row id)."""
-    return (
-        "SELECT l.seq, l.row_id FROM ONLY public.audit_chain l "
-        f"WHERE l.table_name = '{table}'::pg_catalog.text "
-        f"AND NOT EXISTS (SELECT FROM ONLY public.{table} x WHERE {row_key(table, id_is_uuid)} = l.row_id)"
-    )
 
 
 LINK_CHECK_SQL = (
