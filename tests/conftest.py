@@ -13,7 +13,7 @@ from jarvis.db import Database, open_database
 from jarvis.db.migrate import upgrade_to_head
 from jarvis_testkit import services
 
-# Keys and witness logs of this test process stay out of the real data directory (/var/lib/jarvis as root).
+# Keys and witness logs of this test process stay out of the real data directory (~/.local/share/jarvis).
 os.environ.setdefault("JARVIS_DATA_DIR", tempfile.mkdtemp(prefix="jarvis-test-data-"))
 # No background sealer unless a test asks for one (tests/trust/test_round3_sealing_delay.py does): most tests
 # attack or inspect rows while they are still queued, and a sealer at work would race them.

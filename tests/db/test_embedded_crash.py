@@ -54,7 +54,7 @@ def postmaster(data_dir: Path) -> int | None:
     return pid if process_alive(pid) else None
 
 
-def jarvis(data_dir: Path, *args: str) -> subprocess.Popen[bytes]:
+def start_jarvis(data_dir: Path, *args: str) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL" and not k.startswith("JARVIS_")}
     env.update(JARVIS_DATA_DIR=str(data_dir), REDIS_URL="", PYTHONPATH=os.pathsep.join(map(os.path.abspath, sys.path)))
     return subprocess.Popen(
@@ -75,17 +75,17 @@ def users(data_dir: Path) -> list[int]:
 
 
 def test_after_a_killed_command_the_next_command_stops_the_server_when_it_ends(data_dir: Path) -> None:
-    victim = jarvis(data_dir, "demo")
+    victim = start_jarvis(data_dir, "demo")
     deadline = time.monotonic() + DEADLINE
     while victim.pid not in users(data_dir) or postmaster(data_dir) is None:  # the server is up and it is a user
-        assert victim.poll() is None, f"demo ended before it could be killed: {victim.stderr.read()!r}"  # type: ignore[union-attr]
+        assert victim.poll() is None, f"demo ended before it could be killed: {victim.communicate()[1]!r}"
         assert time.monotonic() < deadline, "demo never started the embedded server"
         time.sleep(0.05)
     victim.kill()
     victim.wait()
     assert postmaster(data_dir) is not None  # the crash left it running, listed as used by a dead process
 
-    follower = jarvis(data_dir, "db", "current")
+    follower = start_jarvis(data_dir, "db", "current")
     _, stderr = follower.communicate(timeout=DEADLINE)
     assert follower.returncode == 0, stderr.decode()
     assert postmaster(data_dir) is None, f"the server still runs; its users: {users(data_dir)}"

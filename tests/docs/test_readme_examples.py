@@ -13,7 +13,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from docs.examples import Example, documented_examples, examples
 
 EXAMPLES = documented_examples()
@@ -37,7 +36,7 @@ def test_example_runs_as_written(example: Example, empty_database_url: str, tmp_
     script.write_text(example.code)
     env = {
         **os.environ,
-        "PYTHONPATH": os.pathsep.join(sys.path),
+        "PYTHONPATH": os.pathsep.join(map(os.path.abspath, sys.path)),  # the example runs elsewhere
         "DATABASE_URL": empty_database_url,
         "REDIS_URL": "",
         "JARVIS_DATA_DIR": str(tmp_path / "data"),

@@ -41,7 +41,7 @@ CORE_MODULES = (
 
 
 def run_without_extras(code: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "REDIS_URL": ""}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(map(os.path.abspath, sys.path)), "REDIS_URL": ""}
     return subprocess.run(
         [sys.executable, "-c", WITHOUT_EXTRAS + code, *args], env=env, capture_output=True, text=True, timeout=120
     )

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from jarvis.config import load_settings
 from jarvis.db import open_database
+from jarvis.db.liveness import running_agents
 from jarvis_testkit import tamper
 from jarvis_testkit.processes import jarvis_process, wait_for
 from jarvis_testkit.trail import seal_and_verify
@@ -37,7 +38,8 @@ def test_kill_9_leaves_a_dangling_start_that_the_next_start_up_closes(
     url = isolated_database_url
     (tmp_path / "slow.yaml").write_text(SLOW)
     (tmp_path / "quick.yaml").write_text(QUICK)
-    victim = jarvis_process("run", str(tmp_path / "slow.yaml"), database_url=url)
+    # A killed agent's name stays taken until its lease expires (JARVIS_LEASE_TTL): a short one here.
+    victim = jarvis_process("run", str(tmp_path / "slow.yaml"), database_url=url, JARVIS_LEASE_TTL="2")
     wait_for(
         lambda: any(r["tool_name"] == "sleep" for r in tamper.rows(url, "tool_calls")),
         what="the slow tool's start row",
@@ -51,6 +53,11 @@ def test_kill_9_leaves_a_dangling_start_that_the_next_start_up_closes(
     sleeping = [r for r in calls if r["tool_name"] == "sleep"]
     assert [r["status"] for r in sleeping] == ["started"]  # the intent survived, no outcome
     rows_before = {t: len(tamper.rows(url, t)) for t in ("tool_calls", "decision_log", "planning_cycles")}
+    database = open_database(load_settings(database_url=url), url=url)
+    try:
+        wait_for(lambda: not running_agents(database, ["jarvis"]), what="the killed agent's lease to expire")
+    finally:
+        database.shutdown()
 
     successor = jarvis_process("run", str(tmp_path / "quick.yaml"), database_url=url)
     out, err = successor.communicate(timeout=120)

@@ -30,7 +30,6 @@ from jarvis.db.audit import PlanningLog, ToolCallLog, seal
 from jarvis.db.audit.canonical import GENESIS, canonical_jsonb, link_hash
 from jarvis.witness import generate_key
 
-
 runner = CliRunner()
 Doc = dict[str, Any]
 
@@ -160,7 +159,7 @@ def test_a_bundle_cut_before_the_witness_logs_newest_checkpoint_fails(
     path = tmp_path / "trail.bundle"
     export_bundle(auditor, signer, path)
     documents = read(path)
-    oldest = [d for d in documents if "checkpoint" in d][0]
+    oldest = next(d for d in documents if "checkpoint" in d)
     kept = [link["row_id"] for link in links(documents) if link["seq"] <= oldest["checkpoint"]["seq"]]
     documents = (
         [documents[0]]

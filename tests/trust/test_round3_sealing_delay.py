@@ -62,7 +62,7 @@ def library(sealing: Settings, isolated_database_url: str) -> Iterator[Database]
 def positions(url: str, ids: list[uuid.UUID]) -> list[int | None]:
     """Each row's chain position (None: not linked yet)."""
     with psycopg.connect(url) as conn:
-        linked = dict(
+        linked: dict[uuid.UUID, int] = dict(
             conn.execute("SELECT row_id, seq FROM public.audit_chain WHERE row_id = ANY(%s)", (ids,)).fetchall()
         )
     return [linked.get(row_id) for row_id in ids]
@@ -153,7 +153,7 @@ async def test_a_call_through_mcp_proxy_is_sealed_and_signed_while_the_session_i
     with anyio.fail_after(DEADLINE + 90):
         async with proxy_session(isolated_database_url, time_server(), **env) as session:
             result = await session.call_tool("get_current_time", {"timezone": "UTC"})
-            assert not result.isError
+            assert not result.is_error
             ids = tool_call_ids(isolated_database_url, "get_current_time")
             assert len(ids) == 2
             deadline = anyio.current_time() + DEADLINE
@@ -188,7 +188,7 @@ async def test_a_call_to_mcp_serve_over_http_is_sealed_and_signed_while_the_serv
             ):
                 await session.initialize()
                 result = await session.call_tool("set_state", {"key": "paid", "value": True})
-                assert not result.isError
+                assert not result.is_error
         ids = tool_call_ids(isolated_database_url, "set_state")
         assert len(ids) == 2
         wait_for(

@@ -134,7 +134,10 @@ def test_a_log_of_the_old_name_is_found_and_moved_to_the_trail_id(
     head_seq, head_hash = trail.head.split(":")
     WitnessLog(old).append(
         load_signing_key(signer.signing_key_path()).sign(
-            trail_id(isolated_database), int(head_seq), bytes.fromhex(head_hash), datetime.now(UTC) - timedelta(seconds=1)
+            trail_id(isolated_database),
+            int(head_seq),
+            bytes.fromhex(head_hash),
+            datetime.now(UTC) - timedelta(seconds=1),
         )
     )
 

@@ -145,9 +145,7 @@ def trusted_heads(
         else:
             signed_at = datetime.fromisoformat(checkpoint.signed_at)
             heads.append(
-                TrustedHead(
-                    checkpoint.seq, bytes.fromhex(checkpoint.head_hash), signed_at, label, checkpoint.flagged
-                )
+                TrustedHead(checkpoint.seq, bytes.fromhex(checkpoint.head_hash), signed_at, label, checkpoint.flagged)
             )
     own = [(n, c) for n, c in enumerate(entries, start=1) if c.trail == trail and c.verify(trusted_key)]
     for number, why in timeline_problems(own):

@@ -78,8 +78,9 @@ class StreamReader:
         """The next events after the reader's position, waiting up to `block_ms`; empty while Redis is unreachable."""
         self.start_from_latest()
 
-        def xread(r: redis.Redis) -> list[StreamEvent]:
-            response: Any = r.xread({self.stream: self.last_id}, block=block_ms, count=count)
+        def xread(_: redis.Redis) -> list[StreamEvent]:
+            blocking = self.link.blocking_client(block_ms / 1000)  # a socket timeout longer than the wait
+            response: Any = blocking.xread({self.stream: self.last_id}, block=block_ms, count=count)
             events = []
             for _, entries in response or []:
                 for entry_id, fields in entries:

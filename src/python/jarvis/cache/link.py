@@ -186,6 +186,7 @@ class LinkBase(Generic[ClientT, RecoveryT]):
         self.namespace = namespace
         self.auth = Authenticator(auth_key if auth_key is not None else ensure_cache_key(load_settings()))
         self.retry_after = retry_after
+        self.socket_timeout = socket_timeout
         self.health = RedisHealth(url, retry_after)
         self.client: ClientT = self.connect(
             url,
@@ -196,6 +197,8 @@ class LinkBase(Generic[ClientT, RecoveryT]):
         )
         self.recoveries: list[RecoveryT] = []
         """Called (once) each time Redis answers again after an outage, e.g. to replay lost invalidations."""
+        self._blocking: dict[float, ClientT] = {}
+        """Clients for blocking commands, by socket timeout (`RedisLink.blocking_client`)."""
 
     def connect(self, url: str, **options: Any) -> ClientT:
         raise NotImplementedError
@@ -213,6 +216,25 @@ class LinkBase(Generic[ClientT, RecoveryT]):
 class RedisLink(LinkBase["redis.Redis", Callable[[], None]]):
     def connect(self, url: str, **options: Any) -> redis.Redis:
         return redis.Redis.from_url(url, **options)
+
+    def blocking_client(self, block: float) -> redis.Redis:
+        """A client for a command that waits in Redis up to `block` seconds (XREAD BLOCK).
+
+        The link's client gives up after `socket_timeout` (0.25 s), so a blocking read on it timed
+        out on every quiet second and was reported as an outage. This one waits `block` longer; a
+        Redis that does not answer at all is still noticed within `socket_timeout` of the wait.
+        """
+        timeout = self.socket_timeout + block
+        client = self._blocking.get(timeout)
+        if client is None:
+            client = self._blocking[timeout] = self.connect(
+                self.url,
+                socket_timeout=timeout,
+                socket_connect_timeout=self.socket_timeout,
+                health_check_interval=10,
+                retry_on_timeout=False,
+            )
+        return client
 
     def run(self, operation: Callable[[redis.Redis], T], fallback: T) -> T:
         """`operation(client)`, or `fallback` while Redis is unreachable. Never raises a Redis error."""
@@ -237,5 +259,7 @@ class RedisLink(LinkBase["redis.Redis", Callable[[], None]]):
             return fallback
 
     def close(self) -> None:
-        """Close the client's connections."""
+        """Close the clients' connections."""
         self.client.close()
+        for client in self._blocking.values():
+            client.close()

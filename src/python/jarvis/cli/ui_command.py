@@ -21,7 +21,8 @@ GRACE = 3
 def ui_command(
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on; anything but loopback needs --token."),
     port: int = typer.Option(8765, "--port", min=0, max=65535, help="Port to listen on (0: any free port)."),
-    token: str | None = typer.Option(
+    token: str
+    | None = typer.Option(
         None,
         "--token",
         envvar="JARVIS_UI_TOKEN",

@@ -41,14 +41,15 @@ class LogLevel(str, Enum):
 
 
 def default_data_dir() -> Path:
-    """Where embedded services keep their data when JARVIS_DATA_DIR is unset.
+    """Where Jarvis keeps its data when JARVIS_DATA_DIR is unset: per user, root included.
 
-    Root gets /var/lib/jarvis: the embedded PostgreSQL runs as an unprivileged
-    user and must be able to traverse every parent directory, and opening up
-    root's home for that would be a security regression.
+    $XDG_DATA_HOME/jarvis, else ~/.local/share/jarvis. A shared default for root
+    (/var/lib/jarvis, before) made two users or two checkouts on one machine share,
+    and migrate, one embedded database without knowing it. As root the embedded
+    PostgreSQL runs as an unprivileged user that cannot enter root's home; it then
+    keeps its cluster outside it (jarvis.db.embedded.server_directory), so root's
+    home is never opened up.
     """
-    if hasattr(os, "geteuid") and os.geteuid() == 0:
-        return Path("/var/lib/jarvis")
     xdg = os.environ.get("XDG_DATA_HOME")
     return (Path(xdg) if xdg else Path.home() / ".local" / "share") / "jarvis"
 
@@ -168,7 +169,7 @@ class Settings(BaseSettings):
         default=None,
         validation_alias=AliasChoices("JARVIS_WITNESS_LOG", "witness_log"),
         description="JSONL file of signed checkpoints, kept outside PostgreSQL. "
-        "Default: <data dir>/witness/<database>.jsonl (one file per database).",
+        "Default: <data dir>/witness/<trail id>.jsonl (one file per trail, named by the id stored in the database).",
     )
     cache_key: Path | None = Field(
         default=None,

@@ -18,11 +18,13 @@ does the work and the others wait for it, then reuse it.
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import logging
 import os
 import pwd
 import shutil
+import stat
 import subprocess
 import time
 import warnings
@@ -85,12 +87,51 @@ def start_embedded_postgres(
     initialises, starts and creates; the others find its server and database.
     """
     root = Path(data_dir).expanduser().resolve()
-    pgdata = root / "postgres16"
     with first_start_lock(root):
+        pgdata = server_directory(root).resolve()  # the server's user may reach the cluster, not the link
         server = _start(pgdata, stop_at_exit=stop_at_exit, backend=backend)
         if database is not None:
             ensure_database(server, database)
     return server
+
+
+SERVERS_ROOT = Path("/var/lib/jarvis/servers")
+"""Where root's embedded clusters live when its data directory is one the server's user cannot reach."""
+
+
+def server_directory(root: Path) -> Path:
+    """The cluster directory of the data directory `root`: `root`/postgres16, or a link to where it really is.
+
+    As root, PostgreSQL runs as an unprivileged user (pgserver's `pgserver`, or `postgres`), which
+    must traverse every parent of its cluster; pgserver would make them traversable (and listable)
+    by everyone, root's home included. So when a parent of `root` is closed to others, the cluster
+    is made in SERVERS_ROOT/<hash of root> (one per data directory: two data directories never
+    share a server) and `root`/postgres16 is a symbolic link to it. Everything else of Jarvis
+    (keys, witness logs) stays in `root`, private. A cluster already at `root`/postgres16 is used
+    where it is. The caller holds `first_start_lock(root)`.
+    """
+    pgdata = root / "postgres16"
+    if pgdata.exists() or pgdata.is_symlink() or os.geteuid() != 0 or _reachable_by_others(root.parent):
+        return pgdata
+    home = SERVERS_ROOT / hashlib.sha256(str(root).encode()).hexdigest()[:16]
+    try:
+        (home / "postgres16").mkdir(parents=True, exist_ok=True)
+        (home / "data-directory").write_text(f"{root}\n")  # whose server this is, for a person cleaning up
+        pgdata.symlink_to(home / "postgres16", target_is_directory=True)
+    except OSError as error:
+        raise EmbeddedPostgresUnavailable(
+            f"Running as root with the data directory {root}, which the embedded PostgreSQL's unprivileged "
+            f"user cannot reach, Jarvis keeps the server's cluster in {home}, but cannot: {error.strerror}. "
+            "Fix: make /var/lib/jarvis writable, set JARVIS_DATA_DIR to a directory others may traverse, "
+            "or set DATABASE_URL."
+        ) from None
+    log.info("the embedded PostgreSQL of %s keeps its cluster in %s (%s links to it)", root, home, pgdata)
+    return pgdata
+
+
+def _reachable_by_others(directory: Path) -> bool:
+    """Whether every directory from / down to `directory` may be traversed by any user (o+x)."""
+    return all(part.stat().st_mode & stat.S_IXOTH for part in (directory, *directory.parents))
 
 
 @contextmanager

@@ -95,8 +95,10 @@ class BackgroundSealer:
                 self._pending = True
             self._failures = min(self._failures + 1, 10)
             self._wake.set()
-            level = logging.ERROR if isinstance(error, CheckpointContradictedError | ImplausibleSealTimeError) else (
-                logging.INFO if isinstance(error, SealerBusyError) else logging.WARNING
+            level = (
+                logging.ERROR
+                if isinstance(error, CheckpointContradictedError | ImplausibleSealTimeError)
+                else (logging.INFO if isinstance(error, SealerBusyError) else logging.WARNING)
             )
             log.log(level, "background seal failed (rows stay queued, retried): %s", error)
             return False

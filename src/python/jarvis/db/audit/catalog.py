@@ -248,7 +248,7 @@ EXPECTED_FUNCTIONS: dict[str, tuple[str, bool]] = {
     "jarvis_reject_mutation": ("7ddf847cbc8eb6fe5c1799266e079bf6013f10cf15f0e4afbf3190dc77d3b29e", False),
     "jarvis_release_lease": ("327a9d733def1d2c740aef2b55b8d2f6fe39820c47f1dfbe2876f58bbe218b84", True),
     "jarvis_renew_lease": ("c38d4138822d62746bb10cacb3689367a1d99eb210fa98f2cb1ee26037057fa1", True),
-    "jarvis_seal": ("023e4082a83ea61d83aa1f5d2b1b6cd4fb0b7893ad8a0ba561f75a786c7ba906", True),
+    "jarvis_seal": ("39346949911b8ab93111c54850d5f0f07a459c63f5b63cde2a85418303d440d5", True),
     "jarvis_serial_uuid": ("ccda40a165b32fc8a147959ae8b7861e5303467a4ac1a1b6663739ece3d5e2d7", False),
     "jarvis_stamp_created_at": ("b3e09a5f6a3c307a592a733a6ed68de3c4dd5267c22eccdaf2bf200446eb9a60", False),
     "jarvis_take_lease": ("c743ee4e176bad243953723d3d9dd323a0f2dfd23f94522ae6ee3c16950bbe82", True),
@@ -283,7 +283,6 @@ EXPECTED_CONFIG = ["search_path=pg_catalog, pg_temp"]
 """Every function's settings (`proconfig`), compared whole: a setting a superuser adds to a function
 (a TimeZone, a planner switch) changes what it computes without touching its body."""
 EXPECTED_CONFIG_OF = {"jarvis_seal": [*EXPECTED_CONFIG, "TimeZone=UTC", "enable_seqscan=off", "jit=off"]}
-
 
 
 def function_body_hash(body: str) -> str:

@@ -5,8 +5,8 @@ database's `jarvis_seal()` (SECURITY DEFINER: the application role may cause
 links but never write one). Verifying (`jarvis.db.audit.verifier`) reads as any
 reader reads — `FROM ONLY`, row security off, in `verifying_snapshot` — and
 reports a `VerifyReport`. The window between an append and its sealing is the
-only time a superuser's edit goes unnoticed; the agent seals after every
-planning cycle.
+only time a superuser's edit goes unnoticed; every database handle's background
+sealer (`jarvis.db.audit.autoseal`) closes it within JARVIS_SEAL_INTERVAL.
 """
 
 from __future__ import annotations

@@ -187,8 +187,7 @@ ARRAY_ELEMENTS = {1009: 25, 1016: 20, 1022: 701, 1028: 26, 1034: 1033, 2951: 295
 ARRAY_SUBSCRIPT_HANDLER = 6179
 """array_subscript_handler, every varlena array type's `typsubscript`."""
 
-BUILTIN_CASTS = frozenset(
-    """
+BUILTIN_CASTS = frozenset("""
 16>23:2558ef 16>25:2971af 16>1043:2971af 18>23:77ef 18>25:946if 18>1043:946af 19>25:406if 19>1043:1401af
 20>21:714af 20>23:480af 20>24:1287if 20>26:1287if 20>700:652if 20>701:482if 20>1700:1781if
 20>2202:1287if 20>2204:1287if 20>2205:1287if 20>2206:1287if 20>4089:1287if 21>20:754if 21>23:313if
@@ -205,8 +204,7 @@ BUILTIN_CASTS = frozenset(
 2204>26:0ib 2205>20:1288af 2205>23:0ab 2205>26:0ib 2206>20:1288af 2206>23:0ab 2206>26:0ib 3802>16:3556ef
 3802>20:3452ef 3802>21:3450ef 3802>23:3451ef 3802>114:0ai 3802>700:3453ef 3802>701:2580ef
 3802>1700:3449ef 4089>20:1288af 4089>23:0ab 4089>26:0ib
-""".split()
-)
+""".split())
 """Every cast between two relied-on types, as PostgreSQL 15 and 16 compile it: `SOURCE>TARGET:FUNCTION` then
 its context (e explicit, a assignment, i implicit) and method (f function, b binary, i I/O). A cast is
 looked up in pg_cast whenever a query converts a value, so a superuser's `UPDATE pg_cast` (or a row they
@@ -269,7 +267,9 @@ def builtin_problems(raw: Any) -> list[tuple[str, str]]:
     return problems
 
 
-def _aggregate_problems(raw: Any, compiled: Callable[[int], bool], shown: Callable[[int], str]) -> list[tuple[str, str]]:
+def _aggregate_problems(
+    raw: Any, compiled: Callable[[int], bool], shown: Callable[[int], str]
+) -> list[tuple[str, str]]:
     """Each relied-on aggregate's pg_aggregate row, whole: its functions, transition type and initial values."""
     stored = {
         int(row[0]): tuple(row[1:])
@@ -545,8 +545,9 @@ def row_check_sql(table: str, columns: dict[str, str] | None, *, every_row: bool
 
     `every_row` (a full verify) reads every row of the table and every link of it, joined both ways:
     a row in no link and a link whose row is gone both come back from this one pass, so completeness
-    never rests on counting; otherwise only the links after `%(after)s` with their rows. Parameters: after, heads (checkpoint positions, sorted), lower and upper (epoch bounds
-    of created_at per checkpoint interval), low and high (the loadable range). Returned: row id
+    never rests on counting; otherwise only the links after `%(after)s` with their rows. Parameters:
+    after, heads (checkpoint positions, sorted), lower and upper (epoch bounds of created_at per checkpoint
+    interval), low and high (the loadable range). Returned: row id
     (NULL: deleted), the link's row id (NULL: not in the chain), seq, encoding, whether the hash
     matches, created_at's epoch, the checkpoint interval, and the link's row hash.
     """

@@ -271,9 +271,7 @@ def seal_and_sign(
                 break  # else the seal waited long for the lock: seal again, now quickly, for a fresh time
         # Signed even when the head has not moved: "nothing else existed at this time" is what lets a later
         # checkpoint expose a row backdated into the gap.
-        checkpoint = key.sign(
-            trail, result.head_seq, result.head_hash, result.sealed_at, flagged=result.flagged_total
-        )
+        checkpoint = key.sign(trail, result.head_seq, result.head_hash, result.sealed_at, flagged=result.flagged_total)
         witness.append(checkpoint)
     record_checkpoint(database, checkpoint)
     if on_checkpoint is not None:

@@ -3,8 +3,8 @@
 from jarvis.db.models.agent_cycle_guard import AgentCycleGuard
 from jarvis.db.models.agent_lease import AgentLease
 from jarvis.db.models.agent_state import AgentState
+from jarvis.db.models.audit_chain import AuditChainLink, AuditFlag, AuditPending, AuditSealHead
 from jarvis.db.models.audit_checkpoint import AuditCheckpoint
-from jarvis.db.models.audit_chain import AuditChainLink, AuditPending, AuditSealHead
 from jarvis.db.models.decision import Decision
 from jarvis.db.models.memory_fact import MemoryFact
 from jarvis.db.models.planning_cycle import PlanningCycle
@@ -18,6 +18,7 @@ __all__ = [
     "AgentState",
     "AuditChainLink",
     "AuditCheckpoint",
+    "AuditFlag",
     "AuditPending",
     "AuditSealHead",
     "Decision",

@@ -82,3 +82,16 @@ class AuditSealHead(Base):
     chain_hash: Mapped[bytes] = mapped_column(LargeBinary)
     queue_scan_from: Mapped[int] = mapped_column(BigInteger, server_default="0")
     """The sealer reads queue entries of this transaction id and later: everything below is sealed (0007)."""
+    swept_at: Mapped[datetime | None]
+    """When the last seal whose batch was not full began: every row committed before it is linked (0008)."""
+
+
+class AuditFlag(Base):
+    """A linked row the sealer does not vouch for, and why (0008): written by `jarvis_seal()` alone, append-only."""
+
+    __tablename__ = "audit_flags"
+
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    table_name: Mapped[str] = mapped_column(Text)
+    row_id: Mapped[uuid.UUID]
+    reason: Mapped[str] = mapped_column(Text)

@@ -1,4 +1,6 @@
-"""The sealer flags rows it must not vouch for, enforces value sizes in the database, and takes no argument that moves its state (issue 22: A, B5, B6).
+"""The sealer flags what it must not vouch for; value sizes are the database's; no argument moves the sealer.
+
+Issue 22: A (its last item), B5, B6.
 
 - **Flags.** `jarvis_seal()` still links every queued row that exists (the chain stays complete),
   but a row it should not vouch for is also written to `audit_flags` (seq, table, row id, reason),
@@ -311,7 +313,8 @@ BEGIN
       BEGIN
         {_one_row()} INTO content;
       EXCEPTION WHEN program_limit_exceeded THEN
-        content := pg_catalog.sha256(pg_catalog.convert_to('jarvis: not rendered: ' || r.t || ' ' || r.id::text, 'UTF8'));
+        content := pg_catalog.sha256(pg_catalog.convert_to('jarvis: not rendered: ' || r.t || ' ' || r.id::text,
+                                                           'UTF8'));
         reason := pg_catalog.concat_ws('; ', 'larger than PostgreSQL can render as JSON text (over 1 GB): linked by '
                                        || 'its table and id only, its content not vouched for', reason);
       END;{LINK}
@@ -361,7 +364,6 @@ def upgrade() -> None:
     bind = op.get_bind()
     app, auditor = bind.execute(text("SELECT app_role, auditor_role FROM public.trail_info")).one()
     op.execute(FLAGS_TABLE)
-    op.execute("COMMENT ON TABLE public.audit_flags IS 'Linked rows the sealer does not vouch for, and why'")
     for trigger, when in (("append_only", "BEFORE UPDATE OR DELETE"), ("no_truncate", "BEFORE TRUNCATE")):
         each = "STATEMENT" if trigger == "no_truncate" else "ROW"
         op.execute(

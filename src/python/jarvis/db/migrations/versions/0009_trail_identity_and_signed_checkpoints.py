@@ -1,4 +1,4 @@
-"""The trail's identity comes from the database itself, and the database records that checkpoints were signed (issue 22: B8).
+"""The trail's identity comes from the database, which records that checkpoints were signed (issue 22: B8).
 
 The witness log is named by `trail_info.trail_id` (a uuid made when the trail was created and signed
 into every checkpoint), no longer by the database name in DATABASE_URL, which a pooler may alias:
