@@ -78,6 +78,40 @@ def median_seconds(work: object, rounds: int) -> float:
     return statistics.median(times)
 
 
+def measure(calls: int, size: int, rounds: int) -> tuple[str, float, float, float]:
+    """(server version, unverified, verified, one UI page): median seconds over a fresh cycle of `calls` calls."""
+    rows = 2 * calls + 1
+    with benchmark_database() as (settings, database, url):
+        cycle = write_cycle(url, database, calls, size)
+        seal(database, wait=120)
+        auditor = open_database(settings, url=url, role="auditor")
+        queries = AuditQueries(auditor)
+        try:
+            with psycopg.connect(url, autocommit=True) as raw:
+                row = raw.execute("SHOW server_version").fetchone()
+
+                def unverified() -> None:
+                    assert len(raw.execute(UNVERIFIED_TIMELINE, {"cycle": cycle}).fetchall()) == rows
+
+                def verified() -> None:
+                    entries = queries.timeline(cycle)
+                    assert len(entries) == rows and {e.integrity for e in entries} == {"verified"}
+
+                def page() -> None:
+                    assert len(queries.timeline(cycle, limit=200, preview=2_001)) == 200
+
+                for warm in (unverified, verified, page):
+                    warm()
+                return (
+                    str(row[0]) if row else "?",
+                    median_seconds(unverified, rounds),
+                    median_seconds(verified, rounds),
+                    median_seconds(page, rounds),
+                )
+        finally:
+            auditor.shutdown()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=1_000)
@@ -88,39 +122,15 @@ def main() -> None:
     rows = 2 * args.calls + 1
     print("| value size | rows | raw psycopg, unverified | verified timeline | ratio | verified UI page (200 rows) |")
     print("| ---: | ---: | ---: | ---: | ---: | ---: |")
+    version = "?"
     for size in args.sizes:
-        with benchmark_database() as (settings, database, url):
-            cycle = write_cycle(url, database, args.calls, size)
-            seal(database, wait=120)
-            auditor = open_database(settings, url=url, role="auditor")
-            queries = AuditQueries(auditor)
-            try:
-                with psycopg.connect(url, autocommit=True) as raw:
-                    version = raw.execute("SHOW server_version").fetchone()
-
-                    def unverified() -> None:
-                        assert len(raw.execute(UNVERIFIED_TIMELINE, {"cycle": cycle}).fetchall()) == rows
-
-                    def verified() -> None:
-                        entries = queries.timeline(cycle)
-                        assert len(entries) == rows and {e.integrity for e in entries} == {"verified"}
-
-                    def page() -> None:
-                        assert len(queries.timeline(cycle, limit=200, preview=2_001)) == 200
-
-                    for warm in (unverified, verified, page):
-                        warm()
-                    baseline = median_seconds(unverified, args.rounds)
-                    checked = median_seconds(verified, args.rounds)
-                    paged = median_seconds(page, args.rounds)
-            finally:
-                auditor.shutdown()
+        version, baseline, checked, paged = measure(args.calls, size, args.rounds)
         print(
             f"| {size:,} B | {rows:,} | {baseline * 1000:.1f} ms ({rows / baseline:,.0f} rows/s) | "
             f"{checked * 1000:.1f} ms ({rows / checked:,.0f} rows/s) | {checked / baseline:.2f} | "
             f"{paged * 1000:.1f} ms |"
         )
-    print(f"PostgreSQL {version[0] if version else '?'}; medians of {args.rounds} rounds")
+    print(f"PostgreSQL {version}; medians of {args.rounds} rounds")
 
 
 if __name__ == "__main__":

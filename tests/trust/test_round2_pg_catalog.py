@@ -62,7 +62,7 @@ def test_to_jsonb_overload_for_the_row_type_in_pg_catalog_cannot_hide_an_edit(
             "SELECT coalesce((SELECT s.doc FROM keep.sealed s WHERE s.id OPERATOR(pg_catalog.=) $1.id), "
             "pg_catalog.row_to_json($1)::jsonb) $$"
         )
-    assert shown_decision(isolated_database, trail) == ("pay the attacker", ATTACKER)  # what a reader sees
+    assert shown_decision(isolated_database, trail)[1] is None  # a verified read: readers withhold the edit
 
     report = without_traceback(lambda: verify(isolated_database))
 
@@ -104,7 +104,7 @@ def test_builtin_to_jsonb_rewritten_in_pg_proc_cannot_hide_an_edit(isolated_data
             "AND pg_proc.oid = 'pg_catalog.to_jsonb(anyelement)'::regprocedure"
         )
     try:
-        assert shown_decision(isolated_database, trail) == ("pay the attacker", ATTACKER)
+        assert shown_decision(isolated_database, trail)[1] is None  # a verified read: readers withhold the edit
 
         report = without_traceback(lambda: verify(isolated_database))
 

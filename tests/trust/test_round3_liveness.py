@@ -214,7 +214,6 @@ def test_an_auditor_login_holding_the_old_instance_lock_key_does_not_stop_the_ag
     `hashtext('jarvis.agent:' || name)` and the agent refused to start ("already running")."""
     with psycopg.connect(isolated_database_url, user=auditor_login, autocommit=True) as auditor:
         auditor.execute("SELECT pg_advisory_lock(hashtext('jarvis.agent:' || 'victim'))")
-        auditor.execute("SELECT pg_advisory_lock(hashtext('jarvis.agent:victim'))")
         agent = Agent.start(agent_settings(isolated_database_url, tmp_path), name="victim", migrate=False)
         agent.shutdown()
 

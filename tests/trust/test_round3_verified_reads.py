@@ -198,7 +198,7 @@ def test_a_row_inserted_with_the_triggers_off_reads_as_tampered(sealed: Sealed, 
         )
     entries = by_id(AuditQueries(auditor).timeline(sealed.cycle))
     assert entries[forged].integrity == "tampered" and entries[forged].detail is None
-    assert entries[forged].name is None and entries[forged].kind == "tampered"
+    assert entries[forged].name is None and entries[forged].kind == "decision"
 
 
 def test_a_row_edited_together_with_its_link_hash_reads_as_tampered(sealed: Sealed, auditor: Database) -> None:
@@ -220,3 +220,18 @@ def test_a_row_edited_together_with_its_link_hash_reads_as_tampered(sealed: Seal
 def _completion_of(trail: Sealed) -> uuid.UUID:
     rows = tamper.rows(trail.url, "planning_cycles")
     return next(row["id"] for row in rows if row["parent_id"] == trail.cycle)
+
+
+def test_a_row_the_sealer_flagged_reads_as_flagged_not_verified(sealed: Sealed, auditor: Database) -> None:
+    """A row linked but flagged by the sealer (backdated, its cycle missing) is not vouched for: never "verified"."""
+    with tamper.superuser_without_triggers(sealed.url) as conn:
+        conn.execute(
+            "INSERT INTO public.audit_flags (seq, table_name, row_id, reason) "
+            "SELECT l.seq, l.table_name, l.row_id, 'backdated' FROM public.audit_chain l WHERE l.row_id = %s",
+            (sealed.decision,),
+        )
+    entries = by_id(AuditQueries(auditor).timeline(sealed.cycle))
+    assert entries[sealed.decision].integrity == "flagged"
+    assert {entries[row].integrity for row in (*sealed.starts, *sealed.completions)} == {"verified"}
+    exported = {row["id"]: row["integrity"] for row in export_rows(auditor)}
+    assert exported[str(sealed.decision)] == "flagged"

@@ -184,12 +184,13 @@ def _role_checks(conn: Connection, login: str, roles: Roles) -> list[HealthCheck
 
 def _missing_privileges(conn: Connection, role: str) -> list[str]:
     """What the app role needs and lacks: INSERT and SELECT on the audit trail, the state tables, and
-    EXECUTE on the sealer and on every jarvis_append_<table> function."""
+    EXECUTE on the sealer, on every jarvis_append_<table> function and on the lease functions (liveness)."""
     missing = [
         f"{privilege} on {table}"
         for table, privilege in [
             *((t, "INSERT") for t in CHAINED_TABLES),
             *((t, "SELECT") for t in (*CHAINED_TABLES, "audit_chain", "audit_pending", "alembic_version")),
+            ("agent_leases", "SELECT"),
             *((t, p) for t in ("agent_state", "memory_facts") for p in ("SELECT", "INSERT", "UPDATE", "DELETE")),
         ]
         if not conn.execute(
@@ -203,7 +204,11 @@ def _missing_privileges(conn: Connection, role: str) -> list[str]:
     ]
     missing += [
         f"EXECUTE on {function}"
-        for function in ("jarvis_seal", *(f"jarvis_append_{table}" for table in AUDIT_TABLES))
+        for function in (
+            "jarvis_seal",
+            *(f"jarvis_append_{table}" for table in AUDIT_TABLES),
+            *(f"jarvis_{verb}_lease" for verb in ("take", "renew", "release")),
+        )
         if not conn.execute(
             text("SELECT to_regproc(:f) IS NOT NULL AND has_function_privilege(:role, to_regproc(:f)::oid, 'EXECUTE')"),
             {"role": role, "f": f"public.{function}"},
@@ -213,12 +218,13 @@ def _missing_privileges(conn: Connection, role: str) -> list[str]:
 
 
 def _excess_privileges(conn: Connection, role: str) -> list[str]:
-    """What the app role has and must not: any way to change or remove audit rows, or temporary tables."""
+    """What the app role has and must not: any way to change or remove audit rows, to write the liveness leases
+    other than through their functions, or temporary tables."""
     excess = [
         f"{privilege} on {table}"
-        for table in (*AUDIT_TABLES, "schema_changes", "audit_chain", "audit_pending")
+        for table in (*AUDIT_TABLES, "schema_changes", "audit_chain", "audit_pending", "agent_leases")
         for privilege in ("INSERT", "UPDATE", "DELETE", "TRUNCATE")
-        if (privilege != "INSERT" or table in ("audit_chain", "audit_pending"))
+        if (privilege != "INSERT" or table in ("audit_chain", "audit_pending", "agent_leases"))
         and conn.execute(
             text("SELECT has_table_privilege(:role, :table, :privilege)"),
             {"role": role, "table": f"public.{table}", "privilege": privilege},

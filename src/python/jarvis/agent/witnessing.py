@@ -161,16 +161,19 @@ def _record_problems(
     if recorded is None:
         return []
     label = f"checkpoint {recorded.seq}:{recorded.head_hash[:12]}… signed {recorded.signed_at}"
-    if not recorded.verify(key) or recorded.trail != trail:
-        return [
-            Problem(
-                "audit_checkpoints",
-                None,
-                None,
-                f"the newest checkpoint the database records ({label}) is not one the trusted key signed for trail "
-                f"{trail}: it was written by hand (the app role or a superuser)",
-            )
-        ]
+    why: str | None = None
+    if recorded.key_id != key.key_id:
+        why = (
+            f"was signed by key {recorded.key_id}, not the trusted key {key.key_id}: another Jarvis process with "
+            "another JARVIS_SIGNING_KEY signs this trail (verify with its public key and witness log), or it "
+            "was written by hand"
+        )
+    elif not recorded.verify(key):
+        why = "does not carry the trusted key's signature: it was written by hand (the app role or a superuser)"
+    elif recorded.trail != trail:
+        why = f"is of trail {recorded.trail}, not this database's {trail}: the database was replaced or copied"
+    if why is not None:
+        return [Problem("audit_checkpoints", None, None, f"the newest checkpoint the database records ({label}) {why}")]
     if any(c.signature == recorded.signature for c in own):
         return []
     if not own:

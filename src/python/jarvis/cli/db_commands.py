@@ -140,10 +140,12 @@ def downgrade_command(
                 path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             summary = export_bundle(database, settings, path)
             console.print(f"exported the trail to {path} ({summary})", highlight=False, markup=False)
+        # Found before the downgrade: the log is named by the trail id, which goes with trail_info.
+        witness_log = witness_log_path(settings, database) if destroyed else None
         downgrade(database, revision, destroy_audit_trail=destroy_audit_trail)
         after = current_revision(database)
-        if destroyed:
-            retire_witness_log(settings, database)
+        if witness_log is not None:
+            retire_witness_log(witness_log)
     console.print(printable(f"downgraded to {after or 'base (empty)'}"), markup=False)
 
 
@@ -159,10 +161,9 @@ def owns_the_tables(database: Database) -> bool:
         )
 
 
-def retire_witness_log(settings: Settings, database: Database) -> None:
+def retire_witness_log(log: Path) -> None:
     """The destroyed trail's checkpoints stay (renamed, beside the export) but no longer speak for this database:
     a new trail started here would otherwise be reported as a replaced one."""
-    log = witness_log_path(settings, database)
     if log.exists():
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         retired = log.with_name(f"{log.stem}.destroyed-{stamp}{log.suffix}")

@@ -83,10 +83,12 @@ def status_cell(status: str | None) -> Text:
 INTEGRITY_CELLS = {
     "verified": Text("ok", style="green"),
     "unsealed": Text("unsealed", style="yellow"),
+    "flagged": Text("FLAGGED", style="bold yellow"),
     "tampered": Text("TAMPERED", style="bold red"),
 }
 """How a row's verified-read state is shown: "ok" (its link vouches for it), "unsealed" (not yet
-vouched for), "TAMPERED" (its values are withheld)."""
+vouched for), "FLAGGED" (linked, but the sealer did not vouch for it: `audit verify` says why),
+"TAMPERED" (its values are withheld)."""
 
 WITHHELD = Text("(withheld: does not match its chain link)", style="red")
 
@@ -111,7 +113,7 @@ def timeline_table(cycle: CycleSummary, entries: list[TimelineEntry]) -> Table:
     table.add_column("check", no_wrap=True, min_width=8)
     table.add_column("detail", overflow="ellipsis", no_wrap=True, ratio=1, min_width=16)
     for entry in entries:
-        if entry.integrity not in ("verified", "unsealed"):
+        if entry.integrity not in ("verified", "unsealed", "flagged"):
             table.add_row(
                 entry.at.strftime("%H:%M:%S.%f")[:-3],
                 integrity_cell(entry.integrity),

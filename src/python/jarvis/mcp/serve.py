@@ -58,7 +58,11 @@ def register_audit_tools(agent: Agent) -> None:
     queries = AuditQueries(agent.database)
 
     def show_cycle(i: ShowCycleInput) -> Any:
-        """A planning cycle ('last' or its id) with its timeline: decisions and tool calls in order."""
+        """A planning cycle ('last' or its id) with its timeline: decisions and tool calls in order.
+
+        Each row is a verified read: its "integrity" is "verified", "unsealed", "flagged" or "tampered"
+        (re-hashed against its chain link as it was read); a tampered row carries no values.
+        """
         if i.cycle == "last":
             chosen = next(iter(queries.cycles(limit=1)), None)
         else:

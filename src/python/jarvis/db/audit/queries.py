@@ -68,9 +68,10 @@ class Cursor:
 class TimelineEntry:
     """One row of a cycle's story, as `jarvis audit show` prints it.
 
-    `integrity`: "verified", "unsealed" or "tampered"; a tampered row has kind "tampered" and no
-    status, name or detail (withheld). `detail_chars`: set when `detail` is a preview (the first
-    characters of the value's JSON text, cut in SQL): the length of the whole text.
+    `integrity`: "verified", "unsealed" or "tampered"; a tampered row has no status, name or detail
+    (withheld), and its kind says only its table ("cycle.tampered", "decision", "tool.tampered").
+    `detail_chars`: set when `detail` is a preview (the first characters of the value's JSON text,
+    cut in SQL): the length of the whole text.
     """
 
     at: datetime
@@ -513,15 +514,19 @@ def _call(reader: Reader, row: Any) -> ToolCallSummary:
     )
 
 
+_TAMPERED_KINDS = {"planning_cycles": "cycle.tampered", "decision_log": "decision", "tool_calls": "tool.tampered"}
+"""A tampered row's kind, from its table alone (a cycle's opened/closed and a call's status come from its values)."""
+
+
 def _entry(reader: Reader, row: Any) -> TimelineEntry:
-    """A timeline row; a tampered one keeps only its table, id and place (kind "tampered", values withheld)."""
+    """A timeline row; a tampered one keeps only its table, id and place (values withheld, kind from its table)."""
     state = reader.settle(row.tbl, row.id, row.integrity) or TAMPERED
     if state == TAMPERED:
         return TimelineEntry(
             at=row.created_at,
             table=row.tbl,
             id=row.id,
-            kind=TAMPERED,
+            kind=_TAMPERED_KINDS.get(row.tbl, TAMPERED),
             status=None,
             name=None,
             detail=None,

@@ -10,6 +10,9 @@ row's integrity:
   `chain_hash` follows from its stored predecessor (so the hash was not swapped in the link alone);
 - `unsealed`: no link yet, but the row is queued for the sealer (written through the triggers,
   not yet vouched for by the chain);
+- `flagged`: it matches its link, but the sealer flagged it when it linked it (`audit_flags`: dated
+  before a checkpoint it came after, its cycle missing, ...): linked so the chain stays complete,
+  not vouched for, and reported by every verify;
 - `tampered`: anything else — the content changed, the link does not follow from its
   predecessor, the link's encoding is unknown, or the row is neither linked nor queued (written
   with the triggers bypassed).
@@ -44,7 +47,8 @@ from jarvis.db.engine import Database
 VERIFIED: Final = "verified"
 TAMPERED: Final = "tampered"
 UNSEALED: Final = "unsealed"
-INTEGRITY_STATES = (VERIFIED, UNSEALED, TAMPERED)
+FLAGGED: Final = "flagged"
+INTEGRITY_STATES = (VERIFIED, UNSEALED, FLAGGED, TAMPERED)
 """From best to worst: a summary of several rows (a call's start and outcome) takes the worst."""
 _LEGACY = "legacy"
 """An encoding-1 link whose chain hash follows: the row is settled in Python (`Reader.settle`)."""
@@ -67,12 +71,19 @@ def worst(*states: str | None) -> str:
     return max(present, key=INTEGRITY_STATES.index) if present else VERIFIED
 
 
-def integrity_sql(table: str, columns: dict[str, str] | None, *, alias: str | None = None) -> str:
+def integrity_sql(table: str, columns: dict[str, str] | None, *, alias: str | None = None, flags: bool = False) -> str:
     """An expression for the integrity of row `x` of `table` (or of the row under `alias` in the outer query).
 
     `columns` as `verify_sql.renderable_columns` found them (None: the sealer's own
-    `jarvis_canonical`). Every function and operator it uses is one `builtin_problems` checks.
+    `jarvis_canonical`); `flags`: the database has the sealer's `audit_flags`. Every function
+    and operator it uses is one `builtin_problems` checks.
     """
+    matched = (
+        f"CASE WHEN EXISTS (SELECT FROM ONLY public.audit_flags f WHERE f.seq = l.seq) THEN '{FLAGGED}' "
+        f"ELSE '{VERIFIED}' END"
+        if flags
+        else f"'{VERIFIED}'"
+    )
     name = f"'{table}'::pg_catalog.text"
     key = row_key(table, table in _UUID_KEYED)
     rendered = canonical_sql(table, columns)
@@ -82,7 +93,7 @@ def integrity_sql(table: str, columns: dict[str, str] | None, *, alias: str | No
         f"WHEN l.encoding <> 1::pg_catalog.int2 OR ({_LINK_FOLLOWS}) IS NOT TRUE THEN '{TAMPERED}' "
         f"ELSE '{_LEGACY}' END "
         "WHEN l.row_hash = pg_catalog.sha256(pg_catalog.convert_to("
-        f"{rendered}, 'UTF8'::pg_catalog.name)) AND {_LINK_FOLLOWS} THEN '{VERIFIED}' "
+        f"{rendered}, 'UTF8'::pg_catalog.name)) AND {_LINK_FOLLOWS} THEN {matched} "
         f"ELSE '{TAMPERED}' END "
         f"FROM ONLY public.audit_chain l WHERE l.table_name = {name} AND l.row_id = {key} LIMIT 1), "
         f"CASE WHEN EXISTS (SELECT FROM ONLY public.audit_pending q WHERE q.table_name = {name} "
@@ -99,12 +110,16 @@ class Reader:
     def __init__(self, raw: psycopg.Connection[Any]) -> None:
         self.raw = raw
         self._columns: dict[str, dict[str, str] | None] = {}
+        self._flags: bool | None = None
 
     def integrity(self, table: str, alias: str | None = None) -> str:
         """`integrity_sql` for `table` as it is stored now (its columns read once per snapshot)."""
         if table not in self._columns:
             self._columns[table] = renderable_columns(self.raw, table)
-        return integrity_sql(table, self._columns[table], alias=alias)
+        if self._flags is None:
+            row = self.raw.execute("SELECT pg_catalog.to_regclass('public.audit_flags') IS NOT NULL").fetchone()
+            self._flags = bool(row and row[0])
+        return integrity_sql(table, self._columns[table], alias=alias, flags=self._flags)
 
     def rows(self, query: str, params: dict[str, Any] | Sequence[Any] | None = None) -> list[Any]:
         """All rows of `query`, as named tuples."""
