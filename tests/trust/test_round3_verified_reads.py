@@ -235,3 +235,17 @@ def test_a_row_the_sealer_flagged_reads_as_flagged_not_verified(sealed: Sealed, 
     assert {entries[row].integrity for row in (*sealed.starts, *sealed.completions)} == {"verified"}
     exported = {row["id"]: row["integrity"] for row in export_rows(auditor)}
     assert exported[str(sealed.decision)] == "flagged"
+
+
+def test_the_ui_cycle_list_shows_a_cycle_with_an_edited_start_as_tampered(
+    sealed: Sealed, auditor: Database, settings: Settings
+) -> None:
+    tamper.edit(sealed.url, "planning_cycles", sealed.cycle, "goals", f"'[\"{FORGED}\"]'")
+    with TestClient(create_app(auditor, settings), base_url="http://127.0.0.1") as client:
+        listed = client.get("/")
+        page = client.get(f"/cycles/{sealed.cycle}")
+    assert listed.status_code == 200 and page.status_code == 200
+    row = listed.text.split(f'href="/cycles/{sealed.cycle}"', 1)[1].split("</tr>", 1)[0]
+    assert "TAMPERED" in row
+    assert FORGED not in listed.text and FORGED not in page.text
+    assert 'class="badge integrity-tampered"' in page.text
