@@ -76,6 +76,10 @@ def clone_database(admin_url: str, template_url: str, label: str) -> str:
         if roles is not None:
             conn.execute(f'REVOKE ALL ON DATABASE "{name}" FROM PUBLIC')
             conn.execute(f'GRANT CONNECT ON DATABASE "{name}" TO {roles[0]}, {roles[1]}')
+            # A copy of a database is a copy of its trail's identity; each test's trail is its own (witness logs are
+            # named by the trail id), as a database migrated on its own would be.
+            conn.execute("SET session_replication_role = replica")
+            conn.execute("UPDATE public.trail_info SET trail_id = gen_random_uuid()")
     return url
 
 

@@ -64,6 +64,7 @@ import os
 import re
 import shlex
 import subprocess
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -111,6 +112,29 @@ def shown_command(command: list[str]) -> str:
     """The upstream command as recorded and shown: passwords in URLs masked (pass other secrets in the environment,
     which is never recorded)."""
     return redact(shlex.join(command))
+
+
+def upstream_environment(environ: Mapping[str, str]) -> dict[str, str]:
+    """The environment the upstream runs with: the one the proxy was started with, minus what a PEX added.
+
+    A PEX in venv mode (`jarvis.pex`, and the image's `jarvis`, a PEX unpacked into a venv) sets VIRTUAL_ENV to its
+    own venv and puts that venv's bin/ first on PATH before Jarvis runs, so a bare `python -m mcp_server_time` in an
+    MCP client's configuration would start the PEX's interpreter, which has none of the user's packages. Such a venv
+    is recognised by the PEX-INFO file at its root; its bin/ is taken off PATH and VIRTUAL_ENV and the PEX variables
+    are dropped, so the upstream command is found, and runs, as if the client had started it itself. Any other
+    environment (the wheel's console script in the user's own venv) is passed on unchanged.
+    """
+    env = dict(environ)
+    venv = env.get("VIRTUAL_ENV", "")
+    if not venv or not os.path.isfile(os.path.join(venv, "PEX-INFO")):
+        return env
+    own_bin = os.path.realpath(os.path.join(venv, "bin"))
+    path = [entry for entry in env.get("PATH", "").split(os.pathsep) if os.path.realpath(entry) != own_bin]
+    env["PATH"] = os.pathsep.join(path)
+    for name in list(env):
+        if name in ("VIRTUAL_ENV", "PEX") or name.startswith(("PEX_", "_PEX_", "__PEX_")):
+            del env[name]
+    return env
 
 
 def one_line(text: str) -> str:
@@ -347,11 +371,18 @@ class Proxy:
     async def run(self) -> int:
         """Relay until the client closes the connection (0) or the upstream exits on its own (1)."""
         try:
-            process = await anyio.open_process(self.command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=None)
+            process = await anyio.open_process(
+                self.command,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=None,
+                env=upstream_environment(os.environ),
+            )
         except OSError as error:
             raise UpstreamStartError(
                 f"cannot start the upstream MCP server `{self.shown_command}`: {error.strerror or error}. "
-                "Fix: check the command after `--` (it runs with the proxy's PATH and environment)"
+                "Fix: check the command after `--` (it runs with the PATH and environment the proxy was started "
+                "with; an absolute path to the command always works)"
             ) from None
         self.upstream = process.stdin
         try:
