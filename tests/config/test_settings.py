@@ -7,7 +7,7 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 from psycopg import conninfo
 from sqlalchemy.engine import make_url
@@ -247,6 +247,7 @@ def test_mask_url_leaves_urls_without_passwords_and_plain_values_alone() -> None
     secret=st.text(alphabet="abcXYZ019@:!$&'()*+,;=-._~%/?#[]", min_size=1, max_size=24),
     raw=st.booleans(),
 )
+@example(secret="@':", raw=True)  # no parser reads it safely: masked whole, yet it reads back as a masked password
 def test_no_password_survives_mask_url(secret: str, raw: bool) -> None:
     password = "Qz7" + secret  # a prefix found nowhere else in the URL
     if raw and not any(c in secret for c in "/?#[]%"):

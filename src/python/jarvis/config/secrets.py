@@ -101,5 +101,6 @@ def _hides_every_password(masked: str) -> bool:
 
 
 def _fully_masked(url: str) -> str:
+    """Nothing of a URL no parser reads safely, but its scheme; it still reads back as a masked password."""
     scheme = urlsplit(url).scheme if "://" in url else ""
-    return f"{scheme}://{MASK}" if scheme else MASK
+    return f"{scheme}://{MASK}:{MASK}@{MASK}" if scheme else MASK
