@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 
@@ -13,11 +14,20 @@ from jarvis.db import Database, open_database
 from jarvis.db.migrate import upgrade_to_head
 from jarvis_testkit import services
 
-# Keys and witness logs of this test process stay out of the real data directory (~/.local/share/jarvis).
-os.environ.setdefault("JARVIS_DATA_DIR", tempfile.mkdtemp(prefix="jarvis-test-data-"))
+# Keys and witness logs of this test process stay out of the real data directory (~/.local/share/jarvis),
+# in a directory of its own that is removed when the session ends (pytest_sessionfinish), not left in /tmp.
+TEST_DATA_DIR = None if "JARVIS_DATA_DIR" in os.environ else tempfile.mkdtemp(prefix="jarvis-test-data-")
+if TEST_DATA_DIR is not None:
+    os.environ["JARVIS_DATA_DIR"] = TEST_DATA_DIR
 # No background sealer unless a test asks for one (tests/trust/test_round3_sealing_delay.py does): most tests
 # attack or inspect rows while they are still queued, and a sealer at work would race them.
 os.environ.setdefault("JARVIS_SEAL_INTERVAL", "0")
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Remove this session's data directory: session fixtures are torn down by now, so nothing uses it."""
+    if TEST_DATA_DIR is not None:
+        shutil.rmtree(TEST_DATA_DIR, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -18,11 +18,12 @@ from docs.examples import Example, documented_examples, examples
 EXAMPLES = documented_examples()
 
 
-def test_the_readme_has_its_sync_and_asyncio_examples() -> None:
-    """The extraction finds the README's library examples (a broken pattern would make every test vacuous)."""
-    readme = [example.code for example in EXAMPLES if example.path == "README.md"]
-    assert any("open_database(" in code for code in readme)
-    assert any("open_async_database(" in code and "asyncio.run(" in code for code in readme)
+def test_the_library_page_has_its_sync_and_asyncio_examples() -> None:
+    """The extraction finds the library examples (docs/library.md, linked from the README's front page): a broken
+    pattern would make every test vacuous."""
+    library = [example.code for example in EXAMPLES if example.path == "library.md"]
+    assert any("open_database(" in code for code in library)
+    assert any("open_async_database(" in code and "asyncio.run(" in code for code in library)
 
 
 def test_a_block_marked_not_run_is_skipped() -> None:

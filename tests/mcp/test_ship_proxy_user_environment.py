@@ -33,7 +33,9 @@ def pex_venv(root: Path) -> Path:
     venv = root / "pex-venv"
     (venv / "bin").mkdir(parents=True)
     (venv / "PEX-INFO").write_text("{}")
-    executable(venv / "bin" / "python", "#!/bin/sh\necho 'No module named mcp_server_time (the PEX python)' >&2\nexit 1\n")
+    executable(
+        venv / "bin" / "python", "#!/bin/sh\necho 'No module named mcp_server_time (the PEX python)' >&2\nexit 1\n"
+    )
     return venv
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import psycopg
 
 from jarvis.db.audit.catalog import (
+    EXPECTED_CONFIG,
+    EXPECTED_CONFIG_OF,
     EXPECTED_CONSTRAINTS,
     EXPECTED_EXECUTE,
     EXPECTED_FUNCTIONS,
@@ -40,9 +42,17 @@ def test_a_fresh_migration_installs_exactly_the_expected_catalog(migrated_databa
                 "JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = 'public'"
             )
         }
+        config = {  # every function's settings, compared whole
+            name: list(settings or ())
+            for name, settings in conn.execute(
+                "SELECT p.proname, p.proconfig FROM pg_catalog.pg_proc p "
+                "JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = 'public'"
+            )
+        }
         assert catalog_problems(conn) == []
     assert found["triggers"] == EXPECTED_TRIGGERS
     assert found["constraints"] == EXPECTED_CONSTRAINTS
     assert found["indexes"] == EXPECTED_INDEXES
     assert functions == EXPECTED_FUNCTIONS
     assert execute == EXPECTED_EXECUTE
+    assert config == {name: EXPECTED_CONFIG_OF.get(name, EXPECTED_CONFIG) for name in EXPECTED_FUNCTIONS}

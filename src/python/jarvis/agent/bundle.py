@@ -9,13 +9,22 @@ as JSON Lines:
      "head_seq": ..., "head_hash": ..., "pending": ..., "checkpoints": ...}
     {"row": {"table": ..., "id": ..., "encoding": 1|2, "canonical": "<the hashed text>"}}   ... every row
     {"link": {"seq": ..., "table": ..., "row_id": ..., "row_hash": hex, "chain_hash": hex, "encoding": ...}}
+    {"flag": {"seq": ..., "table": ..., "row_id": ..., "reason": ...}}     ... every row the sealer flagged
     {"checkpoint": {<the witness log's Checkpoint fields>}}
+
+(The header also counts the flags, "flags"; bundles written before flags existed have neither.)
 
 `verify_bundle` trusts nothing in the file. It checks that each row's text is
 canonical (rendering it again gives the same bytes, for its own table and
 id), hashes it, recomputes every link, and checks every checkpoint's
 signature against a public key the caller trusts — never a key the bundle
 names — and that the chain still holds each signed head at its position.
+It names every flagged row (the sealer linked it without vouching for it),
+checks the flags against the count each checkpoint signed (a bundle with
+fewer flags than a checkpoint signed was trimmed), and recomputes from the
+rows what the sealer flags that rows alone can show (a completion without
+its start row, a row outside its planning cycle): a flag deleted in the
+database before the next checkpoint was signed cannot hide such a row.
 Whoever edits a row must recompute the chain, and whoever recomputes the
 chain cannot re-sign its checkpoints without the private key.
 
@@ -246,6 +255,7 @@ def _write_bundle(database: Database, entries: list[Checkpoint], out: IO[str], p
             )
         }
         pending = {(t, i) for t, i in raw.execute("SELECT table_name, row_id FROM ONLY public.audit_pending")}
+        flags = _flags(raw)
         out.write(
             _line(
                 {
@@ -257,6 +267,7 @@ def _write_bundle(database: Database, entries: list[Checkpoint], out: IO[str], p
                     "head_hash": head_hash.hex(),
                     "pending": len(pending),
                     "checkpoints": len(entries),
+                    "flags": len(flags),
                 }
             )
         )
@@ -299,12 +310,25 @@ def _write_bundle(database: Database, entries: list[Checkpoint], out: IO[str], p
                 }
                 out.write(_line({"link": link}))
                 links += 1
+    for seq, table, row_id, reason in flags:
+        out.write(_line({"flag": {"seq": int(seq), "table": table, "row_id": str(row_id), "reason": reason}}))
     for checkpoint in entries:
         out.write(_line({"checkpoint": dataclasses.asdict(checkpoint)}))
     signed_seq = max((c.seq for c in entries if c.trail == trail and c.seq <= head_seq), default=0)
     return BundleSummary(
         path, trail, rows, links, len(entries), head_seq, head_hash.hex(), len(pending), unreadable, signed_seq
     )
+
+
+def _flags(raw: Any) -> list[tuple[int, str, uuid.UUID, str]]:
+    """Every row the sealer linked without vouching for it (audit_flags, migration 0008), in chain order."""
+    import psycopg
+
+    try:
+        with raw.transaction():
+            return list(raw.execute("SELECT seq, table_name, row_id, reason FROM ONLY public.audit_flags ORDER BY seq"))
+    except psycopg.errors.UndefinedTable:  # a database from before 0008 (verify names the missing table)
+        return []
 
 
 # --- verify ------------------------------------------------------------------------------------------------
@@ -350,7 +374,7 @@ def _logged_checkpoints(path: Path) -> list[Checkpoint]:
     return WitnessLog(path).entries()
 
 
-_KINDS = ("header", "row", "link", "checkpoint")
+_KINDS = ("header", "row", "link", "flag", "checkpoint")
 
 
 def _read_lines(path: Path) -> Iterator[tuple[int, str, dict[str, Any]]]:
@@ -377,7 +401,9 @@ def _read_lines(path: Path) -> Iterator[tuple[int, str, dict[str, Any]]]:
                 yield number, "header", document
                 continue
             if len(document) != 1 or next(iter(document)) not in _KINDS[1:]:
-                raise BundleFormatError(f'{where} is not a {{"row"}}, {{"link"}} or {{"checkpoint"}} line: {_FIX}')
+                raise BundleFormatError(
+                    f'{where} is not a {{"row"}}, {{"link"}}, {{"flag"}} or {{"checkpoint"}} line: {_FIX}'
+                )
             kind, body = next(iter(document.items()))
             if not isinstance(body, dict):
                 raise BundleFormatError(f"{where}: {kind} must be a JSON object: {_FIX}")
@@ -388,7 +414,7 @@ def _read_lines(path: Path) -> Iterator[tuple[int, str, dict[str, Any]]]:
 
 def _field(body: dict[str, Any], name: str, kind: type, where: str) -> Any:
     value = body.get(name)
-    if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
         what = {int: "an integer", str: "a string"}.get(kind, kind.__name__)
         raise BundleFormatError(f"{where}: field {name} must be {what}, got {_shown(value)}: {_FIX}")
     return value
@@ -457,7 +483,7 @@ class _Checker:
             canonical_python_from_json,
             link_hash,
         )
-        from jarvis.db.audit.chain import Problem
+        from jarvis.db.audit.chain import BACKDATE_SLACK, Problem
         from jarvis.db.base import CHAINED_TABLES
 
         # The encodings are the sealer's and the database verifier's own, resolved once (not per row).
@@ -484,6 +510,8 @@ class _Checker:
         self.names = bytearray()
         self.runs: list[tuple[int, int]] = []  # (first seq, first index) of each run of consecutive positions
         self.checkpoints: list[tuple[int, Checkpoint]] = []
+        self.flags: list[tuple[int, str, uuid.UUID, str]] = []
+        self.relations = _Relations(BACKDATE_SLACK)
 
     def take(self, number: int, kind: str, body: dict[str, Any]) -> None:
         where = f"{self.path} line {number}"
@@ -500,6 +528,8 @@ class _Checker:
             self._row(body, where)
         elif kind == "link":
             self._link(body, where)
+        elif kind == "flag":
+            self._flag(body, where)
         else:
             self._checkpoint(body, where, number)
 
@@ -520,9 +550,11 @@ class _Checker:
         _exact_keys(
             body,
             {"format", "version", "trail", "exported_at", "head_seq", "head_hash", "pending", "checkpoints"},
-            set(),
+            {"flags"},
             where,
         )
+        if "flags" in body and _field(body, "flags", int, where) < 0:
+            raise BundleFormatError(f"{where}: field flags must not be negative: {_FIX}")
         self.report.trail = str(_uuid_field(body, "trail", where))
         self.report.exported_at = _field(body, "exported_at", str, where)
         for name in ("head_seq", "pending", "checkpoints"):
@@ -563,8 +595,10 @@ class _Checker:
                         "its text is not in canonical form (rendering it again gives different bytes), "
                         f'or its "$table" is not {table}'
                     )
-                entry.created_at = _identify(table, row_id, json.loads(text))
+                document = json.loads(text)
+                entry.created_at = _identify(table, row_id, document)
                 entry.hash = hashlib.sha256(content).digest()
+                self.relations.take(table, row_id, document, entry.created_at)
             except ValueError as error:  # NotCanonicalError, or the id/created_at check below
                 entry.problem = str(error)
         if key in self.rows:
@@ -629,6 +663,18 @@ class _Checker:
             and (self.expect.seq is None or self.expect.seq == seq)
         ):
             self.expected_seen = True
+
+    def _flag(self, body: dict[str, Any], where: str) -> None:
+        _exact_keys(body, {"seq", "table", "row_id", "reason"}, set(), where)
+        seq = _field(body, "seq", int, where)
+        if not 1 <= seq < 2**63:
+            raise BundleFormatError(f"{where}: chain position {_shown(seq)} is outside 1 … 2^63-1: {_FIX}")
+        table = _field(body, "table", str, where)
+        if table not in self.tables:
+            raise BundleFormatError(
+                f"{where}: {_shown(table)} is not a chained table ({', '.join(self.tables)}): {_FIX}"
+            )
+        self.flags.append((seq, table, _uuid_field(body, "row_id", where), _field(body, "reason", str, where)))
 
     def _checkpoint(self, body: dict[str, Any], where: str, number: int) -> None:
         try:
@@ -703,7 +749,11 @@ class _Checker:
                 )
             else:  # its time is the signer's clock, never the database's word (B2)
                 signed_at = datetime.fromisoformat(checkpoint.signed_at)
-                trusted.append(TrustedHead(checkpoint.seq, bytes.fromhex(checkpoint.head_hash), signed_at, label))
+                trusted.append(
+                    TrustedHead(
+                        checkpoint.seq, bytes.fromhex(checkpoint.head_hash), signed_at, label, checkpoint.flagged
+                    )
+                )
         own = [(n, c) for n, c in self.checkpoints if c.trail == report.trail and c.verify(public_key)]
         for number, why in timeline_problems(own):
             self._problem("witness log", None, None, f"bundle line {number}: {why}")
@@ -732,6 +782,18 @@ class _Checker:
             report.checkpoints_checked += 1
             report.signed_seq = max(report.signed_seq or 0, head.seq)
         self._backdated(trusted)
+        self._check_flags(trusted)
+        flagged = {(table, row_id) for _, table, row_id, _ in self.flags}
+        unflagged = [(t, i, why) for t, i, why in self.relations.problems() if (t, i) not in flagged]
+        positions = self._positions({(t, i) for t, i, _ in unflagged}) if unflagged else {}
+        for table, row_id, why in unflagged:
+            self._problem(
+                table,
+                row_id,
+                positions.get((table, row_id)),
+                f"{why}: the sealer does not vouch for such a row, yet the bundle holds no flag for it "
+                "(deleted before the checkpoint was signed, or the row linked with the sealer bypassed)",
+            )
         if not trusted:
             self._problem(
                 "witness log",
@@ -785,10 +847,64 @@ class _Checker:
                 bytes.fromhex(c.head_hash),
                 datetime.fromisoformat(c.signed_at),
                 f"checkpoint {c.seq}:{c.head_hash[:12]}… signed {c.signed_at} (witness log {path})",
+                c.flagged,
             )
             for c in own
             if c not in in_bundle
         ]
+
+    def _positions(self, wanted: set[tuple[str, uuid.UUID]]) -> dict[tuple[str, uuid.UUID], int]:
+        """The chain positions of the links naming `wanted` rows (one pass over the links; only for problems)."""
+        found: dict[tuple[str, uuid.UUID], int] = {}
+        for run, (first_seq, first_index) in enumerate(self.runs):
+            end = self.runs[run + 1][1] if run + 1 < len(self.runs) else len(self.created)
+            for index in range(first_index, end):
+                name = self._name(index)
+                if name in wanted:
+                    found[name] = first_seq + index - first_index
+        return found
+
+    def _check_flags(self, trusted: list[TrustedHead]) -> None:
+        """Name every flag; a flag naming no such link, and fewer (or more) flags than a checkpoint signed."""
+        declared = self.header.get("flags")
+        if declared is not None and declared != len(self.flags):
+            self._problem(
+                "audit_flags",
+                None,
+                None,
+                f"the bundle's header lists {declared} flag(s), but it holds {len(self.flags)}: flags were removed "
+                "or added after export",
+            )
+        for seq, table, row_id, reason in self.flags:
+            index = self._index(seq)
+            if index is None or self._name(index) != (table, row_id):
+                self._problem(
+                    table,
+                    row_id,
+                    seq,
+                    f"a flag names this row at chain position {seq}, where the chain does not hold it",
+                )
+            self._problem(table, row_id, seq, f"the sealer linked this row without vouching for it: {reason}")
+        for head in trusted:
+            if head.flagged is None:
+                continue
+            held = sum(1 for seq, *_ in self.flags if seq <= head.seq)
+            if held < head.flagged:
+                self._problem(
+                    "audit_flags",
+                    None,
+                    head.seq,
+                    f"{head.label} records {head.flagged} flagged row(s) up to it, but the bundle holds {held}: "
+                    "flags were removed from the bundle (trimmed) or deleted from the database",
+                )
+            elif held > head.flagged:
+                self._problem(
+                    "audit_flags",
+                    None,
+                    head.seq,
+                    f"{head.label} records {head.flagged} flagged row(s) up to it, but the bundle holds {held}: "
+                    "flags were added",
+                )
 
     def _backdated(self, trusted: list[TrustedHead]) -> None:
         """A row that entered the chain after a checkpoint although dated well before it was backdated."""
@@ -820,6 +936,66 @@ class _Checker:
                         f"{latest.sealed_at.isoformat(timespec='seconds')}): backdated, or held in an open "
                         "transaction for longer than a minute",
                     )
+
+
+class _Relations:
+    """The sealer's checks that rows alone can show (migration 0008), recomputed from a bundle's rows.
+
+    A completion whose start row is missing or dated after it; a start row or decision whose planning
+    cycle is missing, dated before it began, or more than the sealer's slack after it closed. Completions
+    carry no cycle, so an `abandoned` outcome appended long after its cycle closed is honest. Kept compact:
+    each row's time by id for the tables rows point into, and each reference once.
+    """
+
+    def __init__(self, slack: timedelta) -> None:
+        self.slack = slack.total_seconds()
+        self.born: dict[tuple[str, bytes], tuple[float, str]] = {}
+        """(table, id) -> (created_at epoch, as written) of planning cycles and tool calls."""
+        self.closed: dict[bytes, tuple[float, str]] = {}
+        """Planning cycle id -> its close row's created_at."""
+        self.references: list[tuple[str, bytes, float, bytes | None, bytes | None]] = []
+
+    def take(self, table: str, row_id: uuid.UUID, document: Any, created_at: float) -> None:
+        if table not in ("planning_cycles", "tool_calls", "decision_log"):
+            return
+        written = str(document.get("created_at"))
+        if table != "decision_log":
+            self.born[(table, row_id.bytes)] = (created_at, written)
+        parent = _reference(document.get("parent_id")) if table != "decision_log" else None
+        cycle = _reference(document.get("cycle_id")) if table != "planning_cycles" else None
+        if table == "planning_cycles" and parent is not None:
+            self.closed[parent] = (created_at, written)
+        if parent is not None or cycle is not None:
+            self.references.append((table, row_id.bytes, created_at, parent, cycle))
+
+    def problems(self) -> Iterator[tuple[str, uuid.UUID, str]]:
+        for table, key, at, parent, cycle in self.references:
+            why: list[str] = []
+            if parent is not None:
+                start = self.born.get((table, parent))
+                if start is None:
+                    why.append(f"its start row {uuid.UUID(bytes=parent)} does not exist")
+                elif at < start[0]:
+                    why.append(f"dated before its start row ({start[1]})")
+            if cycle is not None:
+                began = self.born.get(("planning_cycles", cycle))
+                ended = self.closed.get(cycle)
+                if began is None:
+                    why.append(f"its planning cycle {uuid.UUID(bytes=cycle)} does not exist")
+                elif at < began[0]:
+                    why.append(f"dated before its planning cycle began ({began[1]})")
+                elif ended is not None and at > ended[0] + self.slack:
+                    why.append(f"dated after its planning cycle closed ({ended[1]})")
+            if why:
+                yield table, uuid.UUID(bytes=key), "; ".join(why)
+
+
+def _reference(value: Any) -> bytes | None:
+    """A row's parent_id or cycle_id as 16 bytes (None: absent, or not a UUID, which canonical text cannot hold)."""
+    try:
+        return None if value is None else uuid.UUID(str(value)).bytes
+    except ValueError:
+        return None
 
 
 def _identify(table: str, row_id: uuid.UUID, document: Any) -> float:

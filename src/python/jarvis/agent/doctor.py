@@ -102,7 +102,7 @@ def _superuser_check(settings: Settings, database: Database, login: str) -> Heal
         "fail" if settings.production else "warn",
         f"connected as superuser {login}" + (" (the embedded server's own)" if embedded else ""),
         "a superuser can bypass every trigger; in production (JARVIS_PRODUCTION=1) use a login "
-        "that is only a member of the database's app role (README: production login)",
+        "that is only a member of the database's app role (docs/deploy.md: roles and logins)",
     )
 
 

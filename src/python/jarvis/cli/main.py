@@ -8,17 +8,18 @@ from collections.abc import Sequence
 from typing import Any
 
 import typer
-from rich.table import Table
+from rich.table import Column, Table
 from typer._click import exceptions as click_errors  # the click typer vendors: what its parser raises
 from typer.core import TyperGroup
 
 from jarvis.agent.doctor import run_health_checks
+from jarvis.cache.auth import cache_key_path
 from jarvis.cli import audit_commands, db_commands, keys_commands, mcp_commands, memory_commands, state_commands
 from jarvis.cli.agent_commands import demo_command, run_command
 from jarvis.cli.session import ExitCode, console, errors, print_error, print_json
 from jarvis.cli.ui_command import ui_command
 from jarvis.cli.views import plain, safe, status_cell
-from jarvis.config import ConfigError, load_settings, mask_url, setting_sources
+from jarvis.config import ConfigError, Settings, load_settings, mask_url, setting_sources
 from jarvis.config.settings import env_var_name
 
 
@@ -84,19 +85,36 @@ def config_command(as_json: bool = typer.Option(False, "--json", help="Machine-r
         errors.print(f"[red]{shown}[/red]", highlight=False)
         raise typer.Exit(int(ExitCode.BAD_INPUT)) from None
     sources = setting_sources()
+    in_effect = _values_in_effect(settings)
     rows = []
     for field, value in settings.model_dump(mode="json").items():
-        shown = mask_url(value) if isinstance(value, str) else value
-        if field in ("database_url", "redis_url") and value is None:
-            shown = "(embedded PostgreSQL 16)" if field == "database_url" else "(none: Redis disabled)"
+        shown = in_effect.get(field, mask_url(value) if isinstance(value, str) else value)
         rows.append({"variable": env_var_name(field), "value": shown, "source": sources[field]})
     if as_json:
         print_json(rows)
         return
-    table = Table("variable", "value", "source", title="Jarvis settings", title_justify="left")
+    table = Table("variable", Column("value", overflow="fold"), "source", title="Jarvis settings", title_justify="left")
     for row in rows:
         table.add_row(row["variable"], plain(row["value"]), row["source"])
     console.print(table)
+
+
+def _values_in_effect(settings: Settings) -> dict[str, Any]:
+    """What an unset setting means, shown instead of None: the path or behaviour Jarvis actually uses.
+
+    The UI token is never shown (a SecretStr dumps as asterisks); only whether one is set.
+    """
+    shown: dict[str, Any] = {
+        "signing_key": str(settings.signing_key_path()),
+        "witness_log": str(settings.witness_log or settings.data_dir / "witness" / "<trail id>.jsonl"),
+        "cache_key": str(cache_key_path(settings)),
+        "ui_token": "(set, not shown)" if settings.ui_token else "(none: `jarvis ui` serves loopback only)",
+    }
+    if settings.database_url is None:
+        shown["database_url"] = "(embedded PostgreSQL 16)"
+    if settings.redis_url is None:
+        shown["redis_url"] = "(none: Redis disabled)"
+    return shown
 
 
 @app.command("doctor")

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import typer
 
-from jarvis.cli.session import ExitCode, fail, reported_errors, settings_or_exit
+from jarvis.cli.listen import listening_socket, shown_address
+from jarvis.cli.session import ExitCode, errors, fail, reported_errors, settings_or_exit
 from jarvis.config.extras import require
 
 
@@ -25,7 +26,9 @@ app = typer.Typer(help="Jarvis over MCP: its own tools, or an audit proxy for an
 def serve_command(
     http: bool = typer.Option(False, "--http", help="Serve streamable HTTP (path /mcp) instead of stdio."),
     host: str = typer.Option("127.0.0.1", "--host", help="Address to bind with --http."),
-    port: int = typer.Option(8765, "--port", min=0, max=65535, help="Port to bind with --http."),
+    port: int = typer.Option(
+        8766, "--port", min=0, max=65535, help="Port to bind with --http (`jarvis ui` uses 8765; 0: any free port)."
+    ),
     allow_remote: bool = typer.Option(
         False, "--allow-remote", help="Allow a non-loopback --host: anyone who reaches it can use the tools."
     ),
@@ -44,11 +47,15 @@ def serve_command(
             ExitCode.BAD_INPUT,
         )
     settings = settings_or_exit()
+    # Bound before the agent starts: a busy port is one line and exit 2, and nothing is recorded.
+    listener = listening_socket(host, port, command="jarvis mcp serve --http") if http else None
     with reported_errors():
         agent = start_agent(settings, "serve", "http" if http else "stdio")
         try:
-            if http:
-                anyio.run(serve_http, agent, host, port)
+            if listener is not None:
+                with listener:
+                    errors.print(f"MCP over streamable HTTP at {shown_address(host, listener)}mcp", highlight=False)
+                    anyio.run(serve_http, agent, host, listener)
             else:
                 anyio.run(serve_stdio, agent)
         finally:
@@ -61,13 +68,15 @@ def serve_command(
 )
 def proxy_command(
     command: list[str] = typer.Argument(..., help="The upstream MCP server's command and arguments, after `--`."),
-    call_timeout: float = typer.Option(
-        300.0,
+    call_timeout: float
+    | None = typer.Option(
+        None,
         "--call-timeout",
-        envvar="JARVIS_MCP_CALL_TIMEOUT",
         min=0.1,
         max=86_400,
-        help="Seconds a tools/call may wait for the upstream's answer; then it is recorded failed.",
+        help="Seconds a tools/call may wait for the upstream's answer; then it is recorded failed. "
+        "Default: JARVIS_MCP_CALL_TIMEOUT (300).",
+        show_default=False,
     ),
 ) -> None:
     """Run the MCP server CMD behind an audit proxy: every tools/call is recorded before it is forwarded."""
@@ -78,10 +87,11 @@ def proxy_command(
     from jarvis.mcp.sessions import start_agent
 
     settings = settings_or_exit()
+    timeout = call_timeout if call_timeout is not None else settings.mcp_call_timeout
     with reported_errors():
         agent = start_agent(settings, "proxy", shown_command(command))
         try:
-            code = anyio.run(lambda: Proxy(agent, command, call_timeout=call_timeout).run())
+            code = anyio.run(lambda: Proxy(agent, command, call_timeout=timeout).run())
         finally:
             agent.shutdown()
     raise typer.Exit(code)

@@ -9,6 +9,7 @@ from dotenv import dotenv_values
 
 from jarvis.cache import RedisLink, namespace_for
 from jarvis.cache.auth import cache_key_path, load_cache_key
+from jarvis.cli.listen import listening_socket, shown_address
 from jarvis.cli.session import ExitCode, console, errors, fail, opened_database, reported_errors, settings_or_exit
 from jarvis.config import JarvisError, Settings
 from jarvis.config.extras import require
@@ -49,20 +50,27 @@ def ui_command(
             ExitCode.BAD_INPUT,
         )
     settings = settings_or_exit()
-    with opened_database("auditor") as database, reported_errors():
+    with (
+        opened_database("auditor") as database,
+        reported_errors(),
+        listening_socket(host, port, command="jarvis ui") as listener,  # a busy port: one line and exit 2
+    ):
         link = _stream_link(settings.redis_url, database, settings)
         try:
             app = create_app(database, settings, token=token, loopback_only=loopback, redis_link=link)
         except JarvisError as error:
             fail(str(error), ExitCode.BAD_INPUT)
-        shown_host = f"[{host}]" if ":" in host else host
-        where = f"http://{shown_host}:{port}/" + ("?token=<your token>" if token else "")
+        where = shown_address(host, listener) + ("?token=<your token>" if token else "")
         console.print(f"Jarvis trail (read-only) at {where} — Ctrl-C to stop", highlight=False, markup=False)
         try:
             # Open event streams end within GRACE seconds of Ctrl-C (browsers reconnect to the next server).
-            uvicorn.run(
+            config = uvicorn.Config(
                 app, host=host, port=port, log_level="warning", server_header=False, timeout_graceful_shutdown=GRACE
             )
+            server = uvicorn.Server(config)
+            server.run(sockets=[listener])
+            if not server.started:
+                raise typer.Exit(int(ExitCode.FAILED))
         finally:
             if link is not None:
                 link.close()

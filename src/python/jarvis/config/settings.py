@@ -17,7 +17,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from dotenv import dotenv_values
-from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from jarvis.config.errors import ExitCode, JarvisError
@@ -177,6 +177,20 @@ class Settings(BaseSettings):
         description="HMAC key (32 random bytes, mode 0600) that authenticates what Jarvis writes to Redis. "
         "Default: <data dir>/keys/cache.key; `jarvis keys init` or the agent's first start creates it.",
     )
+    ui_token: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("JARVIS_UI_TOKEN", "ui_token"),
+        description="`jarvis ui` only (same as --token): the token every request must carry; required when "
+        "--host is not a loopback address.",
+    )
+    mcp_call_timeout: float = Field(
+        default=300.0,
+        ge=0.1,
+        le=86_400,
+        validation_alias=AliasChoices("JARVIS_MCP_CALL_TIMEOUT", "mcp_call_timeout"),
+        description="`jarvis mcp proxy` only (same as --call-timeout): seconds a tools/call waits for the upstream "
+        "MCP server's answer before it is recorded failed and the client gets an error.",
+    )
 
     def signing_key_path(self) -> Path:
         """The private key file (it may not exist yet: `jarvis keys init` makes it)."""
@@ -208,7 +222,7 @@ class Settings(BaseSettings):
                 log.warning("%s is deprecated (%s): rename it to %s.", old, effect, new)
         return data
 
-    @field_validator("database_url", "redis_url", mode="before")
+    @field_validator("database_url", "redis_url", "ui_token", mode="before")
     @classmethod
     def _blank_means_unset(cls, value: Any) -> Any:
         return None if isinstance(value, str) and not value.strip() else value

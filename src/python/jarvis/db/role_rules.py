@@ -184,7 +184,13 @@ class RoleRules:
         assert roles is not None
         role = roles.app if self.role == "app" else roles.auditor
         what = "the agent's work (app role)" if self.role == "app" else "reading the trail (auditor role)"
+        # Never advise granting the app role to this login: it may be a read-only auditor's, which would then write.
+        fix = (
+            f"run it with the agent's login, one IN ROLE {roles.app} (as the database owner: CREATE ROLE <agent "
+            f"login> LOGIN IN ROLE {roles.app}); a read-only login such as an auditor's must not be given {roles.app}"
+            if self.role == "app"
+            else f"as the database owner, GRANT {role} TO {roles.login} (read-only) — or use a login that has it"
+        )
         return RoleNotGrantedError(
-            f"login {roles.login} may not do {what} on {self.display_url}: {str(error).splitlines()[0]}. "
-            f"Fix: as the database owner, GRANT {role} TO {roles.login} — or use a login that has it"
+            f"login {roles.login} may not do {what} on {self.display_url}: {str(error).splitlines()[0]}. Fix: {fix}"
         )

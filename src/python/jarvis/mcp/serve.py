@@ -20,6 +20,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import socket
 import threading
 import uuid
 from typing import Any, Literal
@@ -27,6 +28,9 @@ from typing import Any, Literal
 import anyio.to_thread
 import mcp_types as types
 import uvicorn
+from mcp.server.context import ServerRequestContext
+from mcp.server.lowlevel.server import Server
+from mcp.server.stdio import stdio_server
 from pydantic import BaseModel
 
 from jarvis.agent.runtime import Agent
@@ -35,9 +39,6 @@ from jarvis.config import JarvisError
 from jarvis.db.audit import AuditQueries
 from jarvis.mcp.proxy import one_line
 from jarvis.mcp.sessions import SessionCycle
-from mcp.server.context import ServerRequestContext
-from mcp.server.lowlevel.server import Server
-from mcp.server.stdio import stdio_server
 
 log = logging.getLogger("jarvis.mcp.serve")
 
@@ -181,16 +182,17 @@ async def serve_stdio(agent: Agent) -> None:
         await anyio.to_thread.run_sync(sessions.close_all, "the client closed the connection")
 
 
-async def serve_http(agent: Agent, host: str, port: int) -> None:
-    """Serve streamable HTTP on host:port (path /mcp) until SIGINT/SIGTERM; then close every session's cycle.
+async def serve_http(agent: Agent, host: str, listener: socket.socket) -> None:
+    """Serve streamable HTTP on `listener`, bound to host (path /mcp), until SIGINT/SIGTERM; then close every
+    session's cycle. The caller binds it, so a busy port is reported before anything starts.
 
     On a loopback host the SDK also refuses requests whose Host or Origin is not local (DNS rebinding).
     """
     sessions = Sessions(agent, "http")
     server = build_server(agent, sessions)
     app = server.streamable_http_app(host=host)
-    config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on")
+    config = uvicorn.Config(app, host=host, port=listener.getsockname()[1], log_level="warning", lifespan="on")
     try:
-        await uvicorn.Server(config).serve()
+        await uvicorn.Server(config).serve(sockets=[listener])
     finally:
         await anyio.to_thread.run_sync(sessions.close_all, "the server stopped")

@@ -92,11 +92,14 @@ async def append_row(
 ) -> datetime:
     """`jarvis.db.audit.append.append_row`, awaited: the same statements, the same retries after a lost connection.
 
-    `outcome`: an outcome row waits for a busy pool however long it takes, never PoolExhaustedError.
+    `outcome`: an outcome row waits for a busy pool however long it takes, never PoolExhaustedError, and
+    for a lock another session holds (each statement waits LOCK_WAIT and is sent again, stamped afresh).
     """
     for attempt in itertools.count():
         try:
-            created_at = await database.run_autocommit(append_steps(database, table, values), patient=outcome)
+            created_at = await database.run_autocommit(
+                append_steps(database, table, values, outcome=outcome), patient=outcome
+            )
             database.wake_sealer()  # sealed and signed within JARVIS_SEAL_INTERVAL, in a thread of its own
             return created_at
         except CONNECTION_LOST as error:

@@ -1,6 +1,7 @@
 """The audit trail: append-only tool calls, planning cycles and decisions, bound into a hash chain."""
 
 from jarvis.db.audit.append import (
+    AuditAppendBlockedError,
     AuditAppendError,
     AuditEvent,
     AuditIdCollisionError,
@@ -27,15 +28,16 @@ from jarvis.db.audit.verifier import verify
 
 __all__ = [
     "ActiveCall",
-    "AuditQueries",
+    "AuditAppendBlockedError",
     "AuditAppendError",
     "AuditEvent",
     "AuditIdCollisionError",
     "AuditListener",
+    "AuditQueries",
     "AuditRuleViolation",
+    "Cursor",
     "CycleAlreadyOpenError",
     "CycleClosedError",
-    "Cursor",
     "CycleSummary",
     "DanglingStart",
     "ExpectedHead",

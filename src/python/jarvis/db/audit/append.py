@@ -21,7 +21,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from jarvis.config import JarvisError
 from jarvis.db.audit.autoseal import wake_sealer
 from jarvis.db.engine import Database, DatabaseUnavailableError
-from jarvis.db.role_rules import RoleRules
+from jarvis.db.role_rules import RoleRules, connection_lost
 from jarvis.db.steps import Statement, Steps, drive
 
 log = logging.getLogger("jarvis.audit")
@@ -36,6 +36,10 @@ class AuditAppendError(JarvisError):
 
 class AuditIdCollisionError(AuditAppendError):
     """A row with this id exists with other content: an id was reused, not a retry."""
+
+
+class AuditAppendBlockedError(AuditAppendError):
+    """Another session kept a lock the append needs for every try (a start row only); the message names it."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -78,13 +82,39 @@ _SQL_TYPES = {"UUID": "uuid", "TEXT": "text", "JSONB": "jsonb", "INTEGER": "int4
 
 LEFTOVERS_TO_UNDO = (
     psycopg.errors.ReadOnlySqlTransaction,  # default_transaction_read_only = on
-    psycopg.errors.QueryCanceled,  # a statement_timeout
-    psycopg.errors.LockNotAvailable,  # a lock_timeout
+    psycopg.errors.QueryCanceled,  # a statement_timeout (a lock_timeout is the function's own: see LOCK_WAIT)
     psycopg.errors.ObjectNotInPrerequisiteState,  # session_replication_role is not origin
     psycopg.errors.InsufficientPrivilege,  # a role left set that may not append (or the login may not)
     psycopg.DataError,
 )
 """What the bare append can fail on because of a session a pooled neighbour left behind."""
+
+LOCK_WAIT = "5s"
+"""How long an append function waits for one lock (its own `lock_timeout`, migration 0011) before the statement
+fails with lock_not_available and is sent again. The row's `created_at` is stamped before some of those waits
+(the one-completion index), so a row must never commit much later than that: a sealer that swept meanwhile
+flags a row dated more than BACKDATE_SLACK (60 s) before its sweep as backdated, and the app role could hold
+such a lock on purpose to get an honest row flagged."""
+LOCK_TRIES = 4
+"""Statements a start row or decision gets (each waiting LOCK_WAIT at most) before AuditAppendBlockedError; an
+outcome row (a completion, a cycle's close) tries for as long as the lock is held, as it waits for a pool."""
+
+LOCK_HOLDERS_SQL = (
+    "SELECT pg_catalog.array_agg(h.pid ORDER BY h.n), pg_catalog.array_agg(h.usename ORDER BY h.n), "
+    "pg_catalog.array_agg(h.state ORDER BY h.n), pg_catalog.array_agg(h.xact_start ORDER BY h.n) FROM ("
+    "SELECT l.pid, a.usename, a.state, a.xact_start, "
+    "pg_catalog.row_number() OVER (ORDER BY a.xact_start NULLS LAST, l.pid) AS n FROM pg_catalog.pg_locks l "
+    "LEFT JOIN pg_catalog.pg_stat_activity a ON a.pid OPERATOR(pg_catalog.=) l.pid "
+    "WHERE l.locktype OPERATOR(pg_catalog.=) 'relation' AND l.granted "
+    "AND l.mode OPERATOR(pg_catalog.=) 'RowExclusiveLock' "
+    "AND l.relation OPERATOR(pg_catalog.=) %s::pg_catalog.regclass "
+    "AND l.database OPERATOR(pg_catalog.=) (SELECT d.oid FROM pg_catalog.pg_database d "
+    "WHERE d.datname OPERATOR(pg_catalog.=) pg_catalog.current_database()) "
+    "AND l.pid OPERATOR(pg_catalog.<>) pg_catalog.pg_backend_pid() "
+    "ORDER BY n LIMIT 5) h"
+)
+"""Who else is writing the table, in one row of arrays (pid, login, state, transaction start): the session whose
+uncommitted row the append waited on is among them (first, when this login may see when transactions began)."""
 
 
 @functools.cache
@@ -125,7 +155,9 @@ def append_row(database: Database, table: Table, values: dict[str, Any], *, outc
     `outcome`: the row records how work that already ran ended (a tool call's completion, a
     cycle's close). It waits for a pooled connection however long the pool stays busy: failing
     fast with PoolExhaustedError would lose the record of a tool that ran. A start row fails
-    fast instead (its tool then does not run).
+    fast instead (its tool then does not run). Likewise for a lock another session holds: each
+    statement waits LOCK_WAIT at most and is sent again, stamped afresh (an outcome for as long as
+    the lock is held, a start row LOCK_TRIES times), so no row commits long after its created_at.
 
     If the connection dies after COMMIT was sent, nobody knows whether the row
     landed. Retrying with the same id is safe: ON CONFLICT (id) DO NOTHING
@@ -145,7 +177,9 @@ def append_row(database: Database, table: Table, values: dict[str, Any], *, outc
         try:
             with database.autocommit_cursor(patient=outcome) as cursor:
                 created_at = drive(
-                    append_steps(database, table, values), _one_round_trip(database, cursor), psycopg.Error
+                    append_steps(database, table, values, outcome=outcome),
+                    _one_round_trip(database, cursor),
+                    psycopg.Error,
                 )
             wake_sealer(database)  # sealed and signed within JARVIS_SEAL_INTERVAL, whoever the caller is
             return created_at
@@ -176,20 +210,45 @@ def _one_round_trip(database: Database, cursor: psycopg.Cursor[Any]) -> Callable
     return execute
 
 
-def append_steps(roles: RoleRules, table: Table, values: dict[str, Any]) -> Steps[datetime]:
+def append_steps(roles: RoleRules, table: Table, values: dict[str, Any], *, outcome: bool = False) -> Steps[datetime]:
     """The append as statements, each in one round trip; the stored row's created_at (I/O-free: both shells run it).
 
     Bare first; after a pooled neighbour's leftovers, again after the full role statement. A
-    refusal by a constraint or trigger is AuditRuleViolation, a role the login lacks
-    RoleNotGrantedError.
+    statement that waited LOCK_WAIT for a lock is sent again, a new statement with a fresh
+    `created_at`, so no row commits long after its stamp: LOCK_TRIES times in all for a start
+    row (then AuditAppendBlockedError naming who holds it), for as long as it takes for an
+    `outcome` row. A refusal by a constraint or trigger is AuditRuleViolation, a role the login
+    lacks RoleNotGrantedError.
     """
     sql = _append_sql(table, tuple(values))
     params = _adapted(table, values)
+    in_role = False
+    waits = 0
     try:
-        try:
-            row = yield Statement(sql, params, in_role=False)
-        except LEFTOVERS_TO_UNDO:
-            row = yield Statement(sql, params, in_role=True)
+        while True:
+            try:
+                row = yield Statement(sql, params, in_role=in_role)
+                break
+            except LEFTOVERS_TO_UNDO:
+                if in_role:
+                    raise
+                in_role = True
+            except psycopg.errors.LockNotAvailable:
+                waits += 1
+                holders = yield from _lock_holders(table)
+                if waits >= LOCK_TRIES and not outcome:
+                    raise AuditAppendBlockedError(
+                        f"{table.name}: row {values['id']} was not written: {waits} tries each waited {LOCK_WAIT} "
+                        f"for a lock held by {holders}. Fix: end that transaction (as the owner: SELECT "
+                        "pg_terminate_backend(<pid>)), then try again"
+                    ) from None
+                log.warning(
+                    "audit append to %s waited %s for a lock held by %s; sending it again (try %d)",
+                    table.name,
+                    LOCK_WAIT,
+                    holders,
+                    waits + 1,
+                )
         if row is None or row[0] is None:  # the id exists: a retry of a row that landed, or a reused id
             stored = yield Statement(_existing_sql(table, tuple(values)), [values["id"]], in_role=True)
             return _existing_created_at(stored, table, values)
@@ -200,6 +259,25 @@ def append_steps(roles: RoleRules, table: Table, values: dict[str, Any]) -> Step
         raise AuditRuleViolation(f"{table.name}: {first_line}", error.diag.constraint_name) from None
     except psycopg.errors.InsufficientPrivilege as error:
         raise roles.role_not_granted(error) from None
+
+
+def _lock_holders(table: Table) -> Steps[str]:
+    """Who else holds a write lock on `table` now, for a person to act on ("pid 123 (login x, idle in transaction
+    since ...)"); what this login may not see of other sessions is left out."""
+    try:
+        found = yield Statement(LOCK_HOLDERS_SQL, [f"public.{table.name}"])
+    except psycopg.Error as error:
+        if connection_lost(error):
+            raise
+        return f"another session (unknown: {str(error).splitlines()[0]})"
+    described = []
+    pids, logins, states, starts = found if found is not None and found[0] is not None else ((), (), (), ())
+    for pid, login, state, since in zip(pids, logins, states, starts, strict=True):
+        detail = ", ".join(
+            part for part in (login and f"login {login}", state, since and f"since {since.isoformat()}") if part
+        )
+        described.append(f"pid {pid}" + (f" ({detail})" if detail else ""))
+    return " or ".join(described) or "another session (gone by now)"
 
 
 @functools.cache

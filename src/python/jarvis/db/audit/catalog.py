@@ -282,7 +282,14 @@ change them and grant them to anyone."""
 EXPECTED_CONFIG = ["search_path=pg_catalog, pg_temp"]
 """Every function's settings (`proconfig`), compared whole: a setting a superuser adds to a function
 (a TimeZone, a planner switch) changes what it computes without touching its body."""
-EXPECTED_CONFIG_OF = {"jarvis_seal": [*EXPECTED_CONFIG, "TimeZone=UTC", "enable_seqscan=off", "jit=off"]}
+EXPECTED_CONFIG_OF = {
+    "jarvis_seal": [*EXPECTED_CONFIG, "TimeZone=UTC", "enable_seqscan=off", "jit=off"],
+    # Migration 0011: an append never waits long for a lock after its created_at was stamped.
+    **{
+        f"jarvis_append_{table}": [*EXPECTED_CONFIG, "lock_timeout=5s"]
+        for table in ("tool_calls", "planning_cycles", "decision_log")
+    },
+}
 
 
 def function_body_hash(body: str) -> str:

@@ -42,15 +42,23 @@ from jarvis.db.audit.chain import (
 )
 from jarvis.db.audit.verify_sql import (
     LINK_CHECK_SQL,
+    RELATIONS,
+    TYPE_OIDS,
     builtin_problems,
+    relation_check_sql,
     renderable_columns,
     row_check_sql,
     row_key,
+    stored_columns,
 )
 from jarvis.db.base import CHAINED_TABLES
 from jarvis.db.engine import Database, DatabaseError
 
 UUID_KEYED = {"planning_cycles", "tool_calls", "decision_log"}
+QUERY_FAILED = (psycopg.NotSupportedError, psycopg.InternalError, psycopg.ProgrammingError, psycopg.DataError)
+"""What PostgreSQL raises when a query of verify's cannot be planned or run as written (an operator made
+neither hash- nor merge-joinable, a support function or opfamily entry removed, ...): a one-line problem,
+never a traceback (issue 22, round 3)."""
 """Tables keyed by uuid; schema_changes is keyed by a bigint that `jarvis_serial_uuid` maps into the chain."""
 
 # Where a problem sorts among those at the same chain position (the order a reader meets them).
@@ -103,6 +111,8 @@ class _Run:
         self.at_positions: list[tuple[int, int, Problem]] = []
         self.unchained: list[Problem] = []
         self.unverified_links = 0
+        self.unchecked_tables: set[str] = set()
+        """Tables whose row check PostgreSQL could not run: none of their links counts as verified."""
 
     def at(self, seq: int, rank: int, problem: Problem) -> None:
         self.at_positions.append((seq, rank, problem))
@@ -139,6 +149,35 @@ def verify(
     to do (rows plus links), `progress` with the work done after each step, for a progress bar.
     """
     report = VerifyReport()
+    try:
+        _verify(database, report, expect, trusted, backdate_slack, incremental, progress, planned)
+    except QUERY_FAILED as error:  # the snapshot was rolled back; what was found so far stays in the report
+        report.problems.append(_query_failed("verify", error))
+    return report
+
+
+def _query_failed(what: str, error: Exception) -> Problem:
+    first = (str(error).splitlines() or [""])[0]
+    return Problem(
+        what,
+        None,
+        None,
+        f"PostgreSQL could not run verify's query ({type(error).__name__}: {first}): a built-in operator, "
+        "function, type or operator family verify relies on was changed (the problems above name it); "
+        "restore it, or verify an exported bundle offline",
+    )
+
+
+def _verify(
+    database: Database,
+    report: VerifyReport,
+    expect: ExpectedHead | None,
+    trusted: Sequence[TrustedHead],
+    backdate_slack: timedelta,
+    incremental: bool,
+    progress: Callable[[int], None] | None,
+    planned: Callable[[int], None] | None,
+) -> None:
     intervals = _intervals(trusted, backdate_slack)
     with verifying_snapshot(database) as raw:
         for obj, why in catalog_problems(raw) + builtin_problems(raw):
@@ -177,6 +216,7 @@ def verify(
             progress(2 * total)
         _check_checkpoints(run, trusted, stored)
         _check_expected(run, expect)
+        run.unverified_links += sum(links.get(table, 0) for table in run.unchecked_tables)
         report.rows_checked = max(0, total - run.unverified_links)
         run.at_positions.sort(key=lambda item: (item[0], item[1]))
         report.problems.extend(problem for _, _, problem in run.at_positions)
@@ -184,9 +224,10 @@ def verify(
         _check_seal_head(run)
         report.problems.extend(run.unchained)
         _check_queue(run, pending, requeued)
-        _check_flags(run, trusted)
+        flagged = _check_flags(run, trusted)
+        for table in RELATIONS:
+            _check_relations(run, table, flagged)
         report.pending = sum(len(ids) for ids in pending.values())
-    return report
 
 
 def _stored_at(raw: Any, seqs: list[int]) -> dict[int, bytes]:
@@ -312,6 +353,9 @@ def _check_rows(run: _Run, table: str, *, every_row: bool, queued: set[uuid.UUID
         run.report.problems.append(
             Problem(table, None, None, f"cannot be read as stored: {str(error).splitlines()[0]}")
         )
+    except QUERY_FAILED as error:  # e.g. the FULL JOIN cannot be planned: the other tables are still checked
+        run.report.problems.append(_query_failed(table, error))
+        run.unchecked_tables.add(table)
 
 
 def _check_foreign_links(run: _Run, tables: list[str]) -> None:
@@ -572,7 +616,7 @@ def _check_queue(run: _Run, pending: dict[str, set[uuid.UUID]], requeued: dict[s
             )
 
 
-def _check_flags(run: _Run, trusted: Sequence[TrustedHead]) -> None:
+def _check_flags(run: _Run, trusted: Sequence[TrustedHead]) -> set[tuple[str, uuid.UUID]]:
     """Every row the sealer linked but flagged (audit_flags, migration 0008), and flags gone since a checkpoint.
 
     A flagged row stays in the chain (it was queued, and the chain is complete) but the sealer did not
@@ -585,7 +629,7 @@ def _check_flags(run: _Run, trusted: Sequence[TrustedHead]) -> None:
                 "SELECT f.seq, f.table_name, f.row_id, f.reason FROM ONLY public.audit_flags f ORDER BY f.seq"
             ).fetchall()
     except psycopg.errors.UndefinedTable:
-        return  # a database from before 0008: the catalog check names a missing table
+        return set()  # a database from before 0008: the catalog check names a missing table
     for seq, table, row_id, reason in flags:
         run.report.problems.append(
             Problem(table, row_id, int(seq), f"the sealer linked this row without vouching for it: {reason}")
@@ -602,6 +646,71 @@ def _check_flags(run: _Run, trusted: Sequence[TrustedHead]) -> None:
                     "(flags were deleted or forged)",
                 )
             )
+    return {(str(table), row_uuid(row_id)) for _, table, row_id, _ in flags}
+
+
+def _check_relations(run: _Run, table: str, flagged: set[tuple[str, uuid.UUID]]) -> None:
+    """Recompute, from the rows themselves, what the sealer flags that rows alone can show (migration 0008).
+
+    A flag is a row a superuser can delete before the agent signs its next checkpoint (which then counts
+    without it): the rows cannot be made to lie that way. A completion whose start row is missing or dated
+    after it; a start row or decision whose cycle is missing, dated before it began, or more than the
+    sealer's slack (`BACKDATE_SLACK`, its constant, not this verify's) after it closed. Completions carry
+    no cycle (a CHECK constraint): an `abandoned` outcome appended long after its cycle closed is honest.
+    audit_flags still matters for what rows cannot show (backdated against the sealer's sweep, unrenderable).
+    """
+    parent, cycle = RELATIONS[table]
+    needed = {"id": TYPE_OIDS["uuid"], "created_at": TYPE_OIDS["timestamp with time zone"]}
+    needed |= {"parent_id": TYPE_OIDS["uuid"]} if parent else {}
+    needed |= {"cycle_id": TYPE_OIDS["uuid"]} if cycle else {}
+    columns = stored_columns(run.raw, table)
+    if any(columns.get(name) != kind for name, kind in needed.items()) or (
+        cycle and stored_columns(run.raw, "planning_cycles").get("parent_id") != TYPE_OIDS["uuid"]
+    ):
+        return  # a retyped or dropped column: the catalog check names it
+    found: dict[uuid.UUID, list[str]] = {}
+    slack = BACKDATE_SLACK.total_seconds()
+    try:
+        with run.raw.transaction():
+            rows = run.raw.execute(relation_check_sql(table)).fetchall()
+    except psycopg.errors.InsufficientPrivilege:
+        return  # already named: the table cannot be read as stored
+    except QUERY_FAILED as error:
+        run.report.problems.append(_query_failed(table, error))
+        return
+    for row_id, at, parent_id, parent_found, before_parent, parent_at, *rest in rows:
+        cycle_id, cycle_found, before_cycle, ended, began_at, ended_at = rest
+        why = found.setdefault(row_id, [])
+        if parent_id is not None and not parent_found:
+            why.append(f"its start row {parent_id} does not exist")
+        elif parent_id is not None and before_parent:
+            why.append(f"dated before its start row ({parent_at})")
+        if cycle_id is not None and not cycle_found:
+            why.append(f"its planning cycle {cycle_id} does not exist")
+        elif cycle_id is not None and before_cycle:
+            why.append(f"dated before its planning cycle began ({began_at})")
+        elif cycle_id is not None and at is not None and ended is not None and float(at) > float(ended) + slack:
+            why.append(f"dated after its planning cycle closed ({ended_at})")
+    found = {row_id: sorted(set(why)) for row_id, why in found.items() if why and (table, row_id) not in flagged}
+    if not found:
+        return
+    linked = {
+        row_id: int(seq)
+        for row_id, seq in run.raw.execute(
+            "SELECT l.row_id, l.seq FROM ONLY public.audit_chain l WHERE l.table_name = %s::pg_catalog.text "
+            "AND l.row_id OPERATOR(pg_catalog.=) ANY(%s::pg_catalog.uuid[])",
+            (table, list(found)),
+        )
+    }
+    for row_id, why in sorted(found.items(), key=lambda item: (linked.get(item[0], 0), str(item[0]))):
+        seq = linked.get(row_id)
+        where = (
+            "the sealer does not vouch for such a row, yet audit_flags holds no flag for it (deleted, or the row "
+            "linked with the sealer bypassed)"
+            if seq is not None
+            else "not sealed yet; the sealer will flag it"
+        )
+        run.report.problems.append(Problem(table, row_id, seq, f"{'; '.join(why)}: {where}"))
 
 
 def shifted(moment: datetime, delta: timedelta) -> float:

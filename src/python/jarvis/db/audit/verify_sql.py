@@ -123,6 +123,72 @@ RELIED_ON_OPERATORS = {
 }
 """Every operator the queries below use, with the built-in function (name, compiled OID) that must implement it."""
 
+
+OPERATOR_ROWS = frozenset("""
+1955:bmh:16:1955:1956:101:105 1956:b--:16:1956:1955:102:106 2018:b--:17:0:0:0:0 654:b--:25:0:0:0:0
+98:bmh:16:98:531:101:105 531:b--:16:531:98:102:106 2972:bmh:16:2972:2973:101:105 410:bmh:16:410:411:101:105
+411:b--:16:411:410:102:106 413:b--:16:412:414:104:108 414:b--:16:415:413:336:386 684:b--:20:684:0:0:0
+685:b--:20:0:0:0:0 519:b--:16:519:94:102:106 520:b--:16:95:522:104:108 607:bmh:16:607:608:101:105
+608:b--:16:608:607:102:106 612:b--:16:611:609:337:398 93:bmh:16:93:643:101:105 254:bmh:16:260:259:101:105
+551:b--:23:551:0:0:0 523:b--:16:525:521:336:386 525:b--:16:523:97:337:398 672:b--:16:674:675:103:107
+674:b--:16:672:673:104:108 671:b--:16:671:670:102:106 1325:b--:16:1323:1322:337:398
+1322:b--:16:1324:1325:103:107
+""".split())
+"""The rest of each relied-on operator's pg_operator row as PostgreSQL 15 and 16 compile it (identical):
+`OID:KIND MERGE HASH:RESULT:COMMUTATOR:NEGATOR:RESTRICT:JOIN` (m/h: oprcanmerge/oprcanhash, - for false).
+`oprcanhash`/`oprcanmerge` decide whether a join can be planned at all (a FULL JOIN needs one of them), the
+commutator and negator which operator the planner swaps in, the estimators which function it calls."""
+
+OPERATOR_FAMILIES = {
+    1976: (403, "integer_ops"),
+    1977: (405, "integer_ops"),
+    1994: (403, "text_ops"),
+    1995: (405, "text_ops"),
+    2968: (403, "uuid_ops"),
+    2969: (405, "uuid_ops"),
+}
+"""The btree (403) and hash (405) operator families of the types verify joins, groups and sorts on (uuid row
+ids, text table names, bigint positions): a join, grouping or sort runs their support functions."""
+
+BUILTIN_AMOP = frozenset("""
+1976:20>20:1s:412:403:0 1976:20>20:2s:414:403:0 1976:20>20:3s:410:403:0 1976:20>20:4s:415:403:0
+1976:20>20:5s:413:403:0 1976:20>21:1s:1870:403:0 1976:20>21:2s:1872:403:0 1976:20>21:3s:1868:403:0
+1976:20>21:4s:1873:403:0 1976:20>21:5s:1871:403:0 1976:20>23:1s:418:403:0 1976:20>23:2s:420:403:0
+1976:20>23:3s:416:403:0 1976:20>23:4s:430:403:0 1976:20>23:5s:419:403:0 1976:21>20:1s:1864:403:0
+1976:21>20:2s:1866:403:0 1976:21>20:3s:1862:403:0 1976:21>20:4s:1867:403:0 1976:21>20:5s:1865:403:0
+1976:21>21:1s:95:403:0 1976:21>21:2s:522:403:0 1976:21>21:3s:94:403:0 1976:21>21:4s:524:403:0
+1976:21>21:5s:520:403:0 1976:21>23:1s:534:403:0 1976:21>23:2s:540:403:0 1976:21>23:3s:532:403:0
+1976:21>23:4s:542:403:0 1976:21>23:5s:536:403:0 1976:23>20:1s:37:403:0 1976:23>20:2s:80:403:0
+1976:23>20:3s:15:403:0 1976:23>20:4s:82:403:0 1976:23>20:5s:76:403:0 1976:23>21:1s:535:403:0
+1976:23>21:2s:541:403:0 1976:23>21:3s:533:403:0 1976:23>21:4s:543:403:0 1976:23>21:5s:537:403:0
+1976:23>23:1s:97:403:0 1976:23>23:2s:523:403:0 1976:23>23:3s:96:403:0 1976:23>23:4s:525:403:0
+1976:23>23:5s:521:403:0 1977:20>20:1s:410:405:0 1977:20>21:1s:1868:405:0 1977:20>23:1s:416:405:0
+1977:21>20:1s:1862:405:0 1977:21>21:1s:94:405:0 1977:21>23:1s:532:405:0 1977:23>20:1s:15:405:0
+1977:23>21:1s:533:405:0 1977:23>23:1s:96:405:0 1994:19>19:1s:660:403:0 1994:19>19:2s:661:403:0
+1994:19>19:3s:93:403:0 1994:19>19:4s:663:403:0 1994:19>19:5s:662:403:0 1994:19>25:1s:255:403:0
+1994:19>25:2s:256:403:0 1994:19>25:3s:254:403:0 1994:19>25:4s:257:403:0 1994:19>25:5s:258:403:0
+1994:25>19:1s:261:403:0 1994:25>19:2s:262:403:0 1994:25>19:3s:260:403:0 1994:25>19:4s:263:403:0
+1994:25>19:5s:264:403:0 1994:25>25:1s:664:403:0 1994:25>25:2s:665:403:0 1994:25>25:3s:98:403:0
+1994:25>25:4s:667:403:0 1994:25>25:5s:666:403:0 1995:19>19:1s:93:405:0 1995:19>25:1s:254:405:0
+1995:25>19:1s:260:405:0 1995:25>25:1s:98:405:0 2968:2950>2950:1s:2974:403:0 2968:2950>2950:2s:2976:403:0
+2968:2950>2950:3s:2972:403:0 2968:2950>2950:4s:2977:403:0 2968:2950>2950:5s:2975:403:0
+2969:2950>2950:1s:2972:405:0
+""".split())
+"""pg_amop of those families as PostgreSQL 15 and 16 compile them: `FAMILY:LEFT>RIGHT:STRATEGY PURPOSE:OPERATOR:
+METHOD:SORTFAMILY`."""
+
+BUILTIN_AMPROC = frozenset("""
+1976:20>20:1:842 1976:20>20:2:3131 1976:20>20:3:4126 1976:20>20:4:5051 1976:20>21:1:2193 1976:20>23:1:2189
+1976:21>20:1:2192 1976:21>20:3:4130 1976:21>21:1:350 1976:21>21:2:3129 1976:21>21:3:4132 1976:21>21:4:5051
+1976:21>23:1:2190 1976:21>23:3:4131 1976:23>20:1:2188 1976:23>20:3:4127 1976:23>21:1:2191 1976:23>21:3:4129
+1976:23>23:1:351 1976:23>23:2:3130 1976:23>23:3:4128 1976:23>23:4:5051 1977:20>20:1:949 1977:20>20:2:442
+1977:21>21:1:449 1977:21>21:2:441 1977:23>23:1:450 1977:23>23:2:425 1994:19>19:1:359 1994:19>19:2:3135
+1994:19>19:4:5050 1994:19>25:1:246 1994:25>19:1:253 1994:25>25:1:360 1994:25>25:2:3255 1994:25>25:4:5050
+1995:19>19:1:455 1995:19>19:2:447 1995:25>25:1:400 1995:25>25:2:448 2968:2950>2950:1:2960 2968:2950>2950:2:3300
+2968:2950>2950:4:5051 2969:2950>2950:1:2963 2969:2950>2950:2:3412
+""".split())
+"""pg_amproc of those families as PostgreSQL 15 and 16 compile them: `FAMILY:LEFT>RIGHT:NUMBER:FUNCTION`."""
+
 _ARRAY_IO = ((750, "array_in"), (751, "array_out"), (2400, "array_recv"), (2401, "array_send"))
 
 RELIED_ON_TYPES: dict[int, tuple[str, tuple[tuple[int, str], ...]]] = {
@@ -311,14 +377,20 @@ def _operator_problems(raw: Any, procs: _Procs, compiled: Callable[[int], bool])
         701: "double precision",
     }
     found: dict[tuple[str, str, str], list[tuple[int, int]]] = {}
-    for oid, name, left, right, code, namespace in raw.execute(
-        "SELECT o.oid, o.oprname::pg_catalog.text, o.oprleft, o.oprright, o.oprcode::pg_catalog.oid, o.oprnamespace "
-        "FROM pg_catalog.pg_operator o"
+    rows: dict[int, str] = {}
+    codes: dict[int, int] = {}
+    for oid, name, left, right, code, namespace, kind, merge, hash_, *rest in raw.execute(
+        "SELECT o.oid, o.oprname::pg_catalog.text, o.oprleft, o.oprright, o.oprcode::pg_catalog.oid, o.oprnamespace, "
+        "o.oprkind, o.oprcanmerge, o.oprcanhash, o.oprresult, o.oprcom, o.oprnegate, o.oprrest::pg_catalog.oid, "
+        "o.oprjoin::pg_catalog.oid FROM pg_catalog.pg_operator o"
     ):
+        codes[int(oid)] = int(code)
+        rows[int(oid)] = f"{oid}:{kind}{'m' if merge else '-'}{'h' if hash_ else '-'}:" + ":".join(map(str, rest))
         key = (name, types.get(left, ""), types.get(right, ""))
         if key in RELIED_ON_OPERATORS and namespace == PG_CATALOG_NAMESPACE:
             found.setdefault(key, []).append((oid, code))
     problems: list[tuple[str, str]] = []
+    expected_rows = {int(row.partition(":")[0]): row for row in OPERATOR_ROWS}
     for key, (function, function_oid) in RELIED_ON_OPERATORS.items():
         label = f"operator {key[0]} ({key[1]}, {key[2]})"
         implementations = found.get(key, [])
@@ -329,6 +401,83 @@ def _operator_problems(raw: Any, procs: _Procs, compiled: Callable[[int], bool])
         if oid >= FIRST_USER_OID or code != function_oid or not compiled(code):
             name = procs.get(code, (str(code),))[0]
             problems.append((label, f"is implemented by {name} (OID {code}), not PostgreSQL's {function}"))
+        elif rows[oid] != expected_rows.get(oid) or not all(
+            compiled(int(f)) for f in rows[oid].split(":")[5:] if f != "0"
+        ):
+            problems.append(
+                (
+                    label,
+                    f"has the pg_operator row {rows[oid]}, not PostgreSQL's "
+                    f"{expected_rows.get(oid, '(none at that OID)')} "
+                    "(OID:kind, merge- and hash-joinable:result:commutator:negator:estimators): a superuser edited it, "
+                    "which changes how the planner may join, or what it runs",
+                )
+            )
+    return problems + _opfamily_problems(raw, compiled, codes)
+
+
+def _opfamily_problems(raw: Any, compiled: Callable[[int], bool], codes: dict[int, int]) -> list[tuple[str, str]]:
+    """The btree and hash operator families of uuid, text and bigint, entry by entry, against PostgreSQL's own.
+
+    A join, grouping or sort on those types runs the families' support functions (comparison, hashing) and
+    operators; an entry removed, added or re-pointed changes what verify's bulk queries compute, or makes
+    them unplannable. Read as plain columns and compared here, as the rest of this check.
+    """
+    families = list(OPERATOR_FAMILIES)
+    problems: list[tuple[str, str]] = []
+    stored = {
+        int(oid): (int(method), str(name), int(namespace))
+        for oid, method, name, namespace in raw.execute(
+            "SELECT f.oid, f.opfmethod, f.opfname::pg_catalog.text, f.opfnamespace FROM pg_catalog.pg_opfamily f "
+            "WHERE f.oid OPERATOR(pg_catalog.=) ANY(%s::pg_catalog.oid[])",
+            (families,),
+        )
+    }
+    for oid, (method, name) in OPERATOR_FAMILIES.items():
+        if stored.get(oid) != (method, name, PG_CATALOG_NAMESPACE):
+            problems.append((f"operator family {name} (OID {oid})", f"is {stored.get(oid)}, not PostgreSQL's own"))
+    amop = {
+        f"{family}:{left}>{right}:{strategy}{purpose}:{operator}:{method}:{sort}"
+        for family, left, right, strategy, purpose, operator, method, sort in raw.execute(
+            "SELECT a.amopfamily, a.amoplefttype, a.amoprighttype, a.amopstrategy, a.amoppurpose, a.amopopr, "
+            "a.amopmethod, a.amopsortfamily FROM pg_catalog.pg_amop a "
+            "WHERE a.amopfamily OPERATOR(pg_catalog.=) ANY(%s::pg_catalog.oid[])",
+            (families,),
+        )
+    }
+    amproc = {
+        f"{family}:{left}>{right}:{number}:{function}"
+        for family, left, right, number, function in raw.execute(
+            "SELECT a.amprocfamily, a.amproclefttype, a.amprocrighttype, a.amprocnum, a.amproc::pg_catalog.oid "
+            "FROM pg_catalog.pg_amproc a WHERE a.amprocfamily OPERATOR(pg_catalog.=) ANY(%s::pg_catalog.oid[])",
+            (families,),
+        )
+    }
+    for table, have, want in (("pg_amop", amop, BUILTIN_AMOP), ("pg_amproc", amproc, BUILTIN_AMPROC)):
+        for entry in sorted(have ^ want):
+            family = OPERATOR_FAMILIES[int(entry.partition(":")[0])]
+            what = "is missing" if entry in want else "was added (PostgreSQL has no such entry)"
+            problems.append(
+                (
+                    f"operator family {family[1]} ({'btree' if family[0] == 403 else 'hash'})",
+                    f"{table} entry {entry} {what}",
+                )
+            )
+    for entry in sorted(amproc & BUILTIN_AMPROC):
+        function = int(entry.rpartition(":")[2])
+        if not compiled(function):
+            problems.append(
+                (
+                    f"{entry} in pg_amproc",
+                    f"support function OID {function} is no longer PostgreSQL's compiled function",
+                )
+            )
+    for entry in sorted(amop & BUILTIN_AMOP):
+        operator = int(entry.split(":")[3])
+        if not compiled(codes.get(operator, 0)):
+            problems.append(
+                (f"operator OID {operator} (pg_amop {entry})", "is not implemented by a PostgreSQL compiled function")
+            )
     return problems
 
 
@@ -594,3 +743,53 @@ LINK_CHECK_SQL = (
 )
 """Links after `%(after)s` that do not follow from their stored predecessor (the first from
 `%(previous)s`), positions skipped, and unknown encodings."""
+
+
+RELATIONS: dict[str, tuple[bool, bool]] = {
+    "planning_cycles": (True, False),
+    "tool_calls": (True, True),
+    "decision_log": (False, True),
+}
+"""Per table: whether its rows name a start row (`parent_id`) and a planning cycle (`cycle_id`). These are the
+checks of the sealer (migration 0008) that the rows alone can show; schema_changes has none."""
+
+
+def relation_check_sql(table: str) -> str:
+    """Rows of `table` the sealer would flag from the rows alone (migration 0008's MISSING_PARENT, OUTSIDE_CYCLE).
+
+    A completion whose start row is missing or dated after it; a start row or decision whose cycle is
+    missing or dated before it began, or after its close (the slack is applied in Python: every row
+    dated after the close comes back, with both times). One pass, a join per reference, in the verifying
+    snapshot; only candidate rows come back. Returned: id, created_at's epoch, parent_id, whether the
+    start row exists, whether the row is dated before it, cycle_id, whether the cycle exists, whether the
+    row is dated before the cycle began, the close's epoch, the start row's and the cycle's created_at.
+    """
+    parent, cycle = RELATIONS[table]
+    epoch = "pg_catalog.date_part('epoch'::pg_catalog.text, {})"
+    joins, conditions = [], []
+    if parent:
+        joins.append(f" LEFT JOIN ONLY public.{table} s ON s.id = x.parent_id")
+        conditions.append("x.parent_id IS NOT NULL AND (s.id IS NULL OR x.created_at < s.created_at)")
+        parent_columns = "x.parent_id, s.id IS NOT NULL, x.created_at < s.created_at, s.created_at::pg_catalog.text"
+    else:
+        parent_columns = "NULL::pg_catalog.uuid, false, false, NULL::pg_catalog.text"
+    if cycle:
+        joins.append(
+            " LEFT JOIN ONLY public.planning_cycles c ON c.id = x.cycle_id"
+            " LEFT JOIN ONLY public.planning_cycles e ON e.parent_id = x.cycle_id"
+        )
+        conditions.append(
+            "x.cycle_id IS NOT NULL AND (c.id IS NULL OR x.created_at < c.created_at OR e.created_at < x.created_at)"
+        )
+        cycle_columns = (
+            f"x.cycle_id, c.id IS NOT NULL, x.created_at < c.created_at, {epoch.format('e.created_at')}, "
+            "c.created_at::pg_catalog.text, e.created_at::pg_catalog.text"
+        )
+    else:
+        cycle_columns = (
+            "NULL::pg_catalog.uuid, false, false, NULL::pg_catalog.float8, NULL::pg_catalog.text, NULL::pg_catalog.text"
+        )
+    return (
+        f"SELECT x.id, {epoch.format('x.created_at')}, {parent_columns}, {cycle_columns} "
+        f"FROM ONLY public.{table} x{''.join(joins)} WHERE {' OR '.join(f'({c})' for c in conditions)}"
+    )
