@@ -25,7 +25,7 @@ from jarvis.agent.witnessing import seal_and_sign, verify_trail
 from jarvis.cli.main import app
 from jarvis.config import Settings
 from jarvis.db import Database
-from jarvis.db.audit import PlanningLog, ToolCallLog, close_dangling, verify
+from jarvis.db.audit import PlanningLog, ToolCallLog, close_dangling
 from jarvis.db.audit.chain import BACKDATE_SLACK
 from jarvis_testkit import tamper
 from jarvis_testkit.tamper import Trail, without_traceback
@@ -108,9 +108,7 @@ def test_decision_forged_after_its_cycle_closed_is_named_after_its_flag_was_dele
             "VALUES (%s, %s, %s, 'pay the attacker', %s)",
             (forged, trail.cycle, Jsonb({"why": "approved"}), closed + BACKDATE_SLACK + timedelta(seconds=1)),
         )
-    assert "after its planning cycle closed" in seal_as_superuser_and_delete_the_flag(
-        trail.url, "decision_log", forged
-    )
+    assert "after its planning cycle closed" in seal_as_superuser_and_delete_the_flag(trail.url, "decision_log", forged)
 
     agent_signs_then_every_verify_names(witnessed, forged, "after its planning cycle closed")
 

@@ -21,13 +21,16 @@ from typing import Any
 import psycopg
 import pytest
 from psycopg import sql
+from psycopg.rows import dict_row
 from typer.testing import CliRunner
 
 from jarvis.agent import Agent, AgentAlreadyRunningError
 from jarvis.cli.main import app
 from jarvis.config import Settings, load_settings
 from jarvis.db import open_database
-from jarvis.db.audit import verify
+from jarvis.db.audit import PlanningLog, ToolCallLog, verify
+from jarvis.db.audit.dangling import sweep_dangling
+from jarvis.db.liveness import Lease
 from jarvis.db.urls import database_name
 from jarvis_testkit import tamper
 from jarvis_testkit.pgbouncer import pgbouncer
@@ -225,7 +228,7 @@ def test_an_auditor_login_can_neither_take_nor_write_an_agents_lease(
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             auditor.execute("SELECT public.jarvis_take_lease('victim', gen_random_uuid(), 3600)")
         for statement in (
-            "INSERT INTO public.agent_leases VALUES ('victim', gen_random_uuid(), now(), now() + interval '1 day')",
+            "INSERT INTO public.agent_leases VALUES ('victim', '\\x00', now(), now() + interval '1 day', 86400)",
             "UPDATE public.agent_leases SET expires_at = 'infinity'",
             "SELECT 1 FROM public.agent_leases FOR KEY SHARE",  # a row lock would make the agent's take wait
             "LOCK TABLE public.agent_leases IN ROW EXCLUSIVE MODE",
@@ -240,9 +243,104 @@ def test_the_app_role_writes_leases_only_through_the_lease_functions(isolated_da
     """The lease table is mutable state, but no role writes it directly: only the SECURITY DEFINER functions."""
     with tamper.as_app_role(isolated_database_url) as app_role:
         for statement in (
-            "INSERT INTO public.agent_leases VALUES ('victim', gen_random_uuid(), now(), now() + interval '1 day')",
+            "INSERT INTO public.agent_leases VALUES ('victim', '\\x00', now(), now() + interval '1 day', 86400)",
             "UPDATE public.agent_leases SET expires_at = 'infinity'",
             "DELETE FROM public.agent_leases",
         ):
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
                 app_role.execute(statement)
+
+
+# --- B10, second pass: the holder id is the holder's secret; a lease lapses only by its holder's silence
+
+
+def stolen_holders(app_role: psycopg.Connection[Any]) -> list[tuple[str, uuid.UUID]]:
+    """Every (agent, holder id) an app-role login can read from the lease table: what the attack needs."""
+    try:
+        with app_role.transaction():
+            rows = app_role.cursor(row_factory=dict_row).execute("SELECT * FROM public.agent_leases").fetchall()
+    except psycopg.errors.InsufficientPrivilege:
+        return []
+    return [(row["agent"], row["holder"]) for row in rows if isinstance(row.get("holder"), uuid.UUID)]
+
+
+def test_an_app_role_login_cannot_read_a_lease_holder_to_expire_a_live_agents_lease(
+    isolated_database_url: str, tmp_path: Path
+) -> None:
+    """The app role is a member of the auditor role, which could read `holder`: any app-role login renewed a
+    live agent's lease with a time to live of 1 ms, and `jarvis audit dangling --close` then closed the
+    agent's running payment as abandoned (its real outcome then failed: 'already has an outcome')."""
+    url = isolated_database_url
+    agent = Agent.start(agent_settings(url, tmp_path, lease_ttl=30.0), name="victim", migrate=False)
+    try:
+        cycle = agent.planning.open_cycle(["pay the invoice"])
+        call = agent.tool_calls.start("transfer_funds", {"usd": 5}, cycle_id=cycle)  # the tool is running now
+        with tamper.as_app_role(url) as app_role:
+            for name, holder in stolen_holders(app_role):
+                app_role.execute("SELECT public.jarvis_renew_lease(%s, %s, 0.001)", (name, holder))
+        swept = CliRunner().invoke(
+            app,
+            ["audit", "dangling", "--close", "--older-than", "0"],
+            env={"DATABASE_URL": url, "REDIS_URL": "", "JARVIS_DATA_DIR": str(tmp_path), "COLUMNS": "200"},
+        )
+        assert swept.exit_code == 0, swept.output
+        closed = [r for r in tamper.rows(url, "tool_calls") if r["parent_id"] == call.id]
+        assert closed == [], f"the live agent's running call was closed: {closed}; {swept.output}"
+        with tamper.as_app_role(url) as app_role:
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                app_role.execute("SELECT holder_hash FROM public.agent_leases")
+        agent.tool_calls.record_completion(call, "succeeded", output={"tx": "real"}, duration_ms=1)
+        agent.planning.close_cycle(cycle, "succeeded", {"steps": 1})
+    finally:
+        agent.shutdown()
+
+
+def test_the_auditor_still_reads_who_runs_and_until_when_but_never_the_holder(
+    isolated_database_url: str, auditor_login: str, tmp_path: Path
+) -> None:
+    agent = Agent.start(agent_settings(isolated_database_url, tmp_path), name="listed", migrate=False)
+    try:
+        with psycopg.connect(isolated_database_url, user=auditor_login, autocommit=True) as auditor:
+            rows = auditor.execute("SELECT agent, taken_at, expires_at, ttl FROM public.agent_leases").fetchall()
+            assert [row[0] for row in rows] == ["listed"]
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                auditor.execute("SELECT holder_hash FROM public.agent_leases")
+    finally:
+        agent.shutdown()
+
+
+def test_a_lease_time_to_live_under_one_second_is_refused(isolated_database_url: str) -> None:
+    """A lease made to lapse at once (1 ms) is what turned a stolen holder id into a closed payment."""
+    with tamper.as_app_role(isolated_database_url) as app_role:
+        for ttl in (0.001, 0.999, float("nan")):
+            with pytest.raises(psycopg.errors.InvalidParameterValue), app_role.transaction():
+                app_role.execute("SELECT public.jarvis_take_lease('short', gen_random_uuid(), %s)", (ttl,))
+        row = app_role.execute("SELECT public.jarvis_take_lease('short', gen_random_uuid(), 1)").fetchone()
+        assert row is not None and row[0] is not None
+
+
+def test_a_sweep_leaves_an_agent_whose_heartbeat_is_late_by_less_than_a_lease_lifetime(
+    isolated_database_url: str, tmp_path: Path
+) -> None:
+    """A lease that expired a moment ago (a heartbeat delayed by a busy pool or a short outage) is no proof of
+    death: the sweep took it and closed the agent's running call; the late heartbeat then found its lease gone."""
+    url = isolated_database_url
+    database = open_database(agent_settings(url, tmp_path), url=url)
+    lease = Lease(database, "late", ttl=60.0)
+    try:
+        assert lease.take()  # and no heartbeat: it is late
+        cycle = PlanningLog(database, agent="late").open_cycle(["slow"])
+        call = ToolCallLog(database).start("transfer_funds", {"usd": 5}, cycle_id=cycle)
+        with tamper.superuser_without_triggers(url) as superuser:  # the clock's reading of it, without waiting
+            superuser.execute(
+                "UPDATE public.agent_leases SET expires_at = clock_timestamp() - interval '1 second' "
+                "WHERE agent = 'late'"
+            )
+        sweep = sweep_dangling(database)
+        assert sweep.closed == [] and sweep.running == ["late"], sweep
+        assert {d.id for d in sweep.skipped} == {cycle, call.id}
+        assert lease.renew()  # the late heartbeat: the lease is still its own
+        ToolCallLog(database).record_completion(call, "succeeded", output={"tx": "real"}, duration_ms=1)
+    finally:
+        lease.release()
+        database.shutdown()

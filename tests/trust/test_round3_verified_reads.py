@@ -249,3 +249,96 @@ def test_the_ui_cycle_list_shows_a_cycle_with_an_edited_start_as_tampered(
     assert "TAMPERED" in row
     assert FORGED not in listed.text and FORGED not in page.text
     assert 'class="badge integrity-tampered"' in page.text
+
+
+# --- Round 3, attacker's report on verified reads: a redefined built-in, and a sealed row queued again by hand.
+
+
+def redefine_sha256_to_hide(url: str, forged: str, original: str) -> None:
+    """The superuser's recipe: `pg_catalog.sha256(bytea)` replaced in place (same OID) by an inlinable SQL body
+    (`$1` once, not STRICT, so the planner inlines it instead of calling the compiled code) that hashes the
+    forged bytes as the original ones."""
+    with tamper.superuser_without_triggers(url) as conn:
+        conn.execute("CREATE SCHEMA evil")
+        conn.execute(
+            "CREATE FUNCTION evil.real_sha256(bytea) RETURNS bytea LANGUAGE internal IMMUTABLE STRICT AS 'sha256_bytea'"
+        )
+        conn.execute("GRANT USAGE ON SCHEMA evil TO PUBLIC")
+        conn.execute(
+            "CREATE FUNCTION evil.fake(b bytea) RETURNS bytea LANGUAGE plpgsql STABLE AS $$ BEGIN "
+            f"IF pg_catalog.position(b, pg_catalog.convert_to('{forged}', 'UTF8')) > 0 THEN "
+            "RETURN evil.real_sha256(pg_catalog.convert_to(pg_catalog.replace(pg_catalog.convert_from(b, 'UTF8'), "
+            f"'{forged}', '{original}'), 'UTF8')); END IF; RETURN evil.real_sha256(b); END $$"
+        )
+        conn.execute(
+            "CREATE OR REPLACE FUNCTION pg_catalog.sha256(bytea) RETURNS bytea LANGUAGE sql STABLE "
+            "CALLED ON NULL INPUT AS $$ SELECT evil.fake($1) $$"
+        )
+
+
+def test_audit_show_reads_every_row_unverifiable_when_sha256_was_redefined_to_hide_an_edit(sealed: Sealed) -> None:
+    """Before: the forged output read "verified" (the per-row check trusted the redefined sha256)."""
+    forge_output(sealed)
+    redefine_sha256_to_hide(sealed.url, FORGED, "0x0000")
+    code, out = jarvis(sealed.url, "audit", "show", "--cycle", str(sealed.cycle), "--json")
+    assert code == 0, out
+    assert FORGED not in out
+    shown = json.loads(out)
+    assert {entry["integrity"] for entry in shown["timeline"]} == {"unverifiable"}
+    assert {entry["detail"] for entry in shown["timeline"]} == {None}
+    assert shown["cycle"]["integrity"] == "unverifiable" and shown["cycle"]["goals"] is None
+    why = shown["cycle"]["why"]
+    assert "sha256" in why and "\n" not in why
+    code, text_out = jarvis(sealed.url, "audit", "show", "--cycle", str(sealed.cycle))
+    assert code == 0 and FORGED not in text_out and "UNVERIFIABLE: function pg_catalog.sha256(bytea)" in text_out
+
+
+def test_audit_export_withholds_every_row_when_sha256_was_redefined_to_hide_an_edit(
+    sealed: Sealed, auditor: Database
+) -> None:
+    forge_output(sealed)
+    redefine_sha256_to_hide(sealed.url, FORGED, "0x0000")
+    rows = list(export_rows(auditor))
+    assert len(rows) >= 7 and {row["integrity"] for row in rows} == {"unverifiable"}
+    assert all("sha256" in row["why"] and "output" not in row for row in rows)
+    spans = list(tool_call_spans(auditor, include_content=True))
+    assert {span["attributes"]["jarvis.audit.integrity"] for span in spans} == {"unverifiable"}
+    assert all(span["status"]["code"] == "ERROR" and "sha256" in span["status"]["message"] for span in spans)
+    assert FORGED not in json.dumps(rows) + json.dumps(spans)
+    code, out = jarvis(sealed.url, "audit", "export")
+    assert code == 0 and FORGED not in out and '"integrity": "unverifiable"' in out
+
+
+@pytest.fixture
+def aged(sealed: Sealed) -> Sealed:
+    """The `sealed` trail as if written five minutes ago and swept by a seal since (setup, not the attack).
+
+    Its rows are dated back and the chain rebuilt by the database's own sealer (from an empty sweep time,
+    so nothing is flagged); that seal's sweep time is now, well after the rows.
+    """
+    with tamper.superuser_without_triggers(sealed.url) as conn:
+        for table in ("planning_cycles", "decision_log", "tool_calls"):
+            conn.execute(f"UPDATE public.{table} SET created_at = created_at - interval '5 minutes'")
+        conn.execute("DELETE FROM public.audit_flags")
+        conn.execute("UPDATE public.audit_seal_head SET swept_at = NULL")
+    tamper.recompute_chain(sealed.url)
+    return sealed
+
+
+def test_a_sealed_row_edited_and_queued_again_by_hand_reads_tampered_not_unsealed(
+    aged: Sealed, auditor: Database
+) -> None:
+    """Before: it read "unsealed" with the forged value, as if it were new and merely waiting for the sealer."""
+    queries = AuditQueries(auditor)
+    assert by_id(queries.timeline(aged.cycle))[aged.completions[1]].integrity == "verified"
+    changed = aged.completions[1]
+    tamper.edit(aged.url, "tool_calls", changed, "output", f'\'{{"tx": "{FORGED}"}}\'')
+    assert tamper.delete_chain_links(aged.url, f"row_id = '{changed}'") == 1
+    tamper.queue_by_hand(aged.url, "tool_calls", changed)
+    entry = by_id(queries.timeline(aged.cycle))[changed]
+    assert entry.integrity == "tampered" and entry.detail is None
+    (call,) = [call for call in queries.tool_calls(cycle_id=aged.cycle) if call.id == aged.starts[1]]
+    assert call.integrity == "tampered" and call.output is None
+    exported = {row["id"]: row for row in export_rows(auditor)}
+    assert exported[str(changed)]["integrity"] == "tampered"
+    assert FORGED not in json.dumps(list(exported.values()))

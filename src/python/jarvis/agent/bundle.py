@@ -787,10 +787,12 @@ class _Checker:
         unflagged = [(t, i, why) for t, i, why in self.relations.problems() if (t, i) not in flagged]
         positions = self._positions({(t, i) for t, i, _ in unflagged}) if unflagged else {}
         for table, row_id, why in unflagged:
+            if (table, row_id) not in positions:
+                continue  # not in the chain: named as such below
             self._problem(
                 table,
                 row_id,
-                positions.get((table, row_id)),
+                positions[(table, row_id)],
                 f"{why}: the sealer does not vouch for such a row, yet the bundle holds no flag for it "
                 "(deleted before the checkpoint was signed, or the row linked with the sealer bypassed)",
             )

@@ -24,9 +24,11 @@ from jarvis.cache import RedisLink
 from jarvis.config import Settings
 from jarvis.db import Database
 from jarvis.db.audit import ExpectedHead, Problem, SealResult, TrustedHead, VerifyReport, verify
+from jarvis.db.audit.trail_binding import binding_problem, database_identity
 from jarvis.db.audit.witnessed import (
     CheckpointContradictedError,
     ImplausibleSealTimeError,
+    any_recorded,
     ensure_signing_key,
     newest_recorded_checkpoint,
     refuse_to_contradict,
@@ -36,7 +38,6 @@ from jarvis.db.audit.witnessed import (
 from jarvis.db.audit.witnessed import seal_and_sign as sign_sealed
 from jarvis.witness import (
     Checkpoint,
-    PublicKey,
     WitnessError,
     WitnessLog,
     load_public_key,
@@ -95,27 +96,45 @@ def checkpoints(settings: Settings, database: Database) -> list[Checkpoint]:
 
 def trusted_heads(
     settings: Settings, database: Database, public_key: Path | None = None
-) -> tuple[list[TrustedHead], list[Problem]]:
-    """The witness log's checkpoints whose signature holds, and a problem for each one that does not.
+) -> tuple[list[TrustedHead], list[Problem], list[str]]:
+    """The witness log's checkpoints whose signature holds, a problem for each one that does not, and notes.
 
     A head's time is its `signed_at` (the signer's clock), never the database's word. Also reported:
-    seal times that go backwards or stray from their signing (`timeline_problems`), and a log that
-    lacks the newest checkpoint the database records as signed (deleted, emptied or an older copy).
+    seal times that go backwards or stray from their signing (`timeline_problems`), a log that lacks
+    the newest checkpoint the database records as signed (deleted, emptied or an older copy), and a
+    trail id that is not the one the signer bound this database to (`jarvis.db.audit.trail_binding`;
+    a copy of another database's trail raises TrailBindingError, a setting to fix).
     """
-    recorded, unreadable = newest_recorded_checkpoint(database)  # first: the log is appended before the record
-    where = witness_log_path(settings, database)
+    trail = trail_id(database)
+    bound, changed = binding_problem(settings, database_identity(database), trail)
     problems: list[Problem] = []
-    if unreadable is not None:
-        problems.append(Problem("audit_checkpoints", None, None, unreadable))
+    notes: list[str] = []
+    if changed is not None:
+        problems.append(Problem("trail_info", None, None, changed))
+    has_records = any_recorded(database)  # first: the log is appended before the record
+    where = witness_log_path(settings, database)
     try:
         entries = WitnessLog(where).entries()
     except WitnessError as error:
-        return [], [*problems, Problem("witness log", None, None, str(error))]
-    if not entries and recorded is None:
-        return [], problems
+        return [], [*problems, Problem("witness log", None, None, str(error))], notes
+    if not entries and not has_records:
+        if bound is not None and bound.signed and changed is None:
+            problems.append(
+                Problem(
+                    "witness log",
+                    None,
+                    None,
+                    f"this database was signed for into {bound.log} since {bound.bound_at}, but neither {where} "
+                    "nor the database holds any checkpoint of it: the log and the database's records of it were "
+                    "deleted. Restore the log (JARVIS_WITNESS_LOG); until then nothing vouches for the trail",
+                )
+            )
+        return [], problems, notes
     # A missing or unreadable public key is a setting to fix (exit 2), not evidence of tampering.
     trusted_key = load_public_key(public_key or settings.public_key_path())
-    trail = trail_id(database)
+    recorded, skipped = newest_recorded_checkpoint(database, trusted_key)
+    if skipped is not None:
+        notes.append(skipped)
     heads: list[TrustedHead] = []
     for number, checkpoint in enumerate(entries, start=1):
         label = f"checkpoint {checkpoint.seq}:{checkpoint.head_hash[:12]}… signed {checkpoint.signed_at}"
@@ -150,29 +169,20 @@ def trusted_heads(
     own = [(n, c) for n, c in enumerate(entries, start=1) if c.trail == trail and c.verify(trusted_key)]
     for number, why in timeline_problems(own):
         problems.append(Problem("witness log", None, None, f"{where} entry {number}: {why}"))
-    problems.extend(_record_problems(recorded, [c for _, c in own], trusted_key, trail, where))
-    return heads, problems
+    problems.extend(_record_problems(recorded, [c for _, c in own], trail, where))
+    return heads, problems, notes
 
 
-def _record_problems(
-    recorded: Checkpoint | None, own: list[Checkpoint], key: PublicKey, trail: str, where: Path
-) -> list[Problem]:
-    """The database's record of the newest signed checkpoint against the log: missing, older, or different."""
+def _record_problems(recorded: Checkpoint | None, own: list[Checkpoint], trail: str, where: Path) -> list[Problem]:
+    """The newest signed checkpoint the database records against the log: missing, older, or different.
+
+    `recorded` carries the trusted key's signature (`newest_recorded_checkpoint` skips any other record).
+    """
     if recorded is None:
         return []
     label = f"checkpoint {recorded.seq}:{recorded.head_hash[:12]}… signed {recorded.signed_at}"
-    why: str | None = None
-    if recorded.key_id != key.key_id:
-        why = (
-            f"was signed by key {recorded.key_id}, not the trusted key {key.key_id}: another Jarvis process with "
-            "another JARVIS_SIGNING_KEY signs this trail (verify with its public key and witness log), or it "
-            "was written by hand"
-        )
-    elif not recorded.verify(key):
-        why = "does not carry the trusted key's signature: it was written by hand (the app role or a superuser)"
-    elif recorded.trail != trail:
+    if recorded.trail != trail:
         why = f"is of trail {recorded.trail}, not this database's {trail}: the database was replaced or copied"
-    if why is not None:
         return [Problem("audit_checkpoints", None, None, f"the newest checkpoint the database records ({label}) {why}")]
     if any(c.signature == recorded.signature for c in own):
         return []
@@ -208,9 +218,10 @@ def verify_trail(
     `incremental` starts from the newest of those checkpoints the chain still holds (see `verify`);
     `progress` and `planned`: see `verify`.
     """
-    heads, problems = trusted_heads(settings, database, public_key)
+    heads, problems, notes = trusted_heads(settings, database, public_key)
     report = verify(database, expect=expect, trusted=heads, incremental=incremental, progress=progress, planned=planned)
     report.problems.extend(problems)
+    report.notes.extend(notes)
     if not heads and not problems and report.head_seq:
         report.notes.append(
             f"no signed checkpoint in {witness_log_path(settings, database)}: only the chain itself was checked "

@@ -6,10 +6,11 @@ import json
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
@@ -34,12 +35,14 @@ from jarvis.cli.session import (
     reported_errors,
     settings_or_exit,
 )
+from jarvis.cli.otel_commands import export_spans
 from jarvis.cli.views import cycles_table, printable, safe, short_json, styled, timeline_table, verify_line
 from jarvis.config import Settings
 from jarvis.db import Database, RoleNotGrantedError, open_database
 from jarvis.db.audit import AuditQueries, ExpectedHead, SealPermissionError, find_dangling
 from jarvis.db.audit.dangling import DanglingStart, running_agents, sweep_dangling
-from jarvis.db.audit.export import export_rows, tool_call_spans
+from jarvis.db.audit.export import export_rows
+from jarvis.db.audit.witnessed import rebind
 from jarvis.db.migrate import require_head
 
 app = typer.Typer(help="The tamper-evident audit trail.", no_args_is_help=True)
@@ -65,6 +68,7 @@ def show_command(
                 print_json([vars(c) for c in cycles])
             else:
                 console.print(cycles_table(cycles))
+                _print_why(cycles)
             return
         if cycle == "last":
             chosen = next(iter(queries.cycles(agent=only, limit=1)), None)
@@ -83,6 +87,14 @@ def show_command(
         print_json({"cycle": vars(chosen), "timeline": [vars(e) for e in entries]})
     else:
         console.print(timeline_table(chosen, entries))
+        _print_why([chosen, *entries])
+
+
+def _print_why(shown: Sequence[Any]) -> None:
+    """The one line saying why rows read UNVERIFIABLE (the server's catalog or built-ins were changed), if any."""
+    why = next((item.why for item in shown if getattr(item, "why", None)), None)
+    if why is not None:
+        console.print(f"[bold red]{safe(why)}[/bold red]")
 
 
 @app.command("verify")
@@ -295,6 +307,20 @@ def checkpoints_command(
     console.print(f"{len(entries)} checkpoint(s) in {printable(where)}", highlight=False, markup=False)
 
 
+@app.command("rebind")
+def rebind_command() -> None:
+    """Bind this database to its trail id in the signer's index, after a restore, a move or a deliberate new trail id.
+
+    The signer refuses a database whose trail id changed, or whose trail is bound to another database
+    (a copy), and verify says so; run this as the signer's user when that change was legitimate. A copy
+    should get its own trail instead (the refusal says how).
+    """
+    settings = settings_or_exit()
+    with opened_database() as database, reported_errors():
+        decided = rebind(settings, database)
+    console.print(printable(decided), highlight=False, markup=False)
+
+
 @app.command("dangling")
 def dangling_command(
     older_than: float = typer.Option(
@@ -353,28 +379,49 @@ def export_command(
     fmt: str = typer.Option(
         "jsonl",
         "--format",
-        help="jsonl: every audit row; otel: tool calls as GenAI spans; bundle: rows, chain and signed checkpoints "
+        help="jsonl: every audit row; otel: cycles and tool calls as OpenTelemetry spans in OTLP/JSON (stdout or "
+        "--output); otlp: the same spans to a collector (--endpoint); bundle: rows, chain and signed checkpoints "
         "in one file (--output) that `audit verify --bundle` checks without the database.",
     ),
     include_content: bool = typer.Option(
-        False, "--include-content", help="otel: add tool arguments and results (may hold secrets)."
+        False, "--include-content", help="otel, otlp: add tool arguments and results (may hold secrets)."
     ),
-    output: Path = typer.Option(None, "--output", "-o", help="bundle: the file to write (atomically)."),
-    force: bool = typer.Option(False, "--force", help="bundle: replace an existing --output file."),
+    output: Path = typer.Option(None, "--output", "-o", help="bundle, otel: the file to write (atomically)."),
+    force: bool = typer.Option(False, "--force", help="bundle, otel: replace an existing --output file."),
+    endpoint: str = typer.Option(
+        None, "--endpoint", help="otlp: the collector, e.g. http://127.0.0.1:4318 (/v1/traces is added)."
+    ),
+    protocol: str = typer.Option("http/protobuf", "--protocol", help="otlp: http/protobuf or grpc."),
+    follow: bool = typer.Option(
+        False, "--follow", help="otlp: keep exporting as rows are sealed, until Ctrl-C or SIGTERM."
+    ),
+    interval: float = typer.Option(1.0, "--interval", min=0.05, max=3600, help="otlp --follow: seconds between polls."),
 ) -> None:
-    """Write the audit trail to stdout, one JSON document per line (--format bundle: to --output FILE)."""
-    if fmt not in ("jsonl", "otel", "bundle"):
-        fail(f"--format {fmt!r} is not supported; use jsonl, otel or bundle", ExitCode.BAD_INPUT)
+    """Write the audit trail to stdout, one JSON document per line (--format bundle: to --output FILE;
+    otlp: to an OpenTelemetry collector)."""
+    if fmt not in ("jsonl", "otel", "otlp", "bundle"):
+        fail(f"--format {fmt!r} is not supported; use jsonl, otel, otlp or bundle", ExitCode.BAD_INPUT)
+    if fmt in ("otel", "otlp"):
+        export_spans(
+            fmt,
+            endpoint=endpoint,
+            protocol=protocol,
+            follow=follow,
+            interval=interval,
+            include_content=include_content,
+            output=output,
+            force=force,
+        )
+        return
+    if endpoint is not None or follow:
+        fail("--endpoint and --follow are for --format otlp", ExitCode.BAD_INPUT)
     if fmt == "bundle":
         _export_bundle(output, force)
         return
     if output is not None:
-        fail("--output is for --format bundle; jsonl and otel write to stdout (redirect it)", ExitCode.BAD_INPUT)
+        fail("--output is for --format bundle and otel; jsonl writes to stdout (redirect it)", ExitCode.BAD_INPUT)
     with opened_database() as database:
-        documents = (
-            export_rows(database) if fmt == "jsonl" else tool_call_spans(database, include_content=include_content)
-        )
-        for document in documents:
+        for document in export_rows(database):
             sys.stdout.write(json.dumps(document, ensure_ascii=False, default=str) + "\n")
 
 

@@ -17,6 +17,7 @@ from jarvis.cli.session import ExitCode, console, fail, print_json, reported_err
 from jarvis.cli.views import printable
 from jarvis.config import Settings
 from jarvis.db import Database, Roles, open_database
+from jarvis.db.audit.trail_binding import TrailBindings, database_identity
 from jarvis.db.engine import psycopg_connection
 from jarvis.db.migrate import current_revision, downgrade, downgrade_plan, head_revision, history, upgrade
 from jarvis.db.urls import database_name
@@ -142,10 +143,13 @@ def downgrade_command(
             console.print(f"exported the trail to {path} ({summary})", highlight=False, markup=False)
         # Found before the downgrade: the log is named by the trail id, which goes with trail_info.
         witness_log = witness_log_path(settings, database) if destroyed else None
+        identity = database_identity(database) if destroyed else None
         downgrade(database, revision, destroy_audit_trail=destroy_audit_trail)
         after = current_revision(database)
         if witness_log is not None:
             retire_witness_log(witness_log)
+        if identity is not None:  # a new trail made here later is not a changed trail id
+            TrailBindings.of(settings).forget(identity, "its trail was destroyed (`jarvis db downgrade`)")
     console.print(printable(f"downgraded to {after or 'base (empty)'}"), markup=False)
 
 

@@ -85,10 +85,12 @@ INTEGRITY_CELLS = {
     "unsealed": Text("unsealed", style="yellow"),
     "flagged": Text("FLAGGED", style="bold yellow"),
     "tampered": Text("TAMPERED", style="bold red"),
+    "unverifiable": Text("UNVERIFIABLE", style="bold red"),
 }
 """How a row's verified-read state is shown: "ok" (its link vouches for it), "unsealed" (not yet
 vouched for), "FLAGGED" (linked, but the sealer did not vouch for it: `audit verify` says why),
-"TAMPERED" (its values are withheld)."""
+"TAMPERED" (its values are withheld), "UNVERIFIABLE" (the server's catalog or built-ins were changed,
+so no row can be checked: values withheld, and the one-line reason is printed under the table)."""
 
 WITHHELD = Text("(withheld: does not match its chain link)", style="red")
 
@@ -99,8 +101,8 @@ def integrity_cell(integrity: str) -> Text:
 
 
 def timeline_table(cycle: CycleSummary, entries: list[TimelineEntry]) -> Table:
-    start_withheld = cycle.integrity == "tampered" and cycle.agent is None
-    goals = "[bold red]TAMPERED[/bold red]" if start_withheld else escape(short_json(cycle.goals, 60))
+    start_withheld = cycle.integrity in ("tampered", "unverifiable") and cycle.agent is None
+    goals = f"[bold red]{cycle.integrity.upper()}[/bold red]" if start_withheld else escape(short_json(cycle.goals, 60))
     table = Table(
         title=f"cycle {cycle.id} · {goals} · {styled(cycle.status)}",
         title_justify="left",
@@ -139,7 +141,7 @@ def cycles_table(cycles: list[CycleSummary]) -> Table:
     for column in ("cycle", "agent", "started", "status", "check", "goals"):
         table.add_column(column, overflow="fold")
     for cycle in cycles:
-        start_withheld = cycle.integrity == "tampered" and cycle.agent is None
+        start_withheld = cycle.integrity in ("tampered", "unverifiable") and cycle.agent is None
         table.add_row(
             str(cycle.id),
             WITHHELD.copy() if start_withheld else plain(cycle.agent or ""),

@@ -7,7 +7,13 @@ statements, so liveness survives `idle_in_transaction_session_timeout` and works
 transaction pooler of any size (an advisory lock in a transaction held open did neither).
 
 Only the app role may take, renew or release a lease, through SECURITY DEFINER functions:
-a SELECT-only login can read who runs, never block an agent from starting.
+a SELECT-only login can read who runs, never block an agent from starting. The holder id is
+the holder's secret: the table keeps its SHA-256, and no role may read even that (whoever knew
+the id could renew the lease with a tiny time to live and have a live agent's work closed).
+
+An agent counts as running until its lease has been expired for one more of its own lifetimes
+(`ttl`): a heartbeat delayed past the expiry (a busy pool, a short outage) takes the lease back
+before a sweep calls the agent dead and closes its work as abandoned.
 """
 
 from __future__ import annotations
@@ -143,14 +149,19 @@ def held_lease(database: Database, agent: str) -> Iterator[bool]:
 
 
 def running_agents(database: Database, names: Sequence[str]) -> list[str]:
-    """Those of `names` whose lease has not expired by the database's clock (read only: nothing is taken)."""
+    """Those of `names` presumed running: their lease has not been expired for a whole `ttl` yet.
+
+    By the database's clock; read only (nothing is taken). The grace of one lifetime after expiry is
+    what a sweep waits before closing an agent's work: see the module's docstring.
+    """
     if not names:
         return []
     with database.connect() as conn:
         found = conn.execute(
             text(
                 "SELECT l.agent FROM public.agent_leases l "
-                "WHERE l.agent = ANY(CAST(:names AS text[])) AND l.expires_at > pg_catalog.clock_timestamp() "
+                "WHERE l.agent = ANY(CAST(:names AS text[])) "
+                "AND l.expires_at + pg_catalog.make_interval(secs => l.ttl) > pg_catalog.clock_timestamp() "
                 "ORDER BY l.agent"
             ),
             {"names": list(names)},

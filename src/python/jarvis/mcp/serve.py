@@ -61,8 +61,9 @@ def register_audit_tools(agent: Agent) -> None:
     def show_cycle(i: ShowCycleInput) -> Any:
         """A planning cycle ('last' or its id) with its timeline: decisions and tool calls in order.
 
-        Each row is a verified read: its "integrity" is "verified", "unsealed", "flagged" or "tampered"
-        (re-hashed against its chain link as it was read); a tampered row carries no values.
+        Each row is a verified read: its "integrity" is "verified", "unsealed", "flagged", "tampered"
+        (re-hashed against its chain link as it was read) or "unverifiable" (the server's catalog or
+        built-ins were changed; "why" says how); a tampered or unverifiable row carries no values.
         """
         if i.cycle == "last":
             chosen = next(iter(queries.cycles(limit=1)), None)

@@ -217,6 +217,8 @@ class Pages:
         entry = next((e for e in found if e.id == row_id), None)
         if entry is None:
             return PlainTextResponse("not found", 404)
+        if entry.why is not None:
+            return PlainTextResponse(entry.why, 409)
         if entry.integrity == "tampered":
             return PlainTextResponse(
                 "TAMPERED: this row does not match its chain link; its value is withheld "

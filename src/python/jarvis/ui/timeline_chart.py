@@ -28,6 +28,7 @@ STATUS_CLASSES = {
     "abandoned": "abandoned",
     "started": "running",
     "tampered": "tampered",
+    "unverifiable": "tampered",
 }
 
 
@@ -92,6 +93,8 @@ def build_chart(
         label = call.tool_name if call.tool_name is not None else "TAMPERED"
         if call.integrity == "tampered":
             took = "TAMPERED: a row of this call does not match its chain link; its values are withheld"
+        elif call.why is not None:
+            label, took = "UNVERIFIABLE", call.why
         bars.append(
             Bar(
                 x=start,

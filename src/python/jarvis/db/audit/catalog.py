@@ -244,14 +244,14 @@ EXPECTED_FUNCTIONS: dict[str, tuple[str, bool]] = {
     "jarvis_decision_log_before_insert": ("52ad142390c35b58d58896d15c8dcc231d2c58d3f452c7839c0533b9425efc05", False),
     "jarvis_planning_cycles_before_insert": ("89d31f6952a06a91f788765c8960de35add65519145e5a372c5596249fb4f83a", True),
     "jarvis_queue_for_sealing": ("5f3c7ba43047fed41cdfbcb4fc4b518e44081ee61f1819d24909ffc6fd472585", True),
-    "jarvis_record_checkpoint": ("389b59a59b37172d1a969c7f22e8cba4f72c8f486d5b54a898d2bbeea8618863", True),
+    "jarvis_record_checkpoint": ("bab031df46f57db125ccec1729a57b47c4944aacef6b3db49d19c1408dd90f98", True),
     "jarvis_reject_mutation": ("7ddf847cbc8eb6fe5c1799266e079bf6013f10cf15f0e4afbf3190dc77d3b29e", False),
-    "jarvis_release_lease": ("327a9d733def1d2c740aef2b55b8d2f6fe39820c47f1dfbe2876f58bbe218b84", True),
-    "jarvis_renew_lease": ("c38d4138822d62746bb10cacb3689367a1d99eb210fa98f2cb1ee26037057fa1", True),
+    "jarvis_release_lease": ("553762ed354bfcc186d649f50624bf8d874e19b5ec90f95fca01379a88379df9", True),
+    "jarvis_renew_lease": ("a4885eed7ca255365a0942ce8a04ff4f88d19bb37dd941225c24dc1a2eb4712c", True),
     "jarvis_seal": ("39346949911b8ab93111c54850d5f0f07a459c63f5b63cde2a85418303d440d5", True),
     "jarvis_serial_uuid": ("ccda40a165b32fc8a147959ae8b7861e5303467a4ac1a1b6663739ece3d5e2d7", False),
     "jarvis_stamp_created_at": ("b3e09a5f6a3c307a592a733a6ed68de3c4dd5267c22eccdaf2bf200446eb9a60", False),
-    "jarvis_take_lease": ("c743ee4e176bad243953723d3d9dd323a0f2dfd23f94522ae6ee3c16950bbe82", True),
+    "jarvis_take_lease": ("bd9a9b99cc4155195fe070ec6bca1fb37ad4a378a5af522312235ba7a342e331", True),
     "jarvis_tool_calls_before_insert": ("67c7d151971438e0c359cd18ab8652549632e905e3a9b05b24ce2ecd21573657", False),
 }
 

@@ -37,6 +37,11 @@ LOADABLE = (
 """created_at must lie in [2000, 9999): what the CHECK constraints allow and every client can load."""
 BACKDATE_SLACK = timedelta(seconds=60)
 """How much later than its `created_at` a row may commit before a checkpoint calls it backdated."""
+SEAL_BOUND = BACKDATE_SLACK
+"""Longest a row may wait in the sealer's queue, or a link past the newest signed checkpoint, before verify
+fails: the sealer was blocked (a session holding its lock) or could not sign (no key). The background
+sealer seals and signs within JARVIS_SEAL_INTERVAL (at most 5 s); past the slack, a row is exposed longer
+than any honest seal takes, and it would be flagged as backdated anyway."""
 
 
 class SealerBusyError(DatabaseError):

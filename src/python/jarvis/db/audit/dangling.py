@@ -116,16 +116,27 @@ def sweep_dangling(
     """Close dangling work of agents that are not running, and tool calls outside any cycle.
 
     Each agent's work is closed while holding that agent's lease, so it cannot start (and
-    claim the same rows) meanwhile; an agent whose lease another process holds is running,
-    and its open rows are its live work: skipped, unless `force`.
+    claim the same rows) meanwhile; an agent whose lease another process holds, or whose lease
+    expired less than one of its lifetimes ago (`running_agents`: a late heartbeat takes it
+    back), is running, and its open rows are its live work: skipped, unless `force`.
     """
     found = find_dangling(database, older_than=older_than)
     closed: list[DanglingStart] = []
     skipped: list[DanglingStart] = []
     running: list[str] = []
-    for agent in sorted({d.agent for d in found if d.agent is not None}):
+    agents = sorted({d.agent for d in found if d.agent is not None})
+    presumed_running = set(running_agents(database, agents))
+    for agent in agents:
+        if agent in presumed_running:  # never take its lease: a late heartbeat would find it gone
+            running.append(agent)
+            if force:
+                mine = find_dangling(database, older_than=older_than, agent=agent)
+                closed.extend(_close(database, mine, listeners, tolerate_closed=True))
+            else:
+                skipped.extend(d for d in found if d.agent == agent)
+            continue
         with held_lease(database, agent) as ours:
-            if not ours:
+            if not ours:  # it started meanwhile
                 running.append(agent)
                 if not force:
                     skipped.extend(d for d in found if d.agent == agent)

@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from jarvis.db.audit.canonical import AUDIT_COLUMNS, json_scalar
-from jarvis.db.audit.verified import TAMPERED, verified_reading, worst
+from jarvis.db.audit.verified import TAMPERED, UNVERIFIABLE, WITHHELD, verified_reading, worst
 from jarvis.db.base import AUDIT_TABLES
 from jarvis.db.engine import Database
 
@@ -21,8 +21,10 @@ from jarvis.db.engine import Database
 def export_rows(database: Database, *, since: datetime | None = None) -> Iterator[dict[str, Any]]:
     """Every audit row (optionally from `since` on), oldest first, tagged with its table and its `integrity`.
 
-    A verified read: "verified", "unsealed" or "tampered" (the row does not match its chain link); a
-    tampered row is exported as table, id, created_at and integrity only, its values withheld.
+    A verified read: "verified", "unsealed", "flagged", "tampered" (the row does not match its chain
+    link) or "unverifiable" (the server's catalog or built-ins were changed: "why" says how); a
+    tampered or unverifiable row is exported as table, id, created_at and integrity only, its values
+    withheld.
     """
     with verified_reading(database) as reader:
         selects = " UNION ALL ".join(
@@ -33,12 +35,13 @@ def export_rows(database: Database, *, since: datetime | None = None) -> Iterato
         )
         for row in reader.stream(f"{selects} ORDER BY 2, 3", {"since": since}):
             integrity = reader.settle(row.tbl, row.id, row.integrity) or TAMPERED
-            if integrity == TAMPERED:
+            if integrity in WITHHELD:
                 yield {
                     "table": row.tbl,
                     "id": row.row.get("id"),
                     "created_at": row.row.get("created_at"),
                     "integrity": integrity,
+                    **({"why": reader.why} if integrity == UNVERIFIABLE else {}),
                 }
             else:
                 yield {"table": row.tbl, **{k: row.row.get(k) for k in AUDIT_COLUMNS[row.tbl]}, "integrity": integrity}
@@ -65,11 +68,14 @@ def tool_call_spans(database: Database, *, include_content: bool = False) -> Ite
                 reader.settle("tool_calls", row.id, row.start_integrity),
                 reader.settle("tool_calls", row.ended_id, row.end_integrity),
                 include_content,
+                reader.why,
             )
 
 
-def _span(row: Any, start: str | None, end: str | None, include_content: bool) -> dict[str, Any]:
-    start_ok, end_ok = start != TAMPERED, end != TAMPERED
+def _span(
+    row: Any, start: str | None, end: str | None, include_content: bool, why: str | None = None
+) -> dict[str, Any]:
+    start_ok, end_ok = start not in WITHHELD, end not in WITHHELD
     attributes: dict[str, Any] = {
         "gen_ai.operation.name": "execute_tool",
         "gen_ai.tool.call.id": str(row.id),
@@ -79,7 +85,7 @@ def _span(row: Any, start: str | None, end: str | None, include_content: bool) -
     if start_ok:
         attributes["gen_ai.tool.name"] = row.tool_name
     if not end_ok:
-        attributes["error.type"] = TAMPERED
+        attributes["error.type"] = str(end)
     elif row.status not in (None, "succeeded"):
         attributes["error.type"] = (row.error or row.status).split(":", 1)[0]
     if include_content:
@@ -88,7 +94,9 @@ def _span(row: Any, start: str | None, end: str | None, include_content: bool) -
         if end_ok and row.output is not None:
             attributes["gen_ai.tool.call.result"] = row.output
     status: dict[str, Any]
-    if not end_ok:
+    if why is not None:
+        status = {"code": "ERROR", "message": why}
+    elif not end_ok:
         status = {"code": "ERROR", "message": "TAMPERED: the outcome row does not match its chain link"}
     else:
         status = {"code": "OK" if row.status == "succeeded" else "UNSET" if row.status is None else "ERROR"}

@@ -12,8 +12,10 @@ loses or repeats nothing, and rows appended meanwhile do not shift later pages.
 Every read is `FROM ONLY public.<table>`: rows in an inheritance child a superuser attached are
 never shown. Every audit row shown (cycles, tool calls, timelines) is a *verified read*
 (`jarvis.db.audit.verified`): PostgreSQL re-hashes it and checks it against its chain link in the
-query that reads it, and it carries `integrity` ("verified", "unsealed" or "tampered"); a tampered
-row's values are withheld here (None), so no caller can show them as data. A cycle's timeline is
+query that reads it, and it carries `integrity` ("verified", "unsealed", "flagged", "tampered" or
+"unverifiable": verify's catalog and built-in checks, run first in the same snapshot, found that
+the checks themselves cannot be trusted, and `why` says why in one line); a tampered or
+unverifiable row's values are withheld here (None), so no caller can show them as data. A cycle's timeline is
 read a page at a time (keyset on (created_at, id)), its values optionally cut in SQL (`preview`),
 so a cycle of any size is shown in bounded memory and time.
 """
@@ -28,7 +30,7 @@ from typing import Any
 
 from sqlalchemy import text
 
-from jarvis.db.audit.verified import TAMPERED, Reader, verified_reading, worst
+from jarvis.db.audit.verified import TAMPERED, UNVERIFIABLE, WITHHELD, Reader, verified_reading, worst
 from jarvis.db.base import STATUSES
 from jarvis.db.engine import Database
 from jarvis.db.jsonb import check_text
@@ -68,10 +70,11 @@ class Cursor:
 class TimelineEntry:
     """One row of a cycle's story, as `jarvis audit show` prints it.
 
-    `integrity`: "verified", "unsealed" or "tampered"; a tampered row has no status, name or detail
-    (withheld), and its kind says only its table ("cycle.tampered", "decision", "tool.tampered").
-    `detail_chars`: set when `detail` is a preview (the first characters of the value's JSON text,
-    cut in SQL): the length of the whole text.
+    `integrity`: "verified", "unsealed", "flagged", "tampered" or "unverifiable"; a tampered or
+    unverifiable row has no status, name or detail (withheld), and its kind says only its table
+    ("cycle.tampered", "decision", "tool.unverifiable"). `detail_chars`: set when `detail` is a
+    preview (the first characters of the value's JSON text, cut in SQL): the length of the whole
+    text. `why`: for an unverifiable row, one line saying why (`Reader.why`).
     """
 
     at: datetime
@@ -83,6 +86,7 @@ class TimelineEntry:
     detail: Any
     integrity: str
     detail_chars: int | None = None
+    why: str | None = None
 
     @property
     def cursor(self) -> Cursor:
@@ -106,6 +110,7 @@ class CycleSummary:
     closed_at: datetime | None
     outcomes: Any
     integrity: str
+    why: str | None = None
 
     @property
     def cursor(self) -> Cursor:
@@ -132,6 +137,7 @@ class ToolCallSummary:
     started_at: datetime
     ended_at: datetime | None
     integrity: str
+    why: str | None = None
 
     @property
     def cursor(self) -> Cursor:
@@ -482,28 +488,29 @@ def _tool_calls_sql(reader: Reader, values: str) -> str:
 def _cycle(reader: Reader, row: Any) -> CycleSummary:
     start = reader.settle("planning_cycles", row.id, row.start_integrity)
     end = reader.settle("planning_cycles", row.closed_id, row.end_integrity)
-    start_ok, end_ok = start != TAMPERED, end != TAMPERED
+    start_ok, end_ok = start not in WITHHELD, end not in WITHHELD
     return CycleSummary(
         id=row.id,
         agent=row.agent if start_ok else None,
         goals=row.goals if start_ok else None,
-        status=row.status if end_ok else TAMPERED,
+        status=row.status if end_ok else str(end),
         started_at=row.started_at,
         closed_at=row.closed_at,
         outcomes=row.outcomes if end_ok else None,
         integrity=worst(start, end),
+        why=reader.why,
     )
 
 
 def _call(reader: Reader, row: Any) -> ToolCallSummary:
     start = reader.settle("tool_calls", row.id, row.start_integrity)
     end = reader.settle("tool_calls", row.ended_id, row.end_integrity)
-    start_ok, end_ok = start != TAMPERED, end != TAMPERED
+    start_ok, end_ok = start not in WITHHELD, end not in WITHHELD
     return ToolCallSummary(
         id=row.id,
         tool_name=row.tool_name if start_ok else None,
         cycle_id=row.cycle_id,
-        status=row.status if end_ok else TAMPERED,
+        status=row.status if end_ok else str(end),
         input=row.input if start_ok else None,
         output=row.output if end_ok else None,
         error=row.error if end_ok else None,
@@ -511,26 +518,28 @@ def _call(reader: Reader, row: Any) -> ToolCallSummary:
         started_at=row.started_at,
         ended_at=row.ended_at,
         integrity=worst(start, end),
+        why=reader.why,
     )
 
 
-_TAMPERED_KINDS = {"planning_cycles": "cycle.tampered", "decision_log": "decision", "tool_calls": "tool.tampered"}
-"""A tampered row's kind, from its table alone (a cycle's opened/closed and a call's status come from its values)."""
+_WITHHELD_KINDS = {"planning_cycles": "cycle.{}", "decision_log": "decision", "tool_calls": "tool.{}"}
+"""A withheld row's kind, from its table alone (a cycle's opened/closed and a call's status come from its values)."""
 
 
 def _entry(reader: Reader, row: Any) -> TimelineEntry:
-    """A timeline row; a tampered one keeps only its table, id and place (values withheld, kind from its table)."""
+    """A timeline row; a tampered or unverifiable one keeps only its table, id and place (values withheld)."""
     state = reader.settle(row.tbl, row.id, row.integrity) or TAMPERED
-    if state == TAMPERED:
+    if state in WITHHELD:
         return TimelineEntry(
             at=row.created_at,
             table=row.tbl,
             id=row.id,
-            kind=_TAMPERED_KINDS.get(row.tbl, TAMPERED),
+            kind=_WITHHELD_KINDS.get(row.tbl, "{}").format(state),
             status=None,
             name=None,
             detail=None,
             integrity=state,
+            why=reader.why if state == UNVERIFIABLE else None,
         )
     return TimelineEntry(
         at=row.created_at,

@@ -9,24 +9,35 @@ row's integrity:
 - `verified`: the row's canonical encoding hashes to its link's `row_hash`, and that link's
   `chain_hash` follows from its stored predecessor (so the hash was not swapped in the link alone);
 - `unsealed`: no link yet, but the row is queued for the sealer (written through the triggers,
-  not yet vouched for by the chain);
+  not yet vouched for by the chain) and dated after the newest complete seal's sweep
+  (`audit_seal_head.swept_at`) minus `chain.BACKDATE_SLACK`: an older row was committed before that
+  seal began and should be linked already, so a queued one (its link deleted and the row queued
+  again by hand, to show an edit as merely "unsealed") is `tampered`. An unsealed row's values are
+  shown, marked unsealed: nothing vouches for them yet, and the surfaces say so;
 - `flagged`: it matches its link, but the sealer flagged it when it linked it (`audit_flags`: dated
   before a checkpoint it came after, its cycle missing, ...): linked so the chain stays complete,
   not vouched for, and reported by every verify;
 - `tampered`: anything else — the content changed, the link does not follow from its
   predecessor, the link's encoding is unknown, or the row is neither linked nor queued (written
-  with the triggers bypassed).
+  with the triggers bypassed), or queued long after it should have been sealed;
+- `unverifiable`: the checks themselves cannot be trusted in this snapshot. Before the first row
+  is read, the snapshot runs verify's own catalog and built-in checks (`catalog.catalog_problems`,
+  `verify_sql.builtin_problems`: a `pg_catalog.sha256` redefined with an inlinable SQL body hashes
+  a forged row as the original). If either finds anything, every row reads `unverifiable`, its
+  values withheld as a tampered row's, and `Reader.why` says why in one line. Nothing is cached
+  across snapshots: each read pays for the checks (docs/benchmarks.md, "Verified reads").
 
 The canonical rendering is the verifier's own (`verify_sql.canonical_sql`), so the rule lives in
 one place; reads run in `chain.verifying_snapshot` (REPEATABLE READ READ ONLY, `FROM ONLY`, row
 security off, UTC, a search path of pg_catalog only), as verify does. Links of encoding 1 (sealed
 before migration 0003) cannot be rendered in SQL: they are settled here in Python from the row's
 stored JSON, as the verifier does. A verified read checks one row and one link; the rest of the
-chain and the signed checkpoints remain `jarvis audit verify`'s work (a superuser who recomputes
-every later link is found there, not here).
+chain and the signed checkpoints remain `jarvis audit verify`'s work: "verified" means the row
+matches its link and the link its stored predecessor, not that a signed checkpoint covers it (a
+superuser who edits a row and recomputes every later link is found by verify, not here).
 
-Readers get the status and never the values of a tampered row (`withheld`): no surface can show
-a forged value by forgetting to look at the status.
+Readers get the status and never the values of a tampered or unverifiable row (`WITHHELD`): no
+surface can show a forged value by forgetting to look at the status.
 """
 
 from __future__ import annotations
@@ -34,21 +45,26 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Any, Final
 
 import psycopg
 from psycopg.rows import namedtuple_row
 
 from jarvis.db.audit.canonical import GENESIS, NotCanonicalError, canonical_python_from_json
-from jarvis.db.audit.chain import rows_as_stored, sha256, verifying_snapshot
-from jarvis.db.audit.verify_sql import canonical_sql, renderable_columns, row_key
+from jarvis.db.audit.catalog import catalog_problems
+from jarvis.db.audit.chain import BACKDATE_SLACK, rows_as_stored, sha256, verifying_snapshot
+from jarvis.db.audit.verify_sql import builtin_problems, canonical_sql, renderable_columns, row_key
 from jarvis.db.engine import Database
 
 VERIFIED: Final = "verified"
 TAMPERED: Final = "tampered"
 UNSEALED: Final = "unsealed"
 FLAGGED: Final = "flagged"
-INTEGRITY_STATES = (VERIFIED, UNSEALED, FLAGGED, TAMPERED)
+UNVERIFIABLE: Final = "unverifiable"
+INTEGRITY_STATES = (VERIFIED, UNSEALED, FLAGGED, TAMPERED, UNVERIFIABLE)
+WITHHELD = frozenset({TAMPERED, UNVERIFIABLE})
+"""The states whose values no reader is given: only the row's table, id, time and state."""
 """From best to worst: a summary of several rows (a call's start and outcome) takes the worst."""
 _LEGACY = "legacy"
 """An encoding-1 link whose chain hash follows: the row is settled in Python (`Reader.settle`)."""
@@ -71,12 +87,20 @@ def worst(*states: str | None) -> str:
     return max(present, key=INTEGRITY_STATES.index) if present else VERIFIED
 
 
-def integrity_sql(table: str, columns: dict[str, str] | None, *, alias: str | None = None, flags: bool = False) -> str:
+def integrity_sql(
+    table: str,
+    columns: dict[str, str] | None,
+    *,
+    alias: str | None = None,
+    flags: bool = False,
+    sealed_before: datetime | None = None,
+) -> str:
     """An expression for the integrity of row `x` of `table` (or of the row under `alias` in the outer query).
 
     `columns` as `verify_sql.renderable_columns` found them (None: the sealer's own
-    `jarvis_canonical`); `flags`: the database has the sealer's `audit_flags`. Every function
-    and operator it uses is one `builtin_problems` checks.
+    `jarvis_canonical`); `flags`: the database has the sealer's `audit_flags`; `sealed_before`:
+    a queued row dated before it should have been linked already (it reads tampered, not
+    unsealed). Every function and operator it uses is one `builtin_problems` checks.
     """
     matched = (
         f"CASE WHEN EXISTS (SELECT FROM ONLY public.audit_flags f WHERE f.seq = l.seq) THEN '{FLAGGED}' "
@@ -87,6 +111,12 @@ def integrity_sql(table: str, columns: dict[str, str] | None, *, alias: str | No
     name = f"'{table}'::pg_catalog.text"
     key = row_key(table, table in _UUID_KEYED)
     rendered = canonical_sql(table, columns)
+    queued = f"'{UNSEALED}'"
+    if sealed_before is not None:
+        queued = (
+            f"CASE WHEN x.created_at >= '{sealed_before.isoformat()}'::pg_catalog.timestamptz "
+            f"THEN '{UNSEALED}' ELSE '{TAMPERED}' END"
+        )
     expression = (
         "coalesce((SELECT CASE "
         "WHEN l.encoding <> 2::pg_catalog.int2 THEN CASE "
@@ -97,7 +127,7 @@ def integrity_sql(table: str, columns: dict[str, str] | None, *, alias: str | No
         f"ELSE '{TAMPERED}' END "
         f"FROM ONLY public.audit_chain l WHERE l.table_name = {name} AND l.row_id = {key} LIMIT 1), "
         f"CASE WHEN EXISTS (SELECT FROM ONLY public.audit_pending q WHERE q.table_name = {name} "
-        f"AND q.row_id = {key}) THEN '{UNSEALED}' ELSE '{TAMPERED}' END)"
+        f"AND q.row_id = {key}) THEN {queued} ELSE '{TAMPERED}' END)"
     )
     if alias is None:
         return expression
@@ -105,21 +135,47 @@ def integrity_sql(table: str, columns: dict[str, str] | None, *, alias: str | No
 
 
 class Reader:
-    """One verifying snapshot: builds the integrity expressions for it and runs the queries that use them."""
+    """One verifying snapshot: builds the integrity expressions for it and runs the queries that use them.
 
-    def __init__(self, raw: psycopg.Connection[Any]) -> None:
+    `problems`: what verify's catalog and built-in checks found in this snapshot; if any, every row
+    reads `unverifiable` (no check is run on a server that may answer it falsely) and `why` says why.
+    """
+
+    def __init__(self, raw: psycopg.Connection[Any], problems: Sequence[tuple[str, str]] = ()) -> None:
         self.raw = raw
+        self.problems = list(problems)
         self._columns: dict[str, dict[str, str] | None] = {}
         self._flags: bool | None = None
+        self._sealed_before: datetime | None = None
+
+    @property
+    def why(self) -> str | None:
+        """One line on why every row of this snapshot reads unverifiable (None: the checks can be trusted)."""
+        if not self.problems:
+            return None
+        thing, what = self.problems[0]
+        more = f" (+{len(self.problems) - 1} more)" if len(self.problems) > 1 else ""
+        return (
+            f"UNVERIFIABLE: {thing} {what}{more}; no row can be checked against its chain link on this server "
+            "until it is restored (`jarvis audit verify` names every problem)"
+        )
 
     def integrity(self, table: str, alias: str | None = None) -> str:
         """`integrity_sql` for `table` as it is stored now (its columns read once per snapshot)."""
+        if self.problems:
+            return f"'{UNVERIFIABLE}'" if alias is None else f"CASE WHEN {alias}.id IS NOT NULL THEN '{UNVERIFIABLE}' END"
         if table not in self._columns:
             self._columns[table] = renderable_columns(self.raw, table)
         if self._flags is None:
             row = self.raw.execute("SELECT pg_catalog.to_regclass('public.audit_flags') IS NOT NULL").fetchone()
             self._flags = bool(row and row[0])
-        return integrity_sql(table, self._columns[table], alias=alias, flags=self._flags)
+            if self._flags:  # migration 0008 added both: the newest complete seal's sweep time
+                swept = self.raw.execute("SELECT h.swept_at FROM ONLY public.audit_seal_head h LIMIT 1").fetchone()
+                if swept is not None and swept[0] is not None:
+                    self._sealed_before = swept[0] - BACKDATE_SLACK
+        return integrity_sql(
+            table, self._columns[table], alias=alias, flags=self._flags, sealed_before=self._sealed_before
+        )
 
     def rows(self, query: str, params: dict[str, Any] | Sequence[Any] | None = None) -> list[Any]:
         """All rows of `query`, as named tuples."""
@@ -134,6 +190,8 @@ class Reader:
 
     def settle(self, table: str, row_id: uuid.UUID | None, state: str | None) -> str | None:
         """The final state of a row whose SQL state is `state` (an encoding-1 row is re-hashed here in Python)."""
+        if self.problems and state is not None:
+            return UNVERIFIABLE
         if state != _LEGACY or row_id is None:
             return state
         with self.raw.cursor() as cursor:
@@ -156,9 +214,15 @@ class Reader:
 
 @contextmanager
 def verified_reading(database: Database) -> Iterator[Reader]:
-    """A read-only snapshot in which every audit row read can be checked against its link."""
+    """A read-only snapshot in which every audit row read can be checked against its link.
+
+    Verify's catalog and built-in checks run first, in this snapshot, before any row is read: the
+    per-row checks are PostgreSQL expressions, only as honest as the functions, operators and types
+    they call (`Reader.problems`).
+    """
     with verifying_snapshot(database) as raw:
         # The per-row checks make the planner's estimates large enough to JIT-compile the query, which
         # costs about 300 ms and saves nothing on a page of rows.
         raw.execute("SET LOCAL jit = off")
-        yield Reader(raw)
+        problems = catalog_problems(raw) + builtin_problems(raw)
+        yield Reader(raw, problems)

@@ -31,6 +31,7 @@ from jarvis.db.audit.catalog import catalog_problems
 from jarvis.db.audit.chain import (
     BACKDATE_SLACK,
     LOADABLE,
+    SEAL_BOUND,
     ExpectedHead,
     Problem,
     TrustedHead,
@@ -224,6 +225,7 @@ def _verify(
         _check_seal_head(run)
         report.problems.extend(run.unchained)
         _check_queue(run, pending, requeued)
+        _check_coverage(run, trusted)
         flagged = _check_flags(run, trusted)
         for table in RELATIONS:
             _check_relations(run, table, flagged)
@@ -614,6 +616,71 @@ def _check_queue(run: _Run, pending: dict[str, set[uuid.UUID]], requeued: dict[s
                     "forward): it would never be sealed",
                 )
             )
+    _check_waiting(run)
+
+
+UNCOVERED = (
+    f"not covered by a signed checkpoint within {SEAL_BOUND.total_seconds():g} s: the sealer was blocked or could "
+    "not sign, and until a checkpoint covers it a superuser's edit of it leaves no trace"
+)
+LISTED = 10
+"""Rows named one by one per table; the rest are counted in one more problem."""
+
+
+def _check_waiting(run: _Run) -> None:
+    """Rows queued longer than SEAL_BOUND (by the database's clock): never an OK over them.
+
+    Every process that appends seals and signs within JARVIS_SEAL_INTERVAL; a row still queued after
+    SEAL_BOUND means no sealer runs, one is blocked (a session holding the sealer's lock) or failing.
+    """
+    now = run.raw.execute("SELECT pg_catalog.clock_timestamp()").fetchone()[0]
+    waiting: dict[str, list[tuple[uuid.UUID, datetime]]] = {}
+    for table, row_id, queued_at in run.raw.execute(
+        "SELECT p.table_name, p.row_id, p.queued_at FROM ONLY public.audit_pending p "
+        "WHERE p.queued_at < %s::pg_catalog.timestamptz ORDER BY p.queued_at, p.row_id",
+        (now - SEAL_BOUND,),
+    ):
+        waiting.setdefault(str(table), []).append((row_id, queued_at))
+    for table, rows in sorted(waiting.items()):
+        for row_id, queued_at in rows[:LISTED]:
+            age = (now - queued_at).total_seconds()
+            run.report.problems.append(Problem(table, row_id, None, f"queued {age:.0f} s ago and still {UNCOVERED}"))
+        if len(rows) > LISTED:
+            run.report.problems.append(
+                Problem(table, None, None, f"{len(rows) - LISTED} more queued row(s) still {UNCOVERED}")
+            )
+
+
+def _check_coverage(run: _Run, trusted: Sequence[TrustedHead]) -> None:
+    """Links past the newest signed checkpoint, sealed longer than SEAL_BOUND ago: sealed, never signed.
+
+    Only when there is a witness log to speak of (`trusted` checkpoints): a sealer without its signing
+    key (JARVIS_SIGNING_KEY naming a missing file) still links rows, and without this check a verify
+    with the real key would say OK over a tail nothing vouches for.
+    """
+    if not trusted:
+        return
+    newest = max(trusted, key=lambda head: (head.seq, head.sealed_at))
+    now = run.raw.execute("SELECT pg_catalog.clock_timestamp()").fetchone()[0]
+    late = [
+        int(seq)
+        for (seq,) in run.raw.execute(
+            "SELECT l.seq FROM ONLY public.audit_chain l WHERE l.seq > %s::pg_catalog.int8 "
+            "AND l.sealed_at < %s::pg_catalog.timestamptz ORDER BY l.seq",
+            (newest.seq, now - SEAL_BOUND),
+        )
+    ]
+    if late:
+        positions = f"chain position {late[0]}" if len(late) == 1 else f"chain positions {late[0]}-{late[-1]}"
+        run.report.problems.append(
+            Problem(
+                "audit_chain",
+                None,
+                late[0],
+                f"{positions} ({len(late)} link(s)) sealed over {SEAL_BOUND.total_seconds():g} s ago, past the newest "
+                f"signed checkpoint ({newest.label}), {UNCOVERED}",
+            )
+        )
 
 
 def _check_flags(run: _Run, trusted: Sequence[TrustedHead]) -> set[tuple[str, uuid.UUID]]:
@@ -702,15 +769,17 @@ def _check_relations(run: _Run, table: str, flagged: set[tuple[str, uuid.UUID]])
             (table, list(found)),
         )
     }
-    for row_id, why in sorted(found.items(), key=lambda item: (linked.get(item[0], 0), str(item[0]))):
-        seq = linked.get(row_id)
-        where = (
-            "the sealer does not vouch for such a row, yet audit_flags holds no flag for it (deleted, or the row "
-            "linked with the sealer bypassed)"
-            if seq is not None
-            else "not sealed yet; the sealer will flag it"
+    # Only linked rows: one not in the chain is named as such already, and one still queued is flagged when sealed.
+    for row_id, seq in sorted(linked.items(), key=lambda item: item[1]):
+        run.report.problems.append(
+            Problem(
+                table,
+                row_id,
+                seq,
+                f"{'; '.join(found[row_id])}: the sealer does not vouch for such a row, yet audit_flags holds no "
+                "flag for it (deleted, or the row linked with the sealer bypassed)",
+            )
         )
-        run.report.problems.append(Problem(table, row_id, seq, f"{'; '.join(why)}: {where}"))
 
 
 def shifted(moment: datetime, delta: timedelta) -> float:

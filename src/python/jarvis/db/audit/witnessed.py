@@ -14,7 +14,10 @@ previous checkpoint's `signed_at`; and verify takes `signed_at` as each checkpoi
 The trail's identity is the database's own (`trail_info.trail_id`, signed into every checkpoint),
 so the witness log is named by it, never by a name in DATABASE_URL that a pooler may alias. Every
 checkpoint signed is also recorded in the database (`jarvis_record_checkpoint`, migration 0009): a
-verify that finds the log missing, emptied or older than that record fails.
+verify that finds the log missing, emptied or older than that record fails. Because a superuser can
+change the trail id and delete those records, the signer also pins which trail each database is,
+outside it (`jarvis.db.audit.trail_binding`), and refuses to sign for a database whose trail id
+changed, for a copy of another database's trail, or into a new log for a trail it signed before.
 
 This module is the database layer's (the background sealer of `jarvis.db.audit.autoseal` uses it);
 `jarvis.agent.witnessing` re-exports it and adds verifying against the log.
@@ -37,10 +40,21 @@ from sqlalchemy import exc, text
 
 from jarvis.config import Settings
 from jarvis.db.audit.chain import SealerBusyError, SealResult, seal
+from jarvis.db.audit.trail_binding import (
+    REBIND,
+    Binding,
+    DatabaseIdentity,
+    TrailBindingError,
+    TrailBindings,
+    changed_trail_message,
+    copied_trail_message,
+    database_identity,
+)
 from jarvis.db.engine import Database, NotMigratedError
 from jarvis.witness import (
     SEAL_AGE_LIMIT,
     Checkpoint,
+    PublicKey,
     WitnessError,
     WitnessLog,
     generate_key,
@@ -52,9 +66,13 @@ from jarvis.witness.files import ensure_private_directory
 
 log = logging.getLogger("jarvis.audit")
 
-RECORD_CHECKPOINT_SQL = "SELECT public.jarvis_record_checkpoint(:seq, :signed_at, :checkpoint)"
-NEWEST_RECORDED_SQL = (
-    "SELECT c.checkpoint FROM ONLY public.audit_checkpoints c ORDER BY c.signed_at DESC, c.id DESC LIMIT 1"
+RECORD_CHECKPOINT_SQL = "SELECT public.jarvis_record_checkpoint(:checkpoint)"
+RECORDED_PAGE_SQL = (
+    "SELECT c.id, c.signed_at, c.checkpoint FROM ONLY public.audit_checkpoints c "
+    "WHERE (c.signed_at, c.id) < (:signed_at, :id) ORDER BY c.signed_at DESC, c.id DESC LIMIT 500"
+)
+RECORD_WRITERS = (
+    "the app role may call jarvis_record_checkpoint with any text it likes, and a superuser may write the table"
 )
 
 
@@ -244,12 +262,16 @@ def seal_and_sign(
     if not key_path.exists():
         return seal(database, wait=wait)
     trail = trail_id(database)
+    identity = database_identity(database)
+    bindings = TrailBindings.of(settings)
+    refuse_another_trail(bindings, identity, trail)  # before the log of a trail this database is not is touched
     path = adopt_legacy_log(settings, database, trail)
     witness = WitnessLog(path)
     key = load_signing_key(key_path)
     with signer_lock(path, wait):
         last = witness.last()
         refuse_to_contradict(database, last, trail)  # before linking anything onto a rewritten chain
+        bound = refuse_a_new_log(bindings, identity, trail, witness, last)
         if last is not None and last.trail == trail and last.key_id != key.key_id:
             raise WitnessError(
                 f"refusing to sign: {witness.path} was signed by key {last.key_id}, but JARVIS_SIGNING_KEY "
@@ -273,6 +295,17 @@ def seal_and_sign(
         # checkpoint expose a row backdated into the gap.
         checkpoint = key.sign(trail, result.head_seq, result.head_hash, result.sealed_at, flagged=result.flagged_total)
         witness.append(checkpoint)
+        if bound is None or not bound.signed:
+            if bound is None and previous is None and result.head_seq > 0:
+                log.info(
+                    "first checkpoint of trail %s (%s) at %s: the %d links already in its chain were signed by "
+                    "nobody before; this checkpoint vouches for them as they are now",
+                    trail,
+                    identity,
+                    path,
+                    result.head_seq,
+                )
+            bindings.bind(identity, trail, path, signed=True, why="signed" if bound else "first signing")
     record_checkpoint(database, checkpoint)
     if on_checkpoint is not None:
         try:
@@ -280,6 +313,67 @@ def seal_and_sign(
         except Exception as error:  # a copy for watchers, never evidence
             log.warning("could not publish checkpoint %s:%s…: %s", checkpoint.seq, checkpoint.head_hash[:12], error)
     return result
+
+
+def refuse_another_trail(bindings: TrailBindings, identity: DatabaseIdentity, trail: str) -> None:
+    """Never sign for a database whose trail id is not the one it was bound to, nor for a copy of another's trail."""
+    mine = bindings.of_database(identity)
+    if mine is not None and mine.trail != trail:
+        raise TrailBindingError(f"refusing to sign: {changed_trail_message(mine, trail, bindings.path)}")
+    if mine is None:
+        elsewhere = bindings.of_trail_elsewhere(trail, identity)
+        if elsewhere is not None:
+            raise TrailBindingError(
+                f"refusing to sign: {copied_trail_message(elsewhere, identity, trail, bindings.path)}"
+            )
+
+
+def refuse_a_new_log(
+    bindings: TrailBindings, identity: DatabaseIdentity, trail: str, witness: WitnessLog, last: Checkpoint | None
+) -> Binding | None:
+    """This database's binding; refuses to start a new log for a trail whose log held checkpoints before.
+
+    A database that was never signed for may be (its first checkpoint vouches for the chain as it is);
+    one that was, and whose log now holds none of its checkpoints, had its log deleted or replaced:
+    signing into a new one would vouch for whatever the chain now says.
+    """
+    mine = bindings.of_database(identity)
+    if mine is None or not mine.signed:
+        return mine
+    if (last is not None and last.trail == trail) or witness.newest(trail) is not None:
+        return mine
+    raise TrailBindingError(
+        f"refusing to sign: {identity} was signed for into {mine.log} since {mine.bound_at}, but {witness.path} "
+        f"holds no checkpoint of trail {trail}: the log was deleted, emptied or replaced, and a new one would "
+        f"vouch for whatever the chain says now. Restore the log; if it is lost for good, `{REBIND}` starts a new "
+        "one (recorded in " + str(bindings.path) + ")"
+    )
+
+
+def rebind(settings: Settings, database: Database) -> str:
+    """Bind this database to its current trail id in the signer's index, and say what was decided.
+
+    For a change made on purpose: a database restored or moved (a new oid or server), or given a new
+    trail id. Any other database's binding of this trail is dropped, and the decision is kept in the
+    index's history. If this trail's witness log holds checkpoints, the next signing must extend it;
+    if it holds none, the next signing starts a new log.
+    """
+    trail = trail_id(database)
+    identity = database_identity(database)
+    bindings = TrailBindings.of(settings)
+    before = bindings.of_database(identity)
+    elsewhere = bindings.of_trail_elsewhere(trail, identity)
+    path = witness_log_path(settings, database)
+    held = WitnessLog(path).newest(trail) is not None
+    bindings.bind(identity, trail, path, signed=held, why=f"`{REBIND}`")
+    parts = [f"bound {identity} to trail {trail} in {bindings.path}"]
+    if before is not None and before.trail != trail:
+        parts.append(f"it was trail {before.trail}, whose log {before.log} stays as it is")
+    if elsewhere is not None:
+        parts.append(f"the trail is no longer bound to {elsewhere.where}")
+    parts.append(f"signing goes on in {path}" if held else f"the next checkpoint starts {path}")
+    log.warning("%s", "; ".join(parts))
+    return "; ".join(parts)
 
 
 def record_checkpoint(database: Database, checkpoint: Checkpoint) -> None:
@@ -290,14 +384,7 @@ def record_checkpoint(database: Database, checkpoint: Checkpoint) -> None:
     """
     try:
         with database.begin() as conn:
-            conn.execute(
-                text(RECORD_CHECKPOINT_SQL),
-                {
-                    "seq": checkpoint.seq,
-                    "signed_at": datetime.fromisoformat(checkpoint.signed_at),
-                    "checkpoint": checkpoint.to_json(),
-                },
-            )
+            conn.execute(text(RECORD_CHECKPOINT_SQL), {"checkpoint": checkpoint.to_json()})
     except exc.SQLAlchemyError as error:
         log.warning(
             "checkpoint %s:%s… is in the witness log but could not be recorded in the database: %s",
@@ -307,15 +394,59 @@ def record_checkpoint(database: Database, checkpoint: Checkpoint) -> None:
         )
 
 
-def newest_recorded_checkpoint(database: Database) -> tuple[Checkpoint | None, str | None]:
-    """The newest checkpoint the database records as signed, or (None, why it cannot be read as one)."""
+def any_recorded(database: Database) -> bool:
+    """Whether the database records any signed checkpoint (False before migration 0009)."""
+    with database.connect() as conn:
+        if conn.execute(text("SELECT pg_catalog.to_regclass('public.audit_checkpoints')")).scalar() is None:
+            return False
+        return bool(conn.execute(text("SELECT EXISTS (SELECT FROM ONLY public.audit_checkpoints)")).scalar())
+
+
+def newest_recorded_checkpoint(database: Database, key: PublicKey) -> tuple[Checkpoint | None, str | None]:
+    """The newest checkpoint recorded in the database that `key` signed, and a note on newer records it did not.
+
+    The app role may record any text (the function checks what it can, but holds no key), so a record
+    counts only once its signature verifies; records are taken newest first by the checkpoint's own
+    `signed_at` (the function derives the column from it). What is skipped is reported, never as
+    tampering: it says who could have written it.
+    """
     with database.connect() as conn:
         if conn.execute(text("SELECT pg_catalog.to_regclass('public.audit_checkpoints')")).scalar() is None:
             return None, None  # not migrated to 0009: nothing recorded
-        line = conn.execute(text(NEWEST_RECORDED_SQL)).scalar()
-    if line is None:
-        return None, None
+        skipped: list[str] = []
+        cursor: dict[str, object] = {"signed_at": datetime(9999, 12, 31, tzinfo=UTC), "id": 2**63 - 1}
+        while True:
+            page = conn.execute(text(RECORDED_PAGE_SQL), cursor).all()
+            for record_id, _signed_at, line in page:
+                why = _unsigned_record(str(line), key)
+                if why is None:
+                    checkpoint = Checkpoint.from_json(str(line))
+                    return checkpoint, _skipped_note(skipped, checkpoint)
+                skipped.append(f"record {record_id} {why}")
+            if not page:
+                return None, _skipped_note(skipped, None)
+            cursor = {"signed_at": page[-1][1], "id": page[-1][0]}
+
+
+def _unsigned_record(line: str, key: PublicKey) -> str | None:
+    """Why a recorded line is not a checkpoint the trusted key signed, or None."""
     try:
-        return Checkpoint.from_json(str(line), where="the newest checkpoint recorded in audit_checkpoints"), None
-    except WitnessError as error:
-        return None, str(error)
+        checkpoint = Checkpoint.from_json(line)
+    except WitnessError:
+        return "is not a checkpoint"
+    if checkpoint.key_id != key.key_id:
+        return f"was signed by key {checkpoint.key_id}, not the trusted key {key.key_id}"
+    if not checkpoint.verify(key):
+        return "does not carry the trusted key's signature"
+    return None
+
+
+def _skipped_note(skipped: list[str], newest: Checkpoint | None) -> str | None:
+    if not skipped:
+        return None
+    shown = "; ".join(skipped[:3]) + (f"; and {len(skipped) - 3} more" if len(skipped) > 3 else "")
+    after = "" if newest is None else f" newer than the newest signed one ({newest.seq}, {newest.signed_at})"
+    return (
+        f"{len(skipped)} record(s) in audit_checkpoints{after} were ignored: {shown}. Not evidence against the "
+        f"trail ({RECORD_WRITERS}); another signer with another JARVIS_SIGNING_KEY would leave such records too"
+    )
