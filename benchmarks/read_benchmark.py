@@ -11,7 +11,9 @@ owner through the triggers and sealed. Then, alternating, each `--rounds` times:
 - `AuditQueries.timeline(cycle)` as the auditor role: every row re-rendered, hashed and checked against
   its link and its link against its predecessor, in the query that reads it (`jarvis audit show`,
   `mcp serve`'s show_cycle);
-- `AuditQueries.timeline(cycle, limit=200, preview=2001)`: one page of the web UI's cycle page.
+- `AuditQueries.timeline(cycle, limit=200, preview=2001)`: one page of the web UI's cycle page;
+- the catalog and built-in checks every verified read runs first (`verified_reading` entered with no
+  query, less an empty `verifying_snapshot`): paid once per read, whatever its size.
 
 Medians of the rounds; the ratio is to the baseline of the same run.
 """
@@ -29,6 +31,8 @@ from bench_database import benchmark_database
 
 from jarvis.db import open_database
 from jarvis.db.audit import AuditQueries, PlanningLog, seal
+from jarvis.db.audit.chain import verifying_snapshot
+from jarvis.db.audit.verified import verified_reading
 
 UNVERIFIED_TIMELINE = """
     SELECT created_at, 'planning_cycles' AS tbl, id, status, agent AS name, coalesce(goals, outcomes) AS detail
@@ -78,8 +82,9 @@ def median_seconds(work: object, rounds: int) -> float:
     return statistics.median(times)
 
 
-def measure(calls: int, size: int, rounds: int) -> tuple[str, float, float, float]:
-    """(server version, unverified, verified, one UI page): median seconds over a fresh cycle of `calls` calls."""
+def measure(calls: int, size: int, rounds: int) -> tuple[str, float, float, float, float]:
+    """(server version, unverified, verified, one UI page, the checks before the first row): median seconds
+    over a fresh cycle of `calls` calls."""
     rows = 2 * calls + 1
     with benchmark_database() as (settings, database, url):
         cycle = write_cycle(url, database, calls, size)
@@ -100,13 +105,22 @@ def measure(calls: int, size: int, rounds: int) -> tuple[str, float, float, floa
                 def page() -> None:
                     assert len(queries.timeline(cycle, limit=200, preview=2_001)) == 200
 
-                for warm in (unverified, verified, page):
+                def checked_snapshot() -> None:
+                    with verified_reading(auditor) as reader:
+                        assert not reader.problems, reader.why
+
+                def plain_snapshot() -> None:
+                    with verifying_snapshot(auditor):
+                        pass
+
+                for warm in (unverified, verified, page, checked_snapshot, plain_snapshot):
                     warm()
                 return (
                     str(row[0]) if row else "?",
                     median_seconds(unverified, rounds),
                     median_seconds(verified, rounds),
                     median_seconds(page, rounds),
+                    median_seconds(checked_snapshot, rounds) - median_seconds(plain_snapshot, rounds),
                 )
         finally:
             auditor.shutdown()
@@ -120,15 +134,18 @@ def main() -> None:
     args = parser.parse_args()
     print(f"{platform.processor() or platform.machine()}, Python {platform.python_version()}")
     rows = 2 * args.calls + 1
-    print("| value size | rows | raw psycopg, unverified | verified timeline | ratio | verified UI page (200 rows) |")
-    print("| ---: | ---: | ---: | ---: | ---: | ---: |")
+    print(
+        "| value size | rows | raw psycopg, unverified | verified timeline | ratio | verified UI page (200 rows) "
+        "| of each read: catalog and built-in checks |"
+    )
+    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     version = "?"
     for size in args.sizes:
-        version, baseline, checked, paged = measure(args.calls, size, args.rounds)
+        version, baseline, checked, paged, checks = measure(args.calls, size, args.rounds)
         print(
             f"| {size:,} B | {rows:,} | {baseline * 1000:.1f} ms ({rows / baseline:,.0f} rows/s) | "
             f"{checked * 1000:.1f} ms ({rows / checked:,.0f} rows/s) | {checked / baseline:.2f} | "
-            f"{paged * 1000:.1f} ms |"
+            f"{paged * 1000:.1f} ms | {checks * 1000:.1f} ms |"
         )
     print(f"PostgreSQL {version}; medians of {args.rounds} rounds")
 

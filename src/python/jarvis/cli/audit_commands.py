@@ -25,6 +25,7 @@ from jarvis.agent.witnessing import (
     witness_log_path,
 )
 from jarvis.cache import RedisLink, StreamReader, ensure_cache_key, namespace_for
+from jarvis.cli.otel_commands import export_spans
 from jarvis.cli.session import (
     ExitCode,
     console,
@@ -35,7 +36,6 @@ from jarvis.cli.session import (
     reported_errors,
     settings_or_exit,
 )
-from jarvis.cli.otel_commands import export_spans
 from jarvis.cli.views import cycles_table, printable, safe, short_json, styled, timeline_table, verify_line
 from jarvis.config import Settings
 from jarvis.db import Database, RoleNotGrantedError, open_database

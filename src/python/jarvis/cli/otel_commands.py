@@ -80,7 +80,9 @@ def _to_file(otel: OtelModule, output: Path | None, include_content: bool) -> No
     """OTLP/JSON lines to stdout, or to `output` (written beside it, then renamed: never half a file)."""
     with opened_database() as database, reported_errors():
         if output is None:
-            summary = otel.export_trail(database, otel.OtlpJsonLinesExporter(sys.stdout), include_content=include_content)
+            summary = otel.export_trail(
+                database, otel.OtlpJsonLinesExporter(sys.stdout), include_content=include_content
+            )
         else:
             partial = output.with_name(output.name + ".partial")
             try:
@@ -114,9 +116,7 @@ def _follow(
     interval: float,
 ) -> Any:
     stop = threading.Event()
-    errors.print(
-        f"exporting spans to {destination} as rows are sealed (Ctrl-C to stop)", highlight=False, markup=False
-    )
+    errors.print(f"exporting spans to {destination} as rows are sealed (Ctrl-C to stop)", highlight=False, markup=False)
     with _stopped_by_signals(stop):
         return otel.follow(
             database,

@@ -1,10 +1,11 @@
 """The optional parts of Jarvis and the pip extras that install them.
 
 `pip install jarvis` is the core: PostgreSQL (embedded or yours), the sync and asyncio APIs,
-the audit trail and the CLI. Redis (`[redis]`), MCP (`[mcp]`) and the web view (`[ui]`) pull
-packages not every user wants, so the core never imports them at import time: the code that
-needs one imports it through `require` (or an `OptionalModule`) and a missing package becomes
-one actionable error naming the extra, instead of a `ModuleNotFoundError` at start-up.
+the audit trail and the CLI. Redis (`[redis]`), MCP (`[mcp]`), the web view (`[ui]`) and the
+OpenTelemetry export (`[otel]`) pull packages not every user wants, so the core never imports them
+at import time: the code that needs one imports it through `require` (or an `OptionalModule`) and a
+missing package becomes one actionable error naming the extra, instead of a `ModuleNotFoundError`
+at start-up.
 """
 
 from __future__ import annotations

@@ -101,7 +101,10 @@ class SpanMapper:
     def __init__(self, trail: uuid.UUID, *, include_content: bool = False) -> None:
         self.trail = trail
         self.include_content = include_content
-        self.resource = Resource.create({"service.name": "jarvis", "jarvis.trail.id": str(trail)})
+        # service.instance.id is the trail's (the SDK would draw a random one): the same rows, the same resource.
+        self.resource = Resource.create(
+            {"service.name": "jarvis", "service.instance.id": str(trail), "jarvis.trail.id": str(trail)}
+        )
 
     def context(self, trace_key: uuid.UUID, row_id: uuid.UUID) -> SpanContext:
         return SpanContext(

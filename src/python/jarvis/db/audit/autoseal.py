@@ -149,10 +149,7 @@ class BackgroundSealer:
                 self._key_ready = True
             except Exception as error:  # still sealed below: the rows leave the queue, the chain stays complete
                 seal(self.database, wait=self.interval)
-                return (
-                    f"{error}. Fix JARVIS_SIGNING_KEY: until a checkpoint is signed, a superuser's edit of these "
-                    "rows leaves no trace"
-                )
+                return f"{error}. Until a checkpoint is signed, a superuser's edit of these rows leaves no trace"
         signed: list[Checkpoint] = []
         seal_and_sign(self.database, settings, wait=self.interval, on_checkpoint=signed.append)
         if not signed:  # the key went away since (seal_and_sign then only seals)

@@ -1,8 +1,8 @@
-"""Exporting the audit trail: every row as JSON lines, or tool calls as OpenTelemetry GenAI spans.
+"""Exporting the audit trail: every row as JSON lines, or tool calls as span-shaped dicts.
 
-The span form follows the GenAI semantic conventions for `execute_tool`
-(status: development), so existing observability tools can ingest it.
-Arguments and results are opt-in there, and here too: they may hold secrets.
+`tool_call_spans` is a plain-dict summary (UUID ids, no trace id): no collector reads it. The
+`jarvis audit export --format otel|otlp` spans are built on the OpenTelemetry SDK in `jarvis.otel`
+(the `[otel]` extra). Arguments and results are opt-in in both: they may hold secrets.
 Both are verified reads (`jarvis.db.audit.verified`): each row says whether it matches its chain link.
 """
 

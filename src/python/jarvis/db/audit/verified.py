@@ -163,7 +163,9 @@ class Reader:
     def integrity(self, table: str, alias: str | None = None) -> str:
         """`integrity_sql` for `table` as it is stored now (its columns read once per snapshot)."""
         if self.problems:
-            return f"'{UNVERIFIABLE}'" if alias is None else f"CASE WHEN {alias}.id IS NOT NULL THEN '{UNVERIFIABLE}' END"
+            return (
+                f"'{UNVERIFIABLE}'" if alias is None else f"CASE WHEN {alias}.id IS NOT NULL THEN '{UNVERIFIABLE}' END"
+            )
         if table not in self._columns:
             self._columns[table] = renderable_columns(self.raw, table)
         if self._flags is None:
