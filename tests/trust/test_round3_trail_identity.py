@@ -183,7 +183,7 @@ def test_the_signer_refuses_to_sign_a_database_whose_trail_id_was_swapped(
     swap_trail_id(trail.url)
     ToolCallLog(isolated_database).start("transfer", {"to": "attacker", "usd": 10})
 
-    with pytest.raises(TrailBindingError, match="trail_info.trail_id changed"):
+    with pytest.raises(TrailBindingError, match=r"trail_info\.trail_id changed"):
         seal_and_sign(isolated_database, signer)
 
     assert not witness_log_path(signer, isolated_database).exists()  # no log of the forged trail was started

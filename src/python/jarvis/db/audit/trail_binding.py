@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import exc, text
 
 from jarvis.config import Settings
 from jarvis.db.engine import Database
@@ -41,6 +41,11 @@ REBIND = "jarvis audit rebind"
 IDENTITY_SQL = (
     "SELECT (SELECT s.system_identifier FROM pg_catalog.pg_control_system() s)::text, d.oid::bigint, d.datname "
     "FROM pg_catalog.pg_database d WHERE d.datname = pg_catalog.current_database()"
+)
+
+
+FALLBACK_IDENTITY_SQL = (
+    "SELECT d.oid::bigint, d.datname FROM pg_catalog.pg_database d WHERE d.datname = pg_catalog.current_database()"
 )
 
 
@@ -83,9 +88,18 @@ class Binding:
 
 
 def database_identity(database: Database) -> DatabaseIdentity:
-    """The server's system identifier, the database's oid and name (any login may read them)."""
-    with database.connect() as conn:
-        server, oid, name = conn.execute(text(IDENTITY_SQL)).one()
+    """The server's system identifier, the database's oid and name (any login may read them).
+
+    A server that withholds pg_control_system() from the login (some managed services do) is named
+    "unknown": the oid still tells databases of one server apart, and signing goes on.
+    """
+    try:
+        with database.connect() as conn:
+            server, oid, name = conn.execute(text(IDENTITY_SQL)).one()
+    except exc.ProgrammingError:  # permission denied for function pg_control_system
+        with database.connect() as conn:
+            oid, name = conn.execute(text(FALLBACK_IDENTITY_SQL)).one()
+        server = "unknown"
     return DatabaseIdentity(str(server), int(oid), str(name))
 
 
