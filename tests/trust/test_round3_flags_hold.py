@@ -319,3 +319,31 @@ def test_uuid_hash_support_function_removed_is_named(trail: Trail, witnessed: Se
     assert code == 1 and isinstance(error, SystemExit), (code, output, error)
     assert "Traceback" not in output, output
     assert "pg_amproc entry 2969:2950>2950:1:2963 is missing" in output, output
+
+
+# --- verified reads recompute the same rules: a deleted flag does not make a forged row read as verified
+
+
+def test_a_forged_decision_whose_flag_was_deleted_reads_flagged_not_verified(
+    isolated_database: Database, trail: Trail, witnessed: Settings
+) -> None:
+    from jarvis.db.audit import AuditQueries
+    from jarvis.db.audit.export import export_rows
+
+    cli(witnessed, "verify", "--seal")
+    forged = uuid.uuid4()
+    with tamper.superuser_without_triggers(trail.url) as conn:
+        conn.execute(  # a second before the cycle began: within every backdating slack
+            "INSERT INTO public.decision_log (id, cycle_id, reasoning, decision, created_at) "
+            "SELECT %s, c.id, %s, 'pay the attacker', c.created_at - interval '1 second' "
+            "FROM public.planning_cycles c WHERE c.id = %s",
+            (forged, Jsonb({"why": "approved"}), trail.cycle),
+        )
+    seal_as_superuser_and_delete_the_flag(trail.url, "decision_log", forged)
+
+    entries = {entry.id: entry for entry in AuditQueries(isolated_database).timeline(trail.cycle)}
+    exported = {row["id"]: row.get("integrity") for row in export_rows(isolated_database)}
+
+    assert entries[forged].integrity == "flagged"
+    assert exported[str(forged)] == "flagged"
+    assert entries[trail.decision].integrity == "verified"

@@ -54,7 +54,7 @@ from psycopg.rows import namedtuple_row
 from jarvis.db.audit.canonical import GENESIS, NotCanonicalError, canonical_python_from_json
 from jarvis.db.audit.catalog import catalog_problems
 from jarvis.db.audit.chain import BACKDATE_SLACK, rows_as_stored, sha256, verifying_snapshot
-from jarvis.db.audit.verify_sql import builtin_problems, canonical_sql, renderable_columns, row_key
+from jarvis.db.audit.verify_sql import RELATIONS, builtin_problems, canonical_sql, renderable_columns, row_key
 from jarvis.db.engine import Database
 
 VERIFIED: Final = "verified"
@@ -102,12 +102,10 @@ def integrity_sql(
     a queued row dated before it should have been linked already (it reads tampered, not
     unsealed). Every function and operator it uses is one `builtin_problems` checks.
     """
-    matched = (
-        f"CASE WHEN EXISTS (SELECT FROM ONLY public.audit_flags f WHERE f.seq = l.seq) THEN '{FLAGGED}' "
-        f"ELSE '{VERIFIED}' END"
-        if flags
-        else f"'{VERIFIED}'"
-    )
+    suspect = _relation_violation_sql(table)
+    if flags:
+        suspect.append("EXISTS (SELECT FROM ONLY public.audit_flags f WHERE f.seq = l.seq)")
+    matched = f"CASE WHEN {' OR '.join(suspect)} THEN '{FLAGGED}' ELSE '{VERIFIED}' END" if suspect else f"'{VERIFIED}'"
     name = f"'{table}'::pg_catalog.text"
     key = row_key(table, table in _UUID_KEYED)
     rendered = canonical_sql(table, columns)
@@ -132,6 +130,32 @@ def integrity_sql(
     if alias is None:
         return expression
     return f"CASE WHEN {alias}.id IS NOT NULL THEN (SELECT {expression} FROM (SELECT {alias}.*) x) END"
+
+
+def _relation_violation_sql(table: str) -> list[str]:
+    """What the sealer flags that the row and its references alone show (`verify_sql.relation_check_sql`'s rule).
+
+    Recomputed on every read, so a superuser who deletes the row's `audit_flags` entry does not make
+    it read as verified: a completion whose start row is missing or dated after it; a start row or
+    decision whose cycle is missing, dated after the row, or closed more than the slack before it.
+    """
+    parent, cycle = RELATIONS.get(table, (False, False))
+    epoch = "pg_catalog.date_part('epoch'::pg_catalog.text, {})"
+    slack = f"{BACKDATE_SLACK.total_seconds()!r}::pg_catalog.float8"
+    found: list[str] = []
+    if parent:
+        found.append(
+            f"(x.parent_id IS NOT NULL AND NOT EXISTS (SELECT FROM ONLY public.{table} s "
+            "WHERE s.id = x.parent_id AND NOT x.created_at < s.created_at))"
+        )
+    if cycle:
+        found.append(
+            "(x.cycle_id IS NOT NULL AND (NOT EXISTS (SELECT FROM ONLY public.planning_cycles c "
+            "WHERE c.id = x.cycle_id AND NOT x.created_at < c.created_at) "
+            "OR EXISTS (SELECT FROM ONLY public.planning_cycles e WHERE e.parent_id = x.cycle_id "
+            f"AND {epoch.format('e.created_at')} + {slack} < {epoch.format('x.created_at')})))"
+        )
+    return found
 
 
 class Reader:

@@ -115,6 +115,7 @@ RELIED_ON_OPERATORS = {
     ("+", "integer", "integer"): ("int4pl", 177),
     ("<=", "integer", "integer"): ("int4le", 149),
     (">=", "integer", "integer"): ("int4ge", 150),
+    ("+", "double precision", "double precision"): ("float8pl", 218),
     ("<", "double precision", "double precision"): ("float8lt", 295),
     (">", "double precision", "double precision"): ("float8gt", 297),
     ("<>", "double precision", "double precision"): ("float8ne", 294),
@@ -132,7 +133,7 @@ OPERATOR_ROWS = frozenset("""
 608:b--:16:608:607:102:106 612:b--:16:611:609:337:398 93:bmh:16:93:643:101:105 254:bmh:16:260:259:101:105
 551:b--:23:551:0:0:0 523:b--:16:525:521:336:386 525:b--:16:523:97:337:398 672:b--:16:674:675:103:107
 674:b--:16:672:673:104:108 671:b--:16:671:670:102:106 1325:b--:16:1323:1322:337:398
-1322:b--:16:1324:1325:103:107
+1322:b--:16:1324:1325:103:107 591:b--:701:591:0:0:0
 """.split())
 """The rest of each relied-on operator's pg_operator row as PostgreSQL 15 and 16 compile it (identical):
 `OID:KIND MERGE HASH:RESULT:COMMUTATOR:NEGATOR:RESTRICT:JOIN` (m/h: oprcanmerge/oprcanhash, - for false).
