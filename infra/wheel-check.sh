@@ -17,7 +17,7 @@ if [[ -z "${WHEEL:-}" ]]; then
   ./pants package src/python/jarvis:dist src/python/jarvis/cli:jarvis
   WHEEL="$(ls dist/jarvis-*-py3-none-any.whl)"
   # The PEX (and so the image) ships the whole library too, not only what the CLI imports.
-  PEX_INTERPRETER=1 dist/src.python.jarvis.cli/jarvis.pex -c 'import jarvis.db.aio, jarvis.cache.aio, jarvis.ui, jarvis.mcp.proxy' ||
+  PEX_INTERPRETER=1 dist/src.python.jarvis.cli/jarvis.pex -c 'import jarvis.db.aio, jarvis.cache.aio, jarvis.ui, jarvis.mcp.proxy, jarvis.otel.export' ||
     { echo "wheel-check: the PEX dist/src.python.jarvis.cli/jarvis.pex lacks part of the library" >&2; exit 1; }
 fi
 WHEEL="$(cd "$(dirname "$WHEEL")" && pwd)/$(basename "$WHEEL")"
@@ -46,9 +46,9 @@ trap cleanup EXIT
 
 step() { printf '== wheel-check (%ss): %s\n' "$((SECONDS - started))" "$*"; }
 
-step "fresh venv in $work, pip install $(basename "$WHEEL")[mcp,ui,redis]"
+step "fresh venv in $work, pip install $(basename "$WHEEL")[mcp,ui,redis,otel]"
 "$python" -m venv "$work/venv"
-"$work/venv/bin/pip" install --quiet --disable-pip-version-check "$WHEEL[mcp,ui,redis]" >"$work/pip.log" 2>&1 ||
+"$work/venv/bin/pip" install --quiet --disable-pip-version-check "$WHEEL[mcp,ui,redis,otel]" >"$work/pip.log" 2>&1 ||
   { cat "$work/pip.log" >&2; echo "wheel-check: pip install failed" >&2; exit 1; }
 
 cd "$work"  # nothing of the checkout is importable from here, and no .env of ours is read
@@ -66,6 +66,7 @@ import jarvis.cli.main
 import jarvis.db
 import jarvis.db.aio
 import jarvis.mcp.proxy
+import jarvis.otel.export
 import jarvis.ui
 
 where = pathlib.Path(jarvis.__file__).parent
@@ -80,6 +81,13 @@ EOF
 step "jarvis demo (console script, embedded PostgreSQL in a fresh data directory)"
 jarvis demo >"$work/demo.log" 2>&1 || { cat "$work/demo.log"; echo "wheel-check: jarvis demo failed" >&2; exit 1; }
 tail -n 3 "$work/demo.log"
+
+step "an MCP SDK client drives jarvis mcp proxy -- <venv python> -m mcp_server_time (docs/mcp.md's configuration)"
+"$work/venv/bin/pip" install --quiet --disable-pip-version-check mcp-server-time >"$work/pip-time.log" 2>&1 ||
+  { cat "$work/pip-time.log" >&2; echo "wheel-check: pip install mcp-server-time failed" >&2; exit 1; }
+python "$repo/infra/mcp-client-check.py" "$(command -v jarvis)" 2>"$work/mcp.log" ||
+  { cat "$work/mcp.log" >&2; echo "wheel-check: the MCP client could not use jarvis mcp proxy" >&2; exit 1; }
+jarvis audit verify || { echo "wheel-check: the trail after the MCP session does not verify" >&2; exit 1; }
 
 step "the documentation's python examples, as written"
 python3 "$repo/tests/docs/examples.py" "$work/examples"
