@@ -39,8 +39,8 @@ def verify_cli(settings: Settings, *args: str) -> tuple[int, str]:
 @pytest.mark.parametrize(
     ("table", "which", "column", "value"),
     [
-        ("tool_calls", "completion", "output", "'{\"tx\": \"0xattacker\"}'"),
-        ("decision_log", "decision", "reasoning", "'{\"why\": \"the attacker said so\"}'"),
+        ("tool_calls", "completion", "output", '\'{"tx": "0xattacker"}\''),
+        ("decision_log", "decision", "reasoning", '\'{"why": "the attacker said so"}\''),
         ("tool_calls", "completion", "status", "'failed'"),
     ],
     ids=["tool-call-output", "decision-reasoning", "completion-status"],
@@ -134,7 +134,7 @@ def test_since_checkpoint_and_full_together_are_refused(witnessed: Settings, iso
 def test_doctor_style_library_verify_is_full_by_default(
     isolated_database: Database, trail: Trail, witnessed: Settings
 ) -> None:
-    """The library's verify_trail (used by the agent's final check, doctor-like callers and the UI) re-reads everything."""
+    """The library's verify_trail (the agent's final check, the web view's verify) re-reads everything."""
     from jarvis.agent.witnessing import verify_trail
 
     seal_and_sign(isolated_database, witnessed)

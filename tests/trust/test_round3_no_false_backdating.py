@@ -119,7 +119,9 @@ def honest_row_outlives_the_hostile_lock(
             released_at = hostile.execute("SELECT clock_timestamp()").fetchone()[0]  # type: ignore[index]
             hostile.rollback()
             row_id = result(DEADLINE)
-        created_at = owner.execute(f"SELECT created_at FROM public.{table} WHERE id = %s", (row_id,)).fetchone()[0]  # type: ignore[index]
+        found = owner.execute(f"SELECT created_at FROM public.{table} WHERE id = %s", (row_id,)).fetchone()
+        assert found is not None
+        created_at = found[0]
     assert released_at - created_at < LOCK_WAIT + MARGIN, (created_at, released_at)
     assert swept_at - created_at < LOCK_WAIT + MARGIN, (created_at, swept_at)
     sealed = seal(database, wait=30)

@@ -219,7 +219,7 @@ def test_a_row_edited_together_with_its_link_hash_reads_as_tampered(sealed: Seal
 
 def _completion_of(trail: Sealed) -> uuid.UUID:
     rows = tamper.rows(trail.url, "planning_cycles")
-    return next(row["id"] for row in rows if row["parent_id"] == trail.cycle)
+    return uuid.UUID(str(next(row["id"] for row in rows if row["parent_id"] == trail.cycle)))
 
 
 def test_a_row_the_sealer_flagged_reads_as_flagged_not_verified(sealed: Sealed, auditor: Database) -> None:
@@ -337,7 +337,7 @@ def test_a_sealed_row_edited_and_queued_again_by_hand_reads_tampered_not_unseale
     tamper.queue_by_hand(aged.url, "tool_calls", changed)
     entry = by_id(queries.timeline(aged.cycle))[changed]
     assert entry.integrity == "tampered" and entry.detail is None
-    (call,) = [call for call in queries.tool_calls(cycle_id=aged.cycle) if call.id == aged.starts[1]]
+    (call,) = (call for call in queries.tool_calls(cycle_id=aged.cycle) if call.id == aged.starts[1])
     assert call.integrity == "tampered" and call.output is None
     exported = {row["id"]: row for row in export_rows(auditor)}
     assert exported[str(changed)]["integrity"] == "tampered"

@@ -84,7 +84,8 @@ EMBEDDED_DATABASE = "jarvis"
 class Stoppable(Protocol):
     """What a database handle stops at shutdown (its background sealer)."""
 
-    def stop(self) -> None: ...
+    def stop(self) -> None:
+        ...
 
 
 @dataclass

@@ -28,9 +28,6 @@ from typing import Any, Literal
 import anyio.to_thread
 import mcp_types as types
 import uvicorn
-from mcp.server.context import ServerRequestContext
-from mcp.server.lowlevel.server import Server
-from mcp.server.stdio import stdio_server
 from pydantic import BaseModel
 
 from jarvis.agent.runtime import Agent
@@ -39,6 +36,9 @@ from jarvis.config import JarvisError
 from jarvis.db.audit import AuditQueries
 from jarvis.mcp.proxy import one_line
 from jarvis.mcp.sessions import SessionCycle
+from mcp.server.context import ServerRequestContext
+from mcp.server.lowlevel.server import Server
+from mcp.server.stdio import stdio_server
 
 log = logging.getLogger("jarvis.mcp.serve")
 

@@ -65,7 +65,8 @@ def find_dangling(
     """
     with database.connect() as conn:
         rows = conn.execute(
-            text("""
+            text(
+                """
                 SELECT 'tool_calls' AS tbl, s.id, s.tool_name AS name, s.created_at, s.cycle_id,
                        (SELECT p.agent FROM ONLY public.planning_cycles p WHERE p.id = s.cycle_id) AS agent
                   FROM ONLY public.tool_calls s
@@ -80,7 +81,8 @@ def find_dangling(
                    AND NOT EXISTS (SELECT 1 FROM ONLY public.planning_cycles c WHERE c.parent_id = s.id)
                    AND (CAST(:agent AS text) IS NULL OR s.agent = :agent)
                  ORDER BY 4
-                """),
+                """
+            ),
             {"age": older_than, "agent": agent},
         ).all()
     return [

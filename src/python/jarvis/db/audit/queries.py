@@ -399,12 +399,12 @@ class AuditQueries:
                     parts[f"detail_{short}"] = f"{_DETAILS[short]} AS detail, NULL::pg_catalog.int8 AS chars"
                     parts[f"value_{short}"] = ""
                 else:
-                    parts[f"detail_{short}"] = (
-                        f"pg_catalog.left(d.shown, {int(preview)}) AS detail, pg_catalog.length(d.shown) AS chars"
-                    )
-                    parts[f"value_{short}"] = (
-                        f" CROSS JOIN LATERAL (SELECT pg_catalog.jsonb_pretty({_DETAILS[short]}) AS shown) d"
-                    )
+                    parts[
+                        f"detail_{short}"
+                    ] = f"pg_catalog.left(d.shown, {int(preview)}) AS detail, pg_catalog.length(d.shown) AS chars"
+                    parts[
+                        f"value_{short}"
+                    ] = f" CROSS JOIN LATERAL (SELECT pg_catalog.jsonb_pretty({_DETAILS[short]}) AS shown) d"
             rows = reader.rows(_TIMELINE.format(**parts), params)
             return [_entry(reader, r) for r in rows]
 

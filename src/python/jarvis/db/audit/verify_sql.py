@@ -125,7 +125,8 @@ RELIED_ON_OPERATORS = {
 """Every operator the queries below use, with the built-in function (name, compiled OID) that must implement it."""
 
 
-OPERATOR_ROWS = frozenset("""
+OPERATOR_ROWS = frozenset(
+    """
 1955:bmh:16:1955:1956:101:105 1956:b--:16:1956:1955:102:106 2018:b--:17:0:0:0:0 654:b--:25:0:0:0:0
 98:bmh:16:98:531:101:105 531:b--:16:531:98:102:106 2972:bmh:16:2972:2973:101:105 410:bmh:16:410:411:101:105
 411:b--:16:411:410:102:106 413:b--:16:412:414:104:108 414:b--:16:415:413:336:386 684:b--:20:684:0:0:0
@@ -134,7 +135,8 @@ OPERATOR_ROWS = frozenset("""
 551:b--:23:551:0:0:0 523:b--:16:525:521:336:386 525:b--:16:523:97:337:398 672:b--:16:674:675:103:107
 674:b--:16:672:673:104:108 671:b--:16:671:670:102:106 1325:b--:16:1323:1322:337:398
 1322:b--:16:1324:1325:103:107 591:b--:701:591:0:0:0
-""".split())
+""".split()
+)
 """The rest of each relied-on operator's pg_operator row as PostgreSQL 15 and 16 compile it (identical):
 `OID:KIND MERGE HASH:RESULT:COMMUTATOR:NEGATOR:RESTRICT:JOIN` (m/h: oprcanmerge/oprcanhash, - for false).
 `oprcanhash`/`oprcanmerge` decide whether a join can be planned at all (a FULL JOIN needs one of them), the
@@ -151,7 +153,8 @@ OPERATOR_FAMILIES = {
 """The btree (403) and hash (405) operator families of the types verify joins, groups and sorts on (uuid row
 ids, text table names, bigint positions): a join, grouping or sort runs their support functions."""
 
-BUILTIN_AMOP = frozenset("""
+BUILTIN_AMOP = frozenset(
+    """
 1976:20>20:1s:412:403:0 1976:20>20:2s:414:403:0 1976:20>20:3s:410:403:0 1976:20>20:4s:415:403:0
 1976:20>20:5s:413:403:0 1976:20>21:1s:1870:403:0 1976:20>21:2s:1872:403:0 1976:20>21:3s:1868:403:0
 1976:20>21:4s:1873:403:0 1976:20>21:5s:1871:403:0 1976:20>23:1s:418:403:0 1976:20>23:2s:420:403:0
@@ -174,11 +177,13 @@ BUILTIN_AMOP = frozenset("""
 1995:25>19:1s:260:405:0 1995:25>25:1s:98:405:0 2968:2950>2950:1s:2974:403:0 2968:2950>2950:2s:2976:403:0
 2968:2950>2950:3s:2972:403:0 2968:2950>2950:4s:2977:403:0 2968:2950>2950:5s:2975:403:0
 2969:2950>2950:1s:2972:405:0
-""".split())
+""".split()
+)
 """pg_amop of those families as PostgreSQL 15 and 16 compile them: `FAMILY:LEFT>RIGHT:STRATEGY PURPOSE:OPERATOR:
 METHOD:SORTFAMILY`."""
 
-BUILTIN_AMPROC = frozenset("""
+BUILTIN_AMPROC = frozenset(
+    """
 1976:20>20:1:842 1976:20>20:2:3131 1976:20>20:3:4126 1976:20>20:4:5051 1976:20>21:1:2193 1976:20>23:1:2189
 1976:21>20:1:2192 1976:21>20:3:4130 1976:21>21:1:350 1976:21>21:2:3129 1976:21>21:3:4132 1976:21>21:4:5051
 1976:21>23:1:2190 1976:21>23:3:4131 1976:23>20:1:2188 1976:23>20:3:4127 1976:23>21:1:2191 1976:23>21:3:4129
@@ -187,7 +192,8 @@ BUILTIN_AMPROC = frozenset("""
 1994:19>19:4:5050 1994:19>25:1:246 1994:25>19:1:253 1994:25>25:1:360 1994:25>25:2:3255 1994:25>25:4:5050
 1995:19>19:1:455 1995:19>19:2:447 1995:25>25:1:400 1995:25>25:2:448 2968:2950>2950:1:2960 2968:2950>2950:2:3300
 2968:2950>2950:4:5051 2969:2950>2950:1:2963 2969:2950>2950:2:3412
-""".split())
+""".split()
+)
 """pg_amproc of those families as PostgreSQL 15 and 16 compile them: `FAMILY:LEFT>RIGHT:NUMBER:FUNCTION`."""
 
 _ARRAY_IO = ((750, "array_in"), (751, "array_out"), (2400, "array_recv"), (2401, "array_send"))
@@ -254,7 +260,8 @@ ARRAY_ELEMENTS = {1009: 25, 1016: 20, 1022: 701, 1028: 26, 1034: 1033, 2951: 295
 ARRAY_SUBSCRIPT_HANDLER = 6179
 """array_subscript_handler, every varlena array type's `typsubscript`."""
 
-BUILTIN_CASTS = frozenset("""
+BUILTIN_CASTS = frozenset(
+    """
 16>23:2558ef 16>25:2971af 16>1043:2971af 18>23:77ef 18>25:946if 18>1043:946af 19>25:406if 19>1043:1401af
 20>21:714af 20>23:480af 20>24:1287if 20>26:1287if 20>700:652if 20>701:482if 20>1700:1781if
 20>2202:1287if 20>2204:1287if 20>2205:1287if 20>2206:1287if 20>4089:1287if 21>20:754if 21>23:313if
@@ -271,7 +278,8 @@ BUILTIN_CASTS = frozenset("""
 2204>26:0ib 2205>20:1288af 2205>23:0ab 2205>26:0ib 2206>20:1288af 2206>23:0ab 2206>26:0ib 3802>16:3556ef
 3802>20:3452ef 3802>21:3450ef 3802>23:3451ef 3802>114:0ai 3802>700:3453ef 3802>701:2580ef
 3802>1700:3449ef 4089>20:1288af 4089>23:0ab 4089>26:0ib
-""".split())
+""".split()
+)
 """Every cast between two relied-on types, as PostgreSQL 15 and 16 compile it: `SOURCE>TARGET:FUNCTION` then
 its context (e explicit, a assignment, i implicit) and method (f function, b binary, i I/O). A cast is
 looked up in pg_cast whenever a query converts a value, so a superuser's `UPDATE pg_cast` (or a row they
