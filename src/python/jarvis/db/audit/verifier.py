@@ -632,7 +632,9 @@ def _check_waiting(run: _Run) -> None:
 
     Every process that appends seals and signs within JARVIS_SEAL_INTERVAL; a row still queued after
     SEAL_BOUND means no sealer runs, one is blocked (a session holding the sealer's lock) or failing.
+    An entry already named (its row gone, already linked, stranded) is not named twice.
     """
+    named = {(problem.table, problem.row_id) for problem in run.report.problems if problem.row_id is not None}
     now = run.raw.execute("SELECT pg_catalog.clock_timestamp()").fetchone()[0]
     waiting: dict[str, list[tuple[uuid.UUID, datetime]]] = {}
     for table, row_id, queued_at in run.raw.execute(
@@ -640,7 +642,8 @@ def _check_waiting(run: _Run) -> None:
         "WHERE p.queued_at < %s::pg_catalog.timestamptz ORDER BY p.queued_at, p.row_id",
         (now - SEAL_BOUND,),
     ):
-        waiting.setdefault(str(table), []).append((row_id, queued_at))
+        if (str(table), row_id) not in named:
+            waiting.setdefault(str(table), []).append((row_id, queued_at))
     for table, rows in sorted(waiting.items()):
         for row_id, queued_at in rows[:LISTED]:
             age = (now - queued_at).total_seconds()
