@@ -374,3 +374,17 @@ def test_verify_reports_its_progress_against_the_work_it_planned(
     assert len(seen) >= 2 and [done for done, _, _ in seen] == sorted(done for done, _, _ in seen)
     assert all(percent < 100 for _, _, percent in seen)  # 100 only once verify has returned its report
     assert seen[-1][0] == seen[-1][1] == finished.total  # the last step is all the planned work
+
+
+def test_the_time_filters_suggest_times_near_now_not_a_fixed_date(client: TestClient) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    def an_hour_ago() -> str:
+        return (datetime.now(UTC) - timedelta(hours=1)).strftime("%Y-%m-%dT%H")
+
+    before = an_hour_ago()
+    page = client.get("/").text
+    after = an_hour_ago()  # the hour may turn while the page is rendered
+
+    assert 'placeholder="2026-11-26T14:00"' not in page
+    assert f'placeholder="{before}' in page or f'placeholder="{after}' in page

@@ -10,7 +10,7 @@ import json
 import re
 import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import anyio
@@ -171,6 +171,9 @@ class Pages:
             filters=filters,
             next_query=next_query,
             first_query=filters if before is not None else None,
+            # Examples in the visitor's range: an hour ago, and today (UTC, the form the filters take).
+            since_example=(datetime.now(UTC) - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M"),
+            until_example=datetime.now(UTC).strftime("%Y-%m-%d"),
         )
 
     async def cycle(self, request: Request) -> Response:
