@@ -19,7 +19,7 @@ from psycopg import sql
 from typer.testing import CliRunner
 
 from jarvis.cli.main import app
-from jarvis_testkit.roles import app_role, auditor_role
+from jarvis_testkit.roles import app_role, as_login, auditor_role
 
 runner = CliRunner()
 TOKEN = "a-ui-token-that-must-never-be-shown-0123"
@@ -98,7 +98,7 @@ def auditor_login_url(isolated_database_url: str) -> Iterator[str]:
             )
         )
     try:
-        yield isolated_database_url.replace("postgres@", f"{login}@", 1)
+        yield as_login(isolated_database_url, login)
     finally:
         with psycopg.connect(isolated_database_url, autocommit=True) as conn:
             conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(login)))

@@ -21,9 +21,10 @@ def _requirements(name: str) -> dict[str, str]:
 
 
 def _product_runtime() -> dict[str, str]:
-    """The product's requirements above the "Tests and tools" line: what Jarvis imports at runtime."""
+    """The product's requirements above the "Product resolve only" and "Tests and tools" lines: what the
+    Jarvis sources built in both resolves import at runtime (jarvis/otel is built in the product resolve only)."""
     text = (REQUIREMENTS / "requirements.txt").read_text()
-    runtime_part = text.split("# Tests and tools", 1)[0]
+    runtime_part = text.split("# Tests and tools", 1)[0].split("# Product resolve only", 1)[0]
     return {project: line for project, line in _requirements("requirements.txt").items() if line in runtime_part}
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit, urlunsplit
+
 import psycopg
 
 
@@ -19,3 +21,14 @@ def app_role(url: str) -> str:
 
 def auditor_role(url: str) -> str:
     return database_roles(url)[1]
+
+
+def as_login(url: str, login: str) -> str:
+    """`url` with `login` as its user and no password (the test servers trust their clients).
+
+    Works for every form the tests' URLs take: `user@host` and the embedded server's
+    `postgres:@/db?host=/socket/dir`, where a text replace of "postgres@" finds nothing.
+    """
+    parts = urlsplit(url)
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{login}@{host}"))

@@ -17,7 +17,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
@@ -29,7 +28,7 @@ from jarvis.config import load_settings
 from jarvis.db.migrate import head_revision, upgrade_to_head
 from jarvis.db.urls import database_name, with_database
 from jarvis_testkit import services
-from jarvis_testkit.roles import database_roles
+from jarvis_testkit.roles import as_login, database_roles
 
 runner = CliRunner()
 HEAD = head_revision()
@@ -77,13 +76,6 @@ def named(checks: list[Check], name: str) -> Check:
 
 def ok_line(run: Run) -> bool:
     return any(line.startswith("OK:") for line in run.stdout.splitlines())
-
-
-def as_login(url: str, login: str) -> str:
-    """`url` with `login` as its user and no password (the test servers trust their clients)."""
-    parts = urlsplit(url)
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit(parts._replace(netloc=f"{login}@{host}"))
 
 
 def unique(label: str) -> str:

@@ -29,6 +29,7 @@ from jarvis.db import Database, open_database
 from jarvis.db.audit import PlanningLog, ToolCallLog, seal
 from jarvis.db.audit.canonical import GENESIS, canonical_jsonb, link_hash
 from jarvis.witness import generate_key
+from jarvis_testkit.roles import as_login
 
 runner = CliRunner()
 Doc = dict[str, Any]
@@ -201,7 +202,7 @@ def auditor_login(isolated_database_url: str) -> Iterator[str]:
         assert role is not None
         conn.execute(sql.SQL("CREATE ROLE {} LOGIN IN ROLE {}").format(sql.Identifier(login), sql.Identifier(role[0])))
     try:
-        yield isolated_database_url.replace("postgres@", f"{login}@", 1)
+        yield as_login(isolated_database_url, login)
     finally:
         with psycopg.connect(isolated_database_url, autocommit=True) as conn:
             conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(login)))
