@@ -14,11 +14,11 @@ import uuid
 from typer.testing import CliRunner
 
 from jarvis.agent.witnessing import seal_and_sign, verify_trail
-from jarvis.cli.main import app
 from jarvis.config import Settings
 from jarvis.db import Database
 from jarvis.db.audit import ToolCallLog, VerifyReport, seal
 from jarvis_testkit import tamper
+from jarvis_testkit.operator import audit
 from jarvis_testkit.tamper import Trail
 
 runner = CliRunner()
@@ -179,16 +179,7 @@ def test_without_a_checkpoint_incremental_verify_falls_back_to_full_and_says_so(
 
 
 def verify_cli(settings: Settings, *args: str) -> tuple[int, str]:
-    env = {
-        "DATABASE_URL": str(settings.database_url),
-        "REDIS_URL": "",
-        "COLUMNS": "500",
-        "JARVIS_DATA_DIR": str(settings.data_dir),
-        "JARVIS_SIGNING_KEY": str(settings.signing_key_path()),
-        "JARVIS_WITNESS_LOG": str(settings.witness_log),
-    }
-    result = runner.invoke(app, ["audit", "verify", *args], env=env)
-    return result.exit_code, result.output
+    return audit(settings, "verify", *args)
 
 
 def test_cli_verify_since_checkpoint_misses_an_edit_below_it_that_the_default_finds(

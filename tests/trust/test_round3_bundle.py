@@ -23,12 +23,12 @@ from typer.testing import CliRunner
 
 from jarvis.agent.bundle import export_bundle
 from jarvis.agent.witnessing import seal_and_sign
-from jarvis.cli.main import app
 from jarvis.config import Settings, load_settings
 from jarvis.db import Database, open_database
 from jarvis.db.audit import PlanningLog, ToolCallLog, seal
 from jarvis.db.audit.canonical import GENESIS, canonical_jsonb, link_hash
 from jarvis.witness import generate_key
+from jarvis_testkit.operator import audit
 from jarvis_testkit.roles import as_login
 
 runner = CliRunner()
@@ -123,17 +123,7 @@ def trimmed(failed_call: str, auditor: Database, signer: Settings, tmp_path: Pat
     return path
 
 
-def cli(settings: Settings, *args: str) -> tuple[int, str]:
-    env = {
-        "DATABASE_URL": settings.database_url,
-        "REDIS_URL": "",
-        "COLUMNS": "500",
-        "JARVIS_DATA_DIR": str(settings.data_dir),
-        "JARVIS_SIGNING_KEY": str(settings.signing_key_path()),
-        "JARVIS_WITNESS_LOG": str(settings.witness_log),
-    }
-    result = runner.invoke(app, ["audit", *args], env=env)
-    return result.exit_code, result.output
+cli = audit
 
 
 def test_a_bundle_trimmed_to_its_oldest_checkpoint_and_rewritten_after_it_fails(

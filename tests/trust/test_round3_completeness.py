@@ -16,11 +16,11 @@ import pytest
 from typer.testing import CliRunner
 
 from jarvis.agent.witnessing import seal_and_sign
-from jarvis.cli.main import app
 from jarvis.config import Settings
 from jarvis.db import Database
 from jarvis.db.audit import PlanningLog, ToolCallLog, verify
 from jarvis_testkit import tamper
+from jarvis_testkit.operator import audit
 
 runner = CliRunner()
 
@@ -28,16 +28,7 @@ COUNT_STAR = "pg_catalog.count()"
 
 
 def verify_cli(settings: Settings, *args: str) -> tuple[int, str]:
-    env = {
-        "DATABASE_URL": settings.database_url,
-        "REDIS_URL": "",
-        "COLUMNS": "500",
-        "JARVIS_DATA_DIR": str(settings.data_dir),
-        "JARVIS_SIGNING_KEY": str(settings.signing_key_path()),
-        "JARVIS_WITNESS_LOG": str(settings.witness_log),
-    }
-    result = runner.invoke(app, ["audit", "verify", *args], env=env)
-    return result.exit_code, result.output
+    return audit(settings, "verify", *args)
 
 
 @pytest.fixture

@@ -14,26 +14,18 @@ import pytest
 from typer.testing import CliRunner
 
 from jarvis.agent.witnessing import seal_and_sign
-from jarvis.cli.main import app
 from jarvis.config import Settings
 from jarvis.db import Database
 from jarvis_testkit import tamper
+from jarvis_testkit.operator import audit
 from jarvis_testkit.tamper import Trail
 
 runner = CliRunner()
 
 
 def verify_cli(settings: Settings, *args: str) -> tuple[int, str]:
-    env = {
-        "DATABASE_URL": str(settings.database_url),
-        "REDIS_URL": "",
-        "COLUMNS": "500",
-        "JARVIS_DATA_DIR": str(settings.data_dir),
-        "JARVIS_SIGNING_KEY": str(settings.signing_key_path()),
-        "JARVIS_WITNESS_LOG": str(settings.witness_log),
-    }
-    result = runner.invoke(app, ["audit", "verify", *args], env=env)
-    return result.exit_code, result.output.strip()
+    code, output = audit(settings, "verify", *args)
+    return code, output.strip()
 
 
 @pytest.mark.parametrize(

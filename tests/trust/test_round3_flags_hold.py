@@ -22,30 +22,19 @@ from typer.testing import CliRunner
 
 from jarvis.agent.bundle import verify_bundle
 from jarvis.agent.witnessing import seal_and_sign, verify_trail
-from jarvis.cli.main import app
 from jarvis.config import Settings
 from jarvis.db import Database
 from jarvis.db.audit import PlanningLog, ToolCallLog, close_dangling
 from jarvis.db.audit.chain import BACKDATE_SLACK
 from jarvis_testkit import tamper
+from jarvis_testkit.operator import audit, operator_run
 from jarvis_testkit.tamper import Trail, without_traceback
 
 runner = CliRunner()
 MODES = ((), ("--full",), ("--since-checkpoint",))
 
 
-def cli(settings: Settings, *args: str) -> tuple[int, str]:
-    """`jarvis audit ARGS` with the signing key and witness log of `settings` (as the agent's operator)."""
-    env = {
-        "DATABASE_URL": str(settings.database_url),
-        "REDIS_URL": "",
-        "COLUMNS": "500",
-        "JARVIS_DATA_DIR": str(settings.data_dir),
-        "JARVIS_SIGNING_KEY": str(settings.signing_key),
-        "JARVIS_WITNESS_LOG": str(settings.witness_log),
-    }
-    result = runner.invoke(app, ["audit", *args], env=env)
-    return result.exit_code, result.output
+cli = audit
 
 
 def last_checkpoint(settings: Settings) -> dict[str, Any]:
@@ -275,15 +264,7 @@ def test_a_bundle_recomputes_what_a_deleted_flag_no_longer_says(
 
 
 def verify_exit_and_output(settings: Settings) -> tuple[int, str, BaseException | None]:
-    env = {
-        "DATABASE_URL": str(settings.database_url),
-        "REDIS_URL": "",
-        "COLUMNS": "500",
-        "JARVIS_DATA_DIR": str(settings.data_dir),
-        "JARVIS_SIGNING_KEY": str(settings.signing_key),
-        "JARVIS_WITNESS_LOG": str(settings.witness_log),
-    }
-    result = runner.invoke(app, ["audit", "verify"], env=env)
+    result = operator_run(settings, "audit", "verify")
     return result.exit_code, result.output, result.exception
 
 

@@ -14,29 +14,20 @@ from psycopg.types.json import Jsonb
 from typer.testing import CliRunner
 
 from jarvis.agent.witnessing import seal_and_sign, verify_trail
-from jarvis.cli.main import app
 from jarvis.config import Settings
 from jarvis.db import Database
 from jarvis.db.audit import PlanningLog, ToolCallLog, seal, verify
 from jarvis.db.audit.chain import BACKDATE_SLACK
 from jarvis_testkit import tamper
+from jarvis_testkit.operator import audit
 from jarvis_testkit.tamper import Trail, without_traceback
 
 runner = CliRunner()
 
 
 def cli(settings: Settings, *args: str) -> tuple[int, str]:
-    """`jarvis audit verify ARGS` with the signing key and witness log of `settings` (as the agent's operator)."""
-    env = {
-        "DATABASE_URL": str(settings.database_url),
-        "REDIS_URL": "",
-        "COLUMNS": "500",
-        "JARVIS_DATA_DIR": str(settings.data_dir),
-        "JARVIS_SIGNING_KEY": str(settings.signing_key),
-        "JARVIS_WITNESS_LOG": str(settings.witness_log),
-    }
-    result = runner.invoke(app, ["audit", "verify", *args], env=env)
-    return result.exit_code, result.output
+    """`jarvis audit verify ARGS` as the agent's operator."""
+    return audit(settings, "verify", *args)
 
 
 def last_checkpoint(settings: Settings) -> dict[str, object]:

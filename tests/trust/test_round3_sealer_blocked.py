@@ -20,33 +20,23 @@ from datetime import timedelta
 
 import psycopg
 import pytest
-from typer.testing import CliRunner
 
-from jarvis.cli.main import app
 from jarvis.config import Settings
 from jarvis.db import Database, open_database
 from jarvis.db.audit import ToolCallLog
 from jarvis.db.audit.autoseal import BackgroundSealer
 from jarvis.db.audit.witnessed import seal_and_sign
 from jarvis_testkit import tamper
+from jarvis_testkit.operator import audit
 from jarvis_testkit.processes import wait_for
 
 UNCOVERED = "not covered by a signed checkpoint within 60 s: the sealer was blocked or could not sign"
 INTERVAL = 1.0
 
 
-def plain_verify(url: str, settings: Settings) -> tuple[int, str]:
+def plain_verify(settings: Settings) -> tuple[int, str]:
     """`jarvis audit verify`, no flags, with the real key and witness log: what an operator runs."""
-    env = {
-        "DATABASE_URL": url,
-        "REDIS_URL": "",
-        "JARVIS_DATA_DIR": str(settings.data_dir),
-        "JARVIS_SIGNING_KEY": str(settings.signing_key),
-        "JARVIS_WITNESS_LOG": str(settings.witness_log),
-        "COLUMNS": "400",
-    }
-    result = CliRunner().invoke(app, ["audit", "verify"], env=env)
-    return result.exit_code, result.output
+    return audit(settings, "verify")
 
 
 @pytest.fixture
@@ -78,7 +68,7 @@ def test_verify_fails_over_a_row_queued_past_the_bound_while_a_session_blocks_th
             (call.id,),
         )
     tamper.edit(isolated_database_url, "tool_calls", call.id, "input", """'{"usd": 1}'""")  # unsealed: no trace
-    code, output = plain_verify(isolated_database_url, witnessed)
+    code, output = plain_verify(witnessed)
     assert code == 1, output
     assert f"tool_calls row {call.id}" in output and UNCOVERED in output, output
 
@@ -90,7 +80,7 @@ def test_a_row_queued_within_the_bound_still_verifies_ok_as_waiting(
     neighbour: psycopg.Connection[tuple[object, ...]],
 ) -> None:
     ToolCallLog(isolated_database).start("transfer_funds", {"usd": 1000})
-    code, output = plain_verify(isolated_database_url, witnessed)
+    code, output = plain_verify(witnessed)
     assert code == 0 and "1 row(s) waiting to be sealed" in output, output
 
 
@@ -183,7 +173,7 @@ def test_verify_with_the_real_key_fails_over_links_sealed_unsigned_past_the_boun
             "UPDATE public.audit_chain SET sealed_at = sealed_at - interval '2 minutes' WHERE seq >= %s",
             (row["seq"],),
         )
-    code, output = plain_verify(isolated_database_url, witnessed)
+    code, output = plain_verify(witnessed)
     assert code == 1, output
     assert f"chain position {row['seq']}" in output and UNCOVERED in output, output
 
@@ -198,5 +188,5 @@ def test_links_past_the_newest_checkpoint_within_the_bound_still_verify_ok(
         seal_and_sign(database, keyless, wait=5)
     finally:
         database.shutdown()
-    code, output = plain_verify(isolated_database_url, witnessed)
+    code, output = plain_verify(witnessed)
     assert code == 0, output
